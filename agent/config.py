@@ -1,0 +1,235 @@
+"""The agent's configuration: a frozen dataclass tree read from TOML.
+
+The model has no defaults of its own: `agent.config_load` fills every default, in one place,
+and collects every problem in a file before raising `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+DEFAULT_CONFIG_PATH = "/etc/sipagent/agent.toml"
+
+# A config that runs on any machine: no registrar, no broker, mock pins.
+EMBEDDED_DEFAULT = """\
+# sipagent's embedded default: direct mode on loopback, mock GPIO, no MQTT.
+
+[device]
+id = "sipagent"
+name = "sipagent demo"
+
+[sip]
+uri = "sip:agent@127.0.0.1"
+listen = "127.0.0.1:5060"
+transport = "udp"
+presence = "off"
+
+[access]
+allow = ["sip:owner@127.0.0.1"]
+
+[gpio]
+pin_factory = "mock"
+
+[gpio.outputs.lamp]
+pin = "GPIO17"
+
+[gpio.outputs.gate]
+pin = "GPIO18"
+"""
+
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
+_PIN = re.compile(r"(GPIO|BCM|BOARD|J8:)?([0-9]+)")
+_PIN_HINT = "use GPIO0..GPIO27, BOARD<n> or a number"
+_MAX_BCM = 27
+# Raspberry Pi 40-pin header (J8), physical pin -> BCM GPIO; the pins not listed are power/ground.
+_HEADER = {
+    3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10,
+    21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
+    36: 16, 37: 26, 38: 20, 40: 21,
+}  # fmt: skip
+
+
+class InvalidPin(ValueError):
+    """A pin name that is not a GPIO on the Raspberry Pi header; the message says why."""
+
+
+class ConfigError(Exception):
+    """A config with problems; `problems` holds every one as a `key: problem` line."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems: tuple[str, ...] = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str  # [a-z0-9_-]+ : used in topics and unique ids
+    name: str
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    uri: str  # the account identity, canonical SipUri text
+    registrar: str | None  # None: direct mode, no REGISTER
+    proxy: str | None  # outbound proxy, may carry ;lr
+    username: str
+    password: str | None
+    transport: str  # udp | tcp | tls
+    listen_host: str  # an address to bind; IPv6 without brackets ("::1")
+    listen_port: int  # 0: any free port
+    presence: str  # publish | serve | off
+    reg_expires: int
+    user_agent: str
+    realm: str
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    allow: tuple[str, ...]  # addresses of record (see agent.sipuri.address_of_record)
+    on_forbidden: str  # reply | silent
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    client_id: str
+    base_topic: str
+    qos: int
+    keepalive: int
+    discovery_prefix: str  # "": no Home Assistant discovery
+    tls: bool
+    ca_file: str | None
+    identity: str  # whom commands on <base>/command act as, for access rules
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    name: str
+    pin: str  # "GPIO<n>" (BCM numbering)
+    active_high: bool
+    initial: bool
+    safe: bool  # the state to leave the pin in on shutdown
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    name: str
+    pin: str  # "GPIO<n>" (BCM numbering)
+    pull_up: bool
+    bounce_ms: int
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    pin_factory: str  # auto | lgpio | rpigpio | pigpio | native | mock
+    outputs: tuple[OutputConfig, ...]  # in config-file order
+    inputs: tuple[InputConfig, ...]
+
+    def output(self, name: str) -> OutputConfig | None:
+        """The output called `name`, or None."""
+        return next((o for o in self.outputs if o.name == name), None)
+
+    def input(self, name: str) -> InputConfig | None:
+        """The input called `name`, or None."""
+        return next((i for i in self.inputs if i.name == name), None)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str  # debug | info | warning | error
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig
+    sip: SipConfig
+    access: AccessConfig
+    mqtt: MqttConfig | None  # None: run without MQTT
+    gpio: GpioConfig
+    log: LogConfig
+    source: str  # the file it came from, or "<embedded default>"
+
+
+def parse_config(text: str, *, source: str = "<string>", base_dir: str | None = None) -> Config:
+    """Build a Config from TOML text; relative paths in it resolve against `base_dir`."""
+    from agent.config_load import build_config  # the loader imports this module's model
+
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError([f"{source}: TOML syntax error: {err}"]) from None
+    return build_config(raw, source=source, base_dir=base_dir)
+
+
+def load_config(path: str) -> Config:
+    """Read and validate the config file at `path`; raise ConfigError listing every problem."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read config file: {err.strerror or err}"]) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError([f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"]) from None
+    return parse_config(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def embedded_default() -> Config:
+    """The built-in config used when there is no config file."""
+    return parse_config(EMBEDDED_DEFAULT, source="<embedded default>")
+
+
+def parse_pin(value: str | int) -> str:
+    """Normalize GPIO17, BCM17, 17, BOARD11 or J8:11 to "GPIO17"; raise InvalidPin saying why."""
+    match = _PIN.fullmatch(str(value).upper())
+    if match is None:
+        raise InvalidPin(f"unknown pin {value!r} ({_PIN_HINT})")
+    prefix, number = match.group(1), int(match.group(2))
+    if prefix in ("BOARD", "J8:"):
+        if not 1 <= number <= 40:
+            raise InvalidPin(f"unknown pin {value!r} ({_PIN_HINT})")
+        if number not in _HEADER:
+            raise InvalidPin(f"{value!r} is a power or ground pin, not a GPIO")
+        number = _HEADER[number]
+    elif number > _MAX_BCM:
+        raise InvalidPin(f"unknown pin {value!r} ({_PIN_HINT})")
+    return f"GPIO{number}"
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """Split "host:port" or "[v6]:port" into a bind address (no brackets) and a port."""
+    not_host_port = ValueError(f"{text!r} is not host:port (e.g. '0.0.0.0:5060' or '[::1]:5060')")
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep or not _is_ip(host, version=6):
+            raise not_host_port
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or ":" in host or not is_host(host):  # IPv6 needs brackets
+            raise not_host_port
+    if not (port.isascii() and port.isdigit()):
+        raise not_host_port
+    if int(port) > 65535:
+        raise ValueError(f"port {port} is out of range 0..65535")
+    return host, int(port)
+
+
+def _is_ip(text: str, version: int | None = None) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return version is None or address.version == version
+
+
+def is_host(text: str) -> bool:
+    """True for an IP address or a DNS host name."""
+    return _is_ip(text) or (len(text) <= 253 and _HOSTNAME.fullmatch(text) is not None)

@@ -1,0 +1,412 @@
+"""Reading TOML into the Config tree: every default and every check lives here.
+
+Each table is read key by key through `_Table`, which notes a problem instead of stopping, so one
+run reports everything wrong with a file. A key that is read is a known key; whatever is left in a
+table afterwards is reported as unknown, with the closest known key as a suggestion.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from agent import __version__
+from agent.config import (
+    AccessConfig,
+    Config,
+    ConfigError,
+    DeviceConfig,
+    GpioConfig,
+    InputConfig,
+    InvalidPin,
+    LogConfig,
+    MqttConfig,
+    OutputConfig,
+    SipConfig,
+    is_host,
+    parse_pin,
+    split_host_port,
+)
+from agent.sipuri import InvalidSipUri, SipUri, address_of_record, parse_sip_uri
+
+_MQTT_IDENTITY = re.compile(r"mqtt:[A-Za-z0-9_.-]+")
+_NAME = re.compile(r"[a-z0-9_-]+")
+_TOML_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "boolean"),  # before int: bool is an int subclass
+    (str, "string"),
+    (int, "integer"),
+    (float, "float"),
+    (list, "array"),
+    (dict, "table"),
+    ((datetime.date, datetime.time), "date/time"),
+)
+
+
+def build_config(raw: Mapping[str, Any], *, source: str, base_dir: str | None) -> Config:
+    """Validate parsed TOML and build the Config; raise ConfigError listing every problem."""
+    problems: list[str] = []
+    root = _Table(problems, "", raw)
+    device = _device(root.table("device", required=True) or _Table.detached("device"))
+    sip = _sip(root.table("sip", required=True) or _Table.detached("sip"), base_dir)
+    access = _access(root.table("access") or _Table.detached("access"))
+    mqtt_table = root.table("mqtt")
+    mqtt = _mqtt(mqtt_table, device.id, base_dir) if mqtt_table else None
+    gpio = _gpio(root.table("gpio") or _Table.detached("gpio"))
+    log = _log(root.table("log") or _Table.detached("log"))
+    root.finish()
+    if problems:
+        raise ConfigError(problems)
+    return Config(device, sip, access, mqtt, gpio, log, source)
+
+
+def _device(t: _Table) -> DeviceConfig:
+    device_id = t.text("id", required=True)
+    if device_id is not None and not _NAME.fullmatch(device_id):
+        t.problem("id", f"{device_id!r} must match [a-z0-9_-]+")
+    device_id = device_id or "sipagent"
+    name = t.text("name", device_id)
+    t.finish()
+    return DeviceConfig(id=device_id, name=name or device_id)
+
+
+def _sip(t: _Table, base_dir: str | None) -> SipConfig:
+    uri = t.sip_uri("uri", required=True)
+    if uri is not None and uri.user is None:
+        t.problem("uri", f"{str(uri)!r} has no user part (e.g. 'sip:porch@{uri.hostport}')")
+    registrar = t.sip_uri("registrar")
+    proxy = t.sip_uri("proxy")
+    username = t.text("username", uri.user if uri and uri.user else "")
+    password = _secret(t, base_dir)
+    transport = t.choice("transport", ("udp", "tcp", "tls"), "udp")
+    host, port = _listen(t, "0.0.0.0:5060")
+    presence_default = "publish" if "registrar" in t.raw else "serve"
+    presence = t.choice("presence", ("publish", "serve", "off"), presence_default)
+    sip = SipConfig(
+        uri=str(uri) if uri else "",
+        registrar=str(registrar) if registrar else None,
+        proxy=str(proxy) if proxy else None,
+        username=username or "",
+        password=password,
+        transport=transport,
+        listen_host=host,
+        listen_port=port,
+        presence=presence,
+        reg_expires=t.integer("register_expires", 300, 60, 86400),
+        user_agent=t.text("user_agent", f"sipagent/{__version__}") or "",
+        realm=t.text("realm", "*") or "",
+    )
+    t.finish()
+    return sip
+
+
+def _listen(t: _Table, default: str) -> tuple[str, int]:
+    text = t.text("listen", default) or default
+    try:
+        return split_host_port(text)
+    except ValueError as err:
+        t.problem("listen", str(err))
+        return split_host_port(default)
+
+
+def _access(t: _Table) -> AccessConfig:
+    allow: list[str] = []
+    for path, text in t.texts("allow"):
+        try:
+            # An MQTT identity (mqtt.identity, for B/command) is named as it is configured.
+            aor = (
+                text.strip() if _MQTT_IDENTITY.fullmatch(text.strip()) else address_of_record(text)
+            )
+        except InvalidSipUri as err:
+            t.problems.append(f"{path}: {err}")
+            continue
+        if aor not in allow:
+            allow.append(aor)
+    on_forbidden = t.choice("on_forbidden", ("reply", "silent"), "reply")
+    t.finish()
+    return AccessConfig(allow=tuple(allow), on_forbidden=on_forbidden)
+
+
+def _mqtt(t: _Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
+    host = t.text("host")
+    if host is not None and not is_host(host):
+        if re.fullmatch(r".+:\d+", host):
+            t.problem("host", f"{host!r} has a port; set it with mqtt.port")
+        else:
+            t.problem("host", f"{host!r} is not a host name or IP address")
+    tls = t.flag("tls", False)
+    mqtt = MqttConfig(
+        host=host or "",
+        port=t.integer("port", 8883 if tls else 1883, 1, 65535),
+        username=t.text("username"),
+        password=_secret(t, base_dir),
+        client_id=t.text("client_id", f"sipagent-{device_id}") or "",
+        base_topic=_topic(t, "base_topic", f"sipagent/{device_id}"),
+        qos=t.integer("qos", 1, 0, 2),
+        keepalive=t.integer("keepalive", 30, 5, 3600),
+        discovery_prefix=_topic(t, "discovery_prefix", "homeassistant", empty_ok=True),
+        tls=tls,
+        ca_file=_existing_file(t, "ca_file", base_dir),
+        identity=_identity(t, "identity", "mqtt:local"),
+    )
+    t.finish()
+    return mqtt if host is not None else None  # [mqtt] without a host: MQTT is off
+
+
+def _existing_file(t: _Table, key: str, base_dir: str | None) -> str | None:
+    path = t.text(key)
+    if path is None:
+        return None
+    path = _resolve(path, base_dir)
+    if not os.path.isfile(path):
+        t.problem(key, f"no such file {path!r}")
+    return path
+
+
+def _topic(t: _Table, key: str, default: str, *, empty_ok: bool = False) -> str:
+    topic = t.text(key, default, empty_ok=empty_ok)
+    if topic is None:
+        return default
+    if "+" in topic or "#" in topic:
+        t.problem(key, f"{topic!r} must not contain '+' or '#'")
+    elif topic.startswith("/") or topic.endswith("/"):
+        t.problem(key, f"{topic!r} must not start or end with '/'")
+    elif "//" in topic:
+        t.problem(key, f"{topic!r} must not contain an empty level ('//')")
+    return topic
+
+
+def _identity(t: _Table, key: str, default: str) -> str:
+    identity = t.text(key, default) or default
+    if not identity.lower().startswith(("sip:", "sips:")) and "<" not in identity:
+        return identity
+    try:
+        return address_of_record(identity)
+    except InvalidSipUri as err:
+        t.problem(key, str(err))
+        return identity
+
+
+def _gpio(t: _Table) -> GpioConfig:
+    factories = ("auto", "lgpio", "rpigpio", "pigpio", "native", "mock")
+    pin_factory = t.choice("pin_factory", factories, "auto")
+    used: dict[str, str] = {}  # pin -> the key that claimed it first
+    outputs: list[OutputConfig] = []
+    for name, sub in t.tables("outputs"):
+        pin = _claim_pin(sub, used)
+        active_high = sub.flag("active_high", True)
+        initial = sub.on_off("initial", False)
+        safe = sub.on_off("safe", initial)
+        sub.finish()
+        outputs.append(OutputConfig(name, pin, active_high, initial, safe))
+    inputs: list[InputConfig] = []
+    output_names = {o.name for o in outputs}
+    for name, sub in t.tables("inputs"):
+        if name in output_names:
+            t.problems.append(f"{sub.path}: name {name!r} is also used by gpio.outputs.{name}")
+        pin = _claim_pin(sub, used)
+        pull_up = sub.flag("pull_up", True)
+        bounce_ms = sub.integer("bounce_ms", 50, 0, 10000)
+        sub.finish()
+        inputs.append(InputConfig(name, pin, pull_up, bounce_ms))
+    t.finish()
+    return GpioConfig(pin_factory, tuple(outputs), tuple(inputs))
+
+
+def _claim_pin(t: _Table, used: dict[str, str]) -> str:
+    value = t.value("pin", "string or integer", (str, int), True)
+    if value is None:
+        return ""
+    try:
+        pin = parse_pin(value)
+    except InvalidPin as err:
+        t.problem("pin", str(err))
+        return ""
+    if pin in used:
+        t.problem("pin", f"{pin} is also used by {used[pin]}")
+    else:
+        used[pin] = t.where("pin")
+    return pin
+
+
+def _log(t: _Table) -> LogConfig:
+    level = t.choice("level", ("debug", "info", "warning", "error"), "info")
+    t.finish()
+    return LogConfig(level=level)
+
+
+def _secret(t: _Table, base_dir: str | None) -> str | None:
+    """`password`, or the contents of `password_file` (systemd credentials first)."""
+    password = t.text("password")
+    file = t.text("password_file")
+    if password is not None and file is not None:
+        t.problem("password", "set either password or password_file, not both")
+        return password
+    if file is None:
+        return password
+    path = _resolve(file, os.environ.get("CREDENTIALS_DIRECTORY") or base_dir)
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read()
+    except OSError as err:
+        t.problem("password_file", f"cannot read {path!r}: {err.strerror or err}")
+        return None
+    except UnicodeDecodeError:
+        t.problem("password_file", f"{path!r} is not UTF-8 text")
+        return None
+    if secret.endswith("\n"):  # editors and `echo` add one; the secret itself has none
+        secret = secret.removesuffix("\n").removesuffix("\r")
+    if not secret:
+        t.problem("password_file", f"{path!r} is empty")
+    return secret
+
+
+def _resolve(path: str, base_dir: str | None) -> str:
+    return path if os.path.isabs(path) or not base_dir else os.path.join(base_dir, path)
+
+
+def _is_a(value: object, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):  # TOML booleans are not integers
+        return bool in types
+    return isinstance(value, types)
+
+
+def _type_name(value: object) -> str:
+    return next((name for kind, name in _TOML_TYPES if isinstance(value, kind)), "value")
+
+
+class _Table:
+    """One TOML table being read: typed getters note problems and return defaults instead."""
+
+    def __init__(self, problems: list[str], path: str, raw: Mapping[str, Any]) -> None:
+        self.problems = problems
+        self.path = path
+        self.raw = raw
+        self._known: list[str] = []
+
+    @classmethod
+    def detached(cls, path: str) -> _Table:
+        """An empty stand-in for a missing table whose absence was already reported."""
+        return cls([], path, {})
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.where(key)}: {message}")
+
+    def value(
+        self, key: str, expected: str, types: tuple[type, ...], required: bool = False
+    ) -> Any:
+        """The value of `key` if its type is one of `types`; None if absent or wrong."""
+        self._known.append(key)
+        if key not in self.raw:
+            if required:
+                self.problem(key, f"required {'table' if dict in types else 'key'} is missing")
+            return None
+        value = self.raw[key]
+        if not _is_a(value, types):
+            self.problem(key, f"{expected} expected, got {_type_name(value)}")
+            return None
+        return value
+
+    def text(
+        self,
+        key: str,
+        default: str | None = None,
+        *,
+        required: bool = False,
+        empty_ok: bool = False,
+    ) -> str | None:
+        value = self.value(key, "string", (str,), required)
+        if value == "" and not empty_ok:
+            self.problem(key, "must not be empty")
+            return default
+        return default if value is None else value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.text(key)
+        if value is None:
+            return default
+        if value.lower() not in choices:
+            self.problem(key, f"{value!r} is not one of: {', '.join(choices)}")
+            return default
+        return value.lower()
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.value(key, "integer", (int,))
+        if value is None:
+            return default
+        if not low <= value <= high:
+            self.problem(key, f"{value} is out of range {low}..{high}")
+            return default
+        return int(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.value(key, "boolean", (bool,))
+        return default if value is None else bool(value)
+
+    def on_off(self, key: str, default: bool) -> bool:
+        value = self.value(key, "'on', 'off' or a boolean", (str, bool))
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if value.lower() not in ("on", "off", "true", "false"):
+            self.problem(key, f"{value!r} is not one of: on, off")
+            return default
+        return value.lower() in ("on", "true")
+
+    def texts(self, key: str) -> list[tuple[str, str]]:
+        """(key path, string) for each item of an array of strings."""
+        items = self.value(key, "array of strings", (list,)) or []
+        found: list[tuple[str, str]] = []
+        for i, item in enumerate(items):
+            path = f"{self.where(key)}[{i}]"
+            if isinstance(item, str):
+                found.append((path, item))
+            else:
+                self.problems.append(f"{path}: string expected, got {_type_name(item)}")
+        return found
+
+    def sip_uri(self, key: str, *, required: bool = False) -> SipUri | None:
+        text = self.text(key, required=required)
+        if text is None:
+            return None
+        try:
+            return parse_sip_uri(text)
+        except InvalidSipUri as err:
+            self.problem(key, str(err))
+            return None
+
+    def table(self, key: str, *, required: bool = False) -> _Table | None:
+        raw = self.value(key, "table", (dict,), required)
+        return None if raw is None else _Table(self.problems, self.where(key), raw)
+
+    def tables(self, key: str) -> list[tuple[str, _Table]]:
+        """The named sub-tables of `key` (e.g. gpio.outputs.<name>), in file order."""
+        outer = self.table(key)
+        if outer is None:
+            return []
+        found: list[tuple[str, _Table]] = []
+        for name in outer.raw:
+            sub = outer.table(name)
+            if sub is None:
+                continue
+            if not _NAME.fullmatch(name):
+                outer.problem(name, "name must match [a-z0-9_-]+")
+            found.append((name, sub))
+        return found
+
+    def finish(self) -> None:
+        """Report every key that no getter asked for."""
+        for key, value in self.raw.items():
+            if key in self._known:
+                continue
+            kind = "unknown table" if not self.path and isinstance(value, dict) else "unknown key"
+            close = difflib.get_close_matches(key, self._known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.problem(key, kind + hint)

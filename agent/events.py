@@ -1,0 +1,37 @@
+"""Events that other threads post to the owner loop's inbox.
+
+They are small and frozen: the thread that posts one never touches it again, and
+only the owner thread acts on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StopRequested:
+    """A signal (or a test) asked the agent to shut down."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class MqttConnected:
+    """The broker accepted the connection; retained state must be announced again."""
+
+
+@dataclass(frozen=True)
+class MqttDisconnected:
+    reason: str
+
+
+@dataclass(frozen=True)
+class MqttMessage:
+    """A message arrived on one of the topics the agent subscribes to."""
+
+    topic: str
+    payload: bytes
+
+
+Event = StopRequested | MqttConnected | MqttDisconnected | MqttMessage

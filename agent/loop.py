@@ -1,0 +1,117 @@
+"""The owner loop: builds the adapters, turns the pjsua2 crank, drains the inbox, shuts down.
+
+This is the only thread that calls pjsua2 (see the brief's architecture rules).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+
+from agent.config import Config
+from agent.core import Agent
+from agent.gpio import Outputs
+from agent.inbox import Inbox
+from agent.mqtt import MqttLink
+from agent.service import Notifier
+from agent.sip import SipStack
+from agent.topics import Topics
+
+log = logging.getLogger(__name__)
+
+# The longest the loop sleeps when nothing happens; anything posted wakes it at once.
+# 1 s costs ~0.1 % of a core idle (FIELD-NOTES.md), 10 ms would cost 0.4 %.
+IDLE_WAIT_S = 1.0
+
+
+class Runner:
+    """Owns the adapters for one run of the agent."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.inbox = Inbox()
+        self.notifier = Notifier()
+        self.outputs = Outputs(config.gpio)
+        self.mqtt = (
+            MqttLink(config.mqtt, Topics(config.mqtt.base_topic), self.inbox)
+            if config.mqtt
+            else None
+        )
+        self.sip = SipStack(config.sip)
+        self.agent = Agent(config, self.sip, self.outputs, self.mqtt, self.notifier)
+        self.sip.listener = self.agent
+        self.outputs.set_listener(self.agent.on_output_changed)
+        self._signal_stop: str | None = None
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to stop; safe from any thread and from a signal handler."""
+        # A plain attribute write: a signal handler must not take the inbox's lock,
+        # which the interrupted owner thread may be holding.
+        self._signal_stop = reason
+        self.sip.wake()
+
+    def run(self) -> int:
+        self.sip.start()
+        self.inbox.set_waker(self.sip.wake)
+        self._install_signal_handlers()
+        self.outputs.apply_initial()
+        self.agent.started_sip()
+        if self.mqtt is not None:
+            self.mqtt.start()
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _loop(self) -> None:
+        interval = self.notifier.watchdog_interval_s
+        next_ping = time.monotonic()
+        while True:
+            if self._signal_stop is not None:
+                self.agent.stop_reason = self.agent.stop_reason or self._signal_stop
+            if self.agent.stop_reason is not None:
+                return
+            now = time.monotonic()
+            if interval is not None and now >= next_ping:
+                # Pinging from this loop (not a timer thread) is the point: a hung loop
+                # stops the pings, and systemd restarts the service.
+                self.notifier.watchdog()
+                next_ping = now + interval
+            wait = IDLE_WAIT_S if interval is None else min(IDLE_WAIT_S, next_ping - now)
+            self.sip.poll(int(wait * 1000))
+            for event in self.inbox.drain():
+                self.agent.handle(event)
+
+    def _shutdown(self) -> None:
+        started = time.monotonic()
+        reason = self.agent.stop_reason or "error"
+        log.info("stopping (%s)", reason)
+        self.notifier.stopping(f"stopping ({reason})")
+        self.outputs.apply_safe()
+        self.sip.shutdown(timeout_s=1.0)
+        self.inbox.set_waker(None)
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        self.outputs.close()
+        log.info("stopped in %.2fs", time.monotonic() - started)
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            self.request_stop(signal.Signals(signum).name)
+
+        # The C-level handler writes to this fd at once, so a loop waiting inside
+        # libHandleEvents wakes up and the Python handler runs without delay.
+        signal.set_wakeup_fd(self.sip.wake_fd(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+
+def run(config: Config) -> int:
+    return Runner(config).run()

@@ -1,0 +1,363 @@
+"""The pjsua2 adapter. Everything in this module runs on the owner thread, except `wake`.
+
+pjsua2 calls back into Python from inside `libHandleEvents`, so the listener's
+methods also run on the owner thread and may call back into this adapter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import pjsua2 as pj
+
+from agent.config import SipConfig
+from agent.messages import IncomingMessage
+from agent.sipuri import InvalidSipUri, parse_sip_uri
+
+log = logging.getLogger(__name__)
+pjlog = logging.getLogger("agent.pjsip")
+
+_TRANSPORTS = {
+    "udp": pj.PJSIP_TRANSPORT_UDP,
+    "tcp": pj.PJSIP_TRANSPORT_TCP,
+    "tls": pj.PJSIP_TRANSPORT_TLS,
+}
+# Recreating a Buddy for every reply costs more than keeping a few.
+_BUDDY_CACHE = 32
+# pjsua's default (300 s) leaves a device unreachable for minutes after one failure.
+_REG_RETRY_S = 30
+# A SIP keep-alive: pjsip drops it silently, and it wakes `libHandleEvents` at once.
+_WAKE_DATAGRAM = b"\r\n\r\n"
+
+
+class SipError(Exception):
+    """A SIP request could not be sent (bad URI, no transport)."""
+
+
+@dataclass(frozen=True)
+class RegState:
+    state: str  # "registered" | "unregistered" | "failed" | "direct"
+    code: int
+    reason: str
+    expires: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "code": self.code,
+            "reason": self.reason,
+            "expires": self.expires,
+        }
+
+
+class SipListener(Protocol):
+    def on_registration(self, state: RegState) -> None: ...
+
+    def on_message(self, msg: IncomingMessage) -> None: ...
+
+    def on_message_status(self, token: str | None, to: str, code: int, reason: str) -> None: ...
+
+
+def reg_state_of(code: int, reason: str, expires: int, *, unregistering: bool) -> RegState:
+    """Map a REGISTER outcome to the agent's registration state."""
+    if 200 <= code < 300:
+        state = "unregistered" if unregistering or expires <= 0 else "registered"
+    else:
+        state = "failed"
+    return RegState(state, code, reason, max(expires, 0) if state == "registered" else 0)
+
+
+class _LogWriter(pj.LogWriter):
+    _LEVELS: ClassVar[dict[int, int]] = {
+        0: logging.ERROR,
+        1: logging.ERROR,
+        2: logging.WARNING,
+        3: logging.INFO,
+    }
+
+    def write(self, entry: pj.LogEntry) -> None:
+        pjlog.log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", entry.msg.rstrip())
+
+
+class _Account(pj.Account):
+    def __init__(self, stack: SipStack) -> None:
+        super().__init__()
+        self._stack = stack
+
+    def onRegState(self, prm: pj.OnRegStateParam) -> None:
+        self._stack._on_reg_state(prm.code, prm.reason, prm.expiration)
+
+    def onInstantMessage(self, prm: pj.OnInstantMessageParam) -> None:
+        self._stack._on_instant_message(prm)
+
+    def onInstantMessageStatus(self, prm: pj.OnInstantMessageStatusParam) -> None:
+        self._stack._on_message_status(prm.toUri, prm.msgBody, prm.code, prm.reason)
+
+
+class SipStack:
+    """One pjsua2 endpoint with one account, polled by the owner loop."""
+
+    def __init__(self, config: SipConfig) -> None:
+        self.config = config
+        self.listener: SipListener = _NoListener()
+        self.routed = bool(config.registrar or config.proxy)
+        self._ep: pj.Endpoint | None = None
+        self._account: _Account | None = None
+        self._log_writer = _LogWriter()
+        self._buddies: OrderedDict[str, pj.Buddy] = OrderedDict()
+        self._pending: dict[tuple[str, str], deque[str | None]] = {}
+        self._wake_sock: socket.socket | None = None
+        self._unregistering = False
+        self.version = ""
+        self.local_address = ""
+
+    # -- start and stop ---------------------------------------------------------------
+
+    def start(self) -> None:
+        ep = pj.Endpoint()
+        with _stdout_silenced():
+            # pjlib prints a banner to stdout before libInit installs our log writer.
+            ep.libCreate()
+        self._ep = ep
+        self.version = ep.libVersion().full
+        cfg = pj.EpConfig()
+        # The architecture rule: pjsua2 lives on this thread and nowhere else.
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = True
+        cfg.uaConfig.userAgent = self.config.user_agent
+        cfg.logConfig.writer = self._log_writer
+        # pjsua2 hands the writer what passes consoleLevel; pjsip's level 4+ is a firehose.
+        cfg.logConfig.level = cfg.logConfig.consoleLevel = (
+            4 if pjlog.isEnabledFor(logging.DEBUG) else 2
+        )
+        cfg.logConfig.decor = 0
+        ep.libInit(cfg)
+        tid = self._create_transport()
+        self._create_wake_transport()
+        ep.libStart()
+        ep.audDevManager().setNoDev()  # a messaging agent: never open a sound device
+        self._account = _Account(self)
+        self._account.create(self._account_config(tid))
+        log.info(
+            "SIP account %s on %s %s (pjproject %s)",
+            self.config.uri,
+            self.config.transport,
+            self.local_address,
+            self.version,
+        )
+
+    def _create_transport(self) -> int:
+        assert self._ep is not None
+        tc = pj.TransportConfig()
+        tc.port = self.config.listen_port
+        if self.config.listen_host not in ("0.0.0.0", "", "[::]"):
+            tc.boundAddress = self.config.listen_host.strip("[]")
+        tid = self._ep.transportCreate(_TRANSPORTS[self.config.transport], tc)
+        self.local_address = self._ep.transportGetInfo(tid).localName
+        return tid
+
+    def _create_wake_transport(self) -> None:
+        assert self._ep is not None
+        tc = pj.TransportConfig()
+        tc.port = 0
+        tc.boundAddress = "127.0.0.1"
+        tid = self._ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
+        host, port = self._ep.transportGetInfo(tid).localName.rsplit(":", 1)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect((host, int(port)))
+        sock.setblocking(False)
+        self._wake_sock = sock
+
+    def _account_config(self, tid: int) -> pj.AccountConfig:
+        c = self.config
+        ac = pj.AccountConfig()
+        ac.idUri = c.uri
+        ac.sipConfig.transportId = tid
+        proxy = c.proxy or (_loose_route(c.registrar) if c.registrar else None)
+        if proxy:
+            ac.sipConfig.proxies.append(_with_transport(proxy, c.transport))
+        if c.registrar:
+            ac.regConfig.registrarUri = _with_transport(c.registrar, c.transport)
+            ac.regConfig.timeoutSec = c.reg_expires
+            ac.regConfig.retryIntervalSec = _REG_RETRY_S
+            ac.regConfig.firstRetryIntervalSec = 5
+        if c.password is not None:
+            cred = pj.AuthCredInfo("digest", c.realm, c.username, 0, c.password)
+            ac.sipConfig.authCreds.append(cred)
+        return ac
+
+    def shutdown(self, timeout_s: float = 1.0) -> None:
+        """Unregister (bounded wait), then destroy pjsua2 in the order it needs."""
+        if self._ep is None:
+            return
+        account = self._account
+        if account is not None and self.config.registrar and account.getInfo().regIsActive:
+            self._unregistering = True
+            try:
+                account.setRegistration(False)
+            except pj.Error as err:
+                log.warning("unregister failed: %s", err.info())
+            else:
+                deadline = time.monotonic() + timeout_s
+                while self._unregistering and time.monotonic() < deadline:
+                    self._ep.libHandleEvents(20)
+        self._buddies.clear()
+        if account is not None:
+            account.shutdown()
+            self._account = None
+        # NO_RX_MSG: we already waited for what we care about; pjsua would sleep 1 s more.
+        self._ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG)
+        self._ep = None
+        if self._wake_sock is not None:
+            self._wake_sock.close()
+            self._wake_sock = None
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def poll(self, timeout_ms: int) -> None:
+        assert self._ep is not None
+        self._ep.libHandleEvents(max(0, timeout_ms))
+
+    def wake(self) -> None:
+        """Make a running `poll` return soon. Safe from any thread."""
+        sock = self._wake_sock
+        if sock is None:
+            return
+        # A full socket buffer means wake-ups are already queued; nothing is lost.
+        with contextlib.suppress(OSError):
+            sock.send(_WAKE_DATAGRAM)
+
+    def wake_fd(self) -> int:
+        """A non-blocking fd whose writes wake `poll` (for signal.set_wakeup_fd)."""
+        assert self._wake_sock is not None
+        return self._wake_sock.fileno()
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send_message(
+        self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
+    ) -> None:
+        """Send a MESSAGE; its outcome comes back through `on_message_status(token, …)`."""
+        try:
+            uri = str(parse_sip_uri(to))
+        except InvalidSipUri as err:
+            raise SipError(str(err)) from None
+        assert self._account is not None
+        buddy = self._buddy(uri)
+        prm = pj.SendInstantMessageParam()
+        prm.content = body
+        prm.contentType = content_type
+        try:
+            buddy.sendInstantMessage(prm)
+        except pj.Error as err:
+            raise SipError(f"cannot send to {uri}: {err.reason}") from None
+        # pjsua2 cannot carry a Python token through userData; correlate by (uri, body).
+        self._pending.setdefault((uri, body), deque()).append(token)
+
+    def _buddy(self, uri: str) -> pj.Buddy:
+        buddy = self._buddies.get(uri)
+        if buddy is not None:
+            self._buddies.move_to_end(uri)
+            return buddy
+        bc = pj.BuddyConfig()
+        bc.uri = uri
+        bc.subscribe = False
+        buddy = pj.Buddy()
+        try:
+            buddy.create(self._account, bc)
+        except pj.Error as err:
+            raise SipError(f"cannot send to {uri}: {err.reason}") from None
+        self._buddies[uri] = buddy
+        if len(self._buddies) > _BUDDY_CACHE:
+            # The IM status goes to the account, so dropping an idle buddy loses nothing.
+            self._buddies.popitem(last=False)
+        return buddy
+
+    # -- callbacks (owner thread, inside poll) ------------------------------------------
+
+    def _on_reg_state(self, code: int, reason: str, expires: int) -> None:
+        state = reg_state_of(code, reason, expires, unregistering=self._unregistering)
+        if self._unregistering and state.state != "failed":
+            self._unregistering = False
+        self.listener.on_registration(state)
+
+    def _on_instant_message(self, prm: pj.OnInstantMessageParam) -> None:
+        msg = IncomingMessage.new(
+            from_uri=prm.fromUri,
+            to_uri=prm.toUri,
+            contact=prm.contactUri,
+            body=prm.msgBody,
+            content_type=prm.contentType,
+            source=prm.rdata.srcAddress,
+            transport=self.config.transport,
+        )
+        self.listener.on_message(msg)
+
+    def _on_message_status(self, to: str, body: str, code: int, reason: str) -> None:
+        # 1xx are provisional; only a final answer settles the send.
+        if code < 200:
+            return
+        key = (to, body)
+        queue = self._pending.get(key)
+        token = None
+        if queue:
+            token = queue.popleft()
+            if not queue:
+                del self._pending[key]
+        self.listener.on_message_status(token, to, code, reason)
+
+
+class _NoListener:
+    """Until the agent is attached, callbacks are logged and dropped."""
+
+    def on_registration(self, state: RegState) -> None:
+        log.debug("registration %s before the agent was attached", state.state)
+
+    def on_message(self, msg: IncomingMessage) -> None:
+        log.warning("MESSAGE from %s arrived before the agent was attached", msg.from_uri)
+
+    def on_message_status(self, token: str | None, to: str, code: int, reason: str) -> None:
+        log.debug("MESSAGE status %d before the agent was attached", code)
+
+
+@contextlib.contextmanager
+def _stdout_silenced() -> Iterator[None]:
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _with_transport(uri: str, transport: str) -> str:
+    """`uri` with a transport parameter for TCP/TLS.
+
+    pjsua derives the Contact's transport from the registrar/proxy URI, not from the
+    transport the account is bound to: without it a TCP account registers a UDP Contact.
+    """
+    parsed = parse_sip_uri(uri)
+    if transport == "udp" or any(k == "transport" for k, _ in parsed.params):
+        return uri
+    return f"{uri};transport={transport}"
+
+
+def _loose_route(uri: str) -> str:
+    """The registrar as an outbound proxy: without it an account's domain must resolve."""
+    parsed = parse_sip_uri(uri)
+    host = f"{parsed.scheme}:{parsed.hostport}"
+    params = "".join(f";{k}={v}" if v is not None else f";{k}" for k, v in parsed.params)
+    return host + params + ("" if any(k == "lr" for k, _ in parsed.params) else ";lr")

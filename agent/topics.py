@@ -1,0 +1,61 @@
+"""The MQTT topic scheme: every topic the agent uses is named here, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topics:
+    base: str
+
+    @property
+    def availability(self) -> str:
+        return f"{self.base}/availability"
+
+    @property
+    def message_in(self) -> str:
+        return f"{self.base}/message/in"
+
+    @property
+    def message_send(self) -> str:
+        return f"{self.base}/message/send"
+
+    @property
+    def message_sent(self) -> str:
+        return f"{self.base}/message/sent"
+
+    @property
+    def command(self) -> str:
+        return f"{self.base}/command"
+
+    @property
+    def command_result(self) -> str:
+        return f"{self.base}/command/result"
+
+    @property
+    def registration(self) -> str:
+        return f"{self.base}/registration"
+
+    def output_state(self, name: str) -> str:
+        return f"{self.base}/output/{name}/state"
+
+    def output_set(self, name: str) -> str:
+        return f"{self.base}/output/{name}/set"
+
+    @property
+    def output_set_pattern(self) -> str:
+        return f"{self.base}/output/+/set"
+
+    def output_name_from_set(self, topic: str) -> str | None:
+        """The output named by a `B/output/<name>/set` topic, or None for any other topic."""
+        prefix, suffix = f"{self.base}/output/", "/set"
+        if topic.startswith(prefix) and topic.endswith(suffix):
+            name = topic[len(prefix) : -len(suffix)]
+            if name and "/" not in name:
+                return name
+        return None
+
+    def subscriptions(self) -> tuple[str, ...]:
+        """The topics the agent listens on."""
+        return (self.message_send, self.command, self.output_set_pattern)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up (Debian packages, venv) and run every check and test: ruff, then pytest.
+# The tests start their own Kamailio, Mosquitto and peer SIP agents on loopback ports.
+# Extra arguments go to pytest, e.g. scripts/test.sh -m "not slow" -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+venv=${SIPAGENT_VENV:-.venv}
+"$venv/bin/ruff" check .
+"$venv/bin/ruff" format --check .
+exec "$venv/bin/pytest" "$@"

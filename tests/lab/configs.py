@@ -1,0 +1,45 @@
+"""Agent configs for the tests, built from the lab's servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from .kamailio import Kamailio
+from .mosquitto import Mosquitto
+
+DEFAULT_OUTPUTS: Mapping[str, int] = {"lamp": 17, "gate": 18}
+
+
+def agent_toml(
+    kamailio: Kamailio | None = None,
+    *,
+    mosquitto: Mosquitto | None = None,
+    user: str = "agent",
+    password: str | None = None,
+    transport: str = "udp",
+    listen: str = "127.0.0.1:0",
+    allow: Iterable[str] = ("owner",),
+    device_id: str = "porch",
+    outputs: Mapping[str, int] = DEFAULT_OUTPUTS,
+    extra: str = "",
+) -> str:
+    """TOML for an agent registered at `kamailio` (direct mode on `listen` when None)."""
+    lines = ["[device]", f'id = "{device_id}"', "", "[sip]"]
+    if kamailio is not None:
+        lines += [
+            f'uri = "{kamailio.aor(user)}"',
+            f'registrar = "{kamailio.registrar_uri}"',
+            f'password = "{password if password is not None else kamailio.users[user]}"',
+        ]
+        allowed = [a if ":" in a else kamailio.aor(a) for a in allow]
+    else:
+        lines += [f'uri = "sip:{user}@127.0.0.1"']
+        allowed = [a if ":" in a else f"sip:{a}@127.0.0.1" for a in allow]
+    lines += [f'transport = "{transport}"', f'listen = "{listen}"', 'presence = "off"', ""]
+    lines += ["[access]", "allow = [" + ", ".join(f'"{a}"' for a in allowed) + "]", ""]
+    if mosquitto is not None:
+        lines += ["[mqtt]", f'host = "{mosquitto.host}"', f"port = {mosquitto.port}", ""]
+    lines += ["[log]", 'level = "debug"', "", "[gpio]", 'pin_factory = "mock"', ""]
+    for name, pin in outputs.items():
+        lines += [f"[gpio.outputs.{name}]", f'pin = "GPIO{pin}"', ""]
+    return "\n".join(lines) + "\n" + extra

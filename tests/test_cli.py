@@ -1,0 +1,83 @@
+"""The command line as a person uses it: check-config, version, run refusing a bad config, send."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from lab.configs import agent_toml
+from lab.ports import free_port
+
+from agent import __version__
+
+
+def sipagent(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_version():
+    result = sipagent("version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"sipagent {__version__}")
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path):
+    path = tmp_path / "agent.toml"
+    path.write_text(agent_toml())
+    result = sipagent("check-config", str(path))
+    assert result.returncode == 0, result.stdout
+
+
+def test_check_config_names_every_bad_key(tmp_path: Path):
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        '[device]\nid = "Porch!"\n[sip]\nuri = "sip:porch@pbx.example.org"\n'
+        'registrar = "pbx.example.org"\ntransport = "carrier-pigeon"\n'
+    )
+    result = sipagent("check-config", str(path))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "sip.registrar: not a SIP URI: 'pbx.example.org'" in lines
+    assert any(line.startswith("device.id:") for line in lines)
+    assert any(line.startswith("sip.transport:") for line in lines)
+
+
+def test_run_refuses_a_bad_config_before_touching_the_network(tmp_path: Path):
+    port = free_port()
+    path = tmp_path / "agent.toml"
+    path.write_text(agent_toml(listen=f"127.0.0.1:{port}").replace('"GPIO17"', '"GPIO99"'))
+    result = sipagent("run", "--config", str(path))
+    assert result.returncode == 1
+    assert "gpio.outputs.lamp.pin: unknown pin 'GPIO99'" in result.stderr
+    assert "SIP account" not in result.stderr
+
+
+def test_send_talks_to_a_running_agent_and_prints_the_reply(agent_factory):
+    """The newcomer's second terminal: `sipagent send TO TEXT` against a direct-mode agent."""
+    port = free_port()
+    agent = agent_factory(agent_toml(listen=f"127.0.0.1:{port}"))
+    agent.wait_ready()
+    result = sipagent(
+        "send", "--from", "sip:owner@127.0.0.1", f"sip:agent@127.0.0.1:{port}", "on lamp"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "sent: 200 OK" in result.stdout
+    assert "ok: lamp on" in result.stdout
+    assert agent.pin(17) is True
+
+
+def test_send_through_a_registrar(kamailio, agent_factory):
+    agent = agent_factory(agent_toml(kamailio))
+    agent.wait_ready()
+    result = sipagent(
+        "send",
+        "--from", kamailio.aor("owner"),
+        "--registrar", kamailio.registrar_uri,
+        "--password", kamailio.users["owner"],
+        kamailio.aor("agent"),
+        "status",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok: outputs: lamp off, gate off; SIP registered" in result.stdout

@@ -1,0 +1,616 @@
+"""The config loader: the model it builds, the defaults it fills, every problem it reports."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import __version__
+from agent.config import (
+    EMBEDDED_DEFAULT,
+    AccessConfig,
+    Config,
+    ConfigError,
+    DeviceConfig,
+    GpioConfig,
+    InputConfig,
+    InvalidPin,
+    LogConfig,
+    MqttConfig,
+    OutputConfig,
+    SipConfig,
+    embedded_default,
+    load_config,
+    parse_config,
+    parse_pin,
+    split_host_port,
+)
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "agent.toml"
+DELETE = object()
+
+# A valid config with every table present, so one bad value yields exactly one problem.
+VALID: dict[str, Any] = {
+    "device": {"id": "porch", "name": "Porch"},
+    "sip": {"uri": "sip:porch@pbx.example.org", "password": "pw"},
+    "access": {"allow": ["sip:owner@pbx.example.org"]},
+    "mqtt": {"host": "localhost"},
+    "gpio": {
+        "outputs": {"gate": {"pin": "GPIO17"}, "lamp": {"pin": "GPIO18"}},
+        "inputs": {"door": {"pin": "GPIO27"}},
+    },
+    "log": {"level": "info"},
+}
+
+
+def to_toml(data: dict[str, Any], path: str = "") -> str:
+    """Just enough of a TOML writer for these tests."""
+    lines = [f"[{path}]"] if path else []
+    lines += [f"{json.dumps(k)} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines.append(to_toml(value, f"{path}.{json.dumps(key)}" if path else json.dumps(key)))
+    return "\n".join(lines) + "\n"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return json.dumps(value)
+
+
+def edited(edits: dict[str, Any], base: dict[str, Any] = VALID) -> str:
+    """TOML for `base` with dotted keys set (or removed with DELETE)."""
+    data = copy.deepcopy(base)
+    for dotted, value in edits.items():
+        *tables, key = dotted.split(".")
+        table = data
+        for name in tables:
+            table = table.setdefault(name, {})
+        if value is DELETE:
+            del table[key]
+        else:
+            table[key] = value
+    return to_toml(data)
+
+
+def problems_of(text: str, **kwargs: Any) -> tuple[str, ...]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, **kwargs)
+    assert str(caught.value) == "\n".join(caught.value.problems)
+    return caught.value.problems
+
+
+FULL_TOML = """
+[device]
+id = "porch-2"
+name = "Porch controller"
+
+[sip]
+uri = "SIP:Porch@PBX.example.org"
+registrar = "sip:pbx.example.org:5070"
+proxy = "<sip:proxy.example.org;lr>"
+username = "porch-auth"
+password = "s3cret"
+transport = "TLS"
+listen = "[::1]:0"
+presence = "serve"
+register_expires = 600
+user_agent = "porch/1"
+realm = "pbx"
+
+[access]
+allow = [
+    "sip:owner@PBX.example.org:5060",
+    "\\"Bob\\" <sip:bob@pbx.example.org>",
+    "sip:owner@pbx.example.org",  # the same as the first
+]
+on_forbidden = "silent"
+
+[mqtt]
+host = "broker.lan"
+port = 8884
+username = "agent"
+password = "mq"
+client_id = "porch-client"
+base_topic = "home/porch"
+qos = 2
+keepalive = 60
+discovery_prefix = ""
+tls = true
+ca_file = "ca.pem"
+identity = "<sip:HA@pbx.example.org;transport=tcp>"
+
+[gpio]
+pin_factory = "mock"
+
+[gpio.outputs.gate]
+pin = "BOARD11"
+active_high = false
+initial = "on"
+safe = "off"
+
+[gpio.outputs.lamp]
+pin = 18
+initial = true
+
+[gpio.inputs.door]
+pin = "BCM27"
+pull_up = false
+bounce_ms = 0
+
+[log]
+level = "DEBUG"
+"""
+
+
+def test_a_full_config_builds_the_model(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "agent.toml").write_text(FULL_TOML)
+    config = load_config(str(tmp_path / "agent.toml"))
+    assert config == Config(
+        device=DeviceConfig(id="porch-2", name="Porch controller"),
+        sip=SipConfig(
+            uri="sip:Porch@pbx.example.org",
+            registrar="sip:pbx.example.org:5070",
+            proxy="sip:proxy.example.org;lr",
+            username="porch-auth",
+            password="s3cret",
+            transport="tls",
+            listen_host="::1",
+            listen_port=0,
+            presence="serve",
+            reg_expires=600,
+            user_agent="porch/1",
+            realm="pbx",
+        ),
+        access=AccessConfig(
+            allow=("sip:owner@pbx.example.org", "sip:bob@pbx.example.org"), on_forbidden="silent"
+        ),
+        mqtt=MqttConfig(
+            host="broker.lan",
+            port=8884,
+            username="agent",
+            password="mq",
+            client_id="porch-client",
+            base_topic="home/porch",
+            qos=2,
+            keepalive=60,
+            discovery_prefix="",
+            tls=True,
+            ca_file=str(tmp_path / "ca.pem"),
+            identity="sip:HA@pbx.example.org",
+        ),
+        gpio=GpioConfig(
+            pin_factory="mock",
+            outputs=(
+                OutputConfig("gate", "GPIO17", active_high=False, initial=True, safe=False),
+                OutputConfig("lamp", "GPIO18", active_high=True, initial=True, safe=True),
+            ),
+            inputs=(InputConfig("door", "GPIO27", pull_up=False, bounce_ms=0),),
+        ),
+        log=LogConfig(level="debug"),
+        source=str(tmp_path / "agent.toml"),
+    )
+    assert config.gpio.output("gate") == config.gpio.outputs[0]
+    assert config.gpio.output("gat") is None
+    assert config.gpio.input("door") == config.gpio.inputs[0]
+
+
+def test_a_minimal_config_gets_every_default() -> None:
+    config = parse_config(to_toml({"device": {"id": "porch"}, "sip": {"uri": "sip:porch@h"}}))
+    assert config == Config(
+        device=DeviceConfig(id="porch", name="porch"),
+        sip=SipConfig(
+            uri="sip:porch@h",
+            registrar=None,
+            proxy=None,
+            username="porch",
+            password=None,
+            transport="udp",
+            listen_host="0.0.0.0",
+            listen_port=5060,
+            presence="serve",
+            reg_expires=300,
+            user_agent=f"sipagent/{__version__}",
+            realm="*",
+        ),
+        access=AccessConfig(allow=(), on_forbidden="reply"),
+        mqtt=None,
+        gpio=GpioConfig(pin_factory="auto", outputs=(), inputs=()),
+        log=LogConfig(level="info"),
+        source="<string>",
+    )
+
+
+def test_derived_defaults() -> None:
+    config = parse_config(
+        edited(
+            {
+                "sip.registrar": "sip:pbx.example.org",
+                "mqtt.tls": True,
+                "gpio.outputs.gate.initial": "on",
+            }
+        )
+    )
+    assert config.sip.presence == "publish"
+    assert config.mqtt == MqttConfig(
+        host="localhost",
+        port=8883,
+        username=None,
+        password=None,
+        client_id="sipagent-porch",
+        base_topic="sipagent/porch",
+        qos=1,
+        keepalive=30,
+        discovery_prefix="homeassistant",
+        tls=True,
+        ca_file=None,
+        identity="mqtt:local",
+    )
+    assert config.gpio.output("gate") == OutputConfig("gate", "GPIO17", True, True, True)
+    assert config.gpio.inputs == (InputConfig("door", "GPIO27", pull_up=True, bounce_ms=50),)
+
+
+def test_an_mqtt_table_without_host_means_no_mqtt_but_is_still_checked() -> None:
+    assert parse_config(edited({"mqtt.host": DELETE, "mqtt.qos": 0})).mqtt is None
+    assert problems_of(edited({"mqtt.host": DELETE, "mqtt.qos": 3})) == (
+        "mqtt.qos: 3 is out of range 0..2",
+    )
+
+
+def test_the_embedded_default_is_valid() -> None:
+    config = embedded_default()
+    assert config.source == "<embedded default>"
+    assert config.device == DeviceConfig("sipagent", "sipagent demo")
+    assert (config.sip.uri, config.sip.registrar, config.sip.presence) == (
+        "sip:agent@127.0.0.1",
+        None,
+        "off",
+    )
+    assert (config.sip.listen_host, config.sip.listen_port, config.sip.transport) == (
+        "127.0.0.1",
+        5060,
+        "udp",
+    )
+    assert config.access.allow == ("sip:owner@127.0.0.1",)
+    assert config.mqtt is None
+    assert config.gpio.pin_factory == "mock"
+    assert [(o.name, o.pin) for o in config.gpio.outputs] == [
+        ("lamp", "GPIO17"),
+        ("gate", "GPIO18"),
+    ]
+    assert "[mqtt]" not in EMBEDDED_DEFAULT
+
+
+def test_the_example_config_loads_without_problems() -> None:
+    config = load_config(str(EXAMPLE))
+    assert config.sip.registrar is not None
+    assert config.mqtt is not None and config.mqtt.host == "localhost"
+    assert [o.name for o in config.gpio.outputs] == ["gate", "lamp"]
+    assert [i.name for i in config.gpio.inputs] == ["door"]
+
+
+PIN_HINT = "(use GPIO0..GPIO27, BOARD<n> or a number)"
+HOST_PORT_HINT = "is not host:port (e.g. '0.0.0.0:5060' or '[::1]:5060')"
+NO_FILE = "No such file or directory"
+FACTORIES = "auto, lgpio, rpigpio, pigpio, native, mock"
+
+# (key, bad value, problem): the whole report is exactly the line "<key>: <problem>".
+BAD = [
+    ("device", DELETE, "required table is missing"),
+    ("device", "porch", "table expected, got string"),
+    ("device.id", DELETE, "required key is missing"),
+    ("device.id", "Porch 1", "'Porch 1' must match [a-z0-9_-]+"),
+    ("device.id", 7, "string expected, got integer"),
+    ("device.name", "", "must not be empty"),
+    ("sip", DELETE, "required table is missing"),
+    ("sip.uri", DELETE, "required key is missing"),
+    ("sip.uri", "porch@pbx", "not a SIP URI: 'porch@pbx'"),
+    ("sip.uri", "sip:pbx", "'sip:pbx' has no user part (e.g. 'sip:porch@pbx')"),
+    ("sip.registrar", "pbx.example.org", "not a SIP URI: 'pbx.example.org'"),
+    ("sip.proxy", "sip:pbx:99999;lr", "not a SIP URI: 'sip:pbx:99999;lr' (bad port '99999')"),
+    ("sip.username", "", "must not be empty"),
+    ("sip.password", 1234, "string expected, got integer"),
+    ("sip.transport", "sctp", "'sctp' is not one of: udp, tcp, tls"),
+    ("sip.listen", "0.0.0.0", f"'0.0.0.0' {HOST_PORT_HINT}"),
+    ("sip.listen", "::1:5060", f"'::1:5060' {HOST_PORT_HINT}"),
+    ("sip.listen", "[::1]5060", f"'[::1]5060' {HOST_PORT_HINT}"),
+    ("sip.listen", "0.0.0.0:70000", "port 70000 is out of range 0..65535"),
+    ("sip.listen", 5060, "string expected, got integer"),
+    ("sip.presence", "publsh", "'publsh' is not one of: publish, serve, off"),
+    ("sip.register_expires", 59, "59 is out of range 60..86400"),
+    ("sip.register_expires", "300", "integer expected, got string"),
+    ("sip.user_agent", ["x"], "string expected, got array"),
+    ("sip.realm", "", "must not be empty"),
+    ("access", [], "table expected, got array"),
+    ("access.allow", "sip:owner@pbx", "array of strings expected, got string"),
+    ("access.on_forbidden", "drop", "'drop' is not one of: reply, silent"),
+    ("mqtt.host", "localhost:1883", "'localhost:1883' has a port; set it with mqtt.port"),
+    ("mqtt.host", "mqtt://localhost", "'mqtt://localhost' is not a host name or IP address"),
+    ("mqtt.port", 0, "0 is out of range 1..65535"),
+    ("mqtt.username", False, "string expected, got boolean"),
+    ("mqtt.password", 1.5, "string expected, got float"),
+    ("mqtt.password_file", "/nonexistent/mq", f"cannot read '/nonexistent/mq': {NO_FILE}"),
+    ("mqtt.client_id", "", "must not be empty"),
+    ("mqtt.base_topic", "home/+/porch", "'home/+/porch' must not contain '+' or '#'"),
+    ("mqtt.base_topic", "home/porch/", "'home/porch/' must not start or end with '/'"),
+    ("mqtt.base_topic", "home//porch", "'home//porch' must not contain an empty level ('//')"),
+    ("mqtt.base_topic", "", "must not be empty"),
+    ("mqtt.qos", 3, "3 is out of range 0..2"),
+    ("mqtt.keepalive", 4, "4 is out of range 5..3600"),
+    ("mqtt.discovery_prefix", "#", "'#' must not contain '+' or '#'"),
+    ("mqtt.tls", "yes", "boolean expected, got string"),
+    ("mqtt.ca_file", "/nonexistent/ca.pem", "no such file '/nonexistent/ca.pem'"),
+    ("mqtt.identity", "sip:ha@", "not a SIP URI: 'sip:ha@' (empty host)"),
+    ("mqtt.identity", "", "must not be empty"),
+    ("gpio.pin_factory", "wiringpi", f"'wiringpi' is not one of: {FACTORIES}"),
+    ("gpio.outputs", ["gate"], "table expected, got array"),
+    ("gpio.outputs.gate", "GPIO17", "table expected, got string"),
+    ("gpio.outputs.Gate", {"pin": 5}, "name must match [a-z0-9_-]+"),
+    ("gpio.outputs.gate.pin", DELETE, "required key is missing"),
+    ("gpio.outputs.gate.pin", "GPIO99", f"unknown pin 'GPIO99' {PIN_HINT}"),
+    ("gpio.outputs.gate.pin", "BOARD2", "'BOARD2' is a power or ground pin, not a GPIO"),
+    ("gpio.outputs.gate.pin", True, "string or integer expected, got boolean"),
+    ("gpio.outputs.gate.active_high", "true", "boolean expected, got string"),
+    ("gpio.outputs.gate.initial", "high", "'high' is not one of: on, off"),
+    ("gpio.outputs.gate.initial", 1, "'on', 'off' or a boolean expected, got integer"),
+    ("gpio.outputs.gate.safe", "closed", "'closed' is not one of: on, off"),
+    ("gpio.inputs.door.pin", 28, f"unknown pin 28 {PIN_HINT}"),
+    ("gpio.inputs.door.pull_up", 1, "boolean expected, got integer"),
+    ("gpio.inputs.door.bounce_ms", 10001, "10001 is out of range 0..10000"),
+    ("gpio.inputs.door.bounce_ms", 5.0, "integer expected, got float"),
+    ("log.level", "trace", "'trace' is not one of: debug, info, warning, error"),
+    ("log.level", datetime.date(2024, 1, 1), "string expected, got date/time"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), BAD, ids=[row[0] for row in BAD])
+def test_each_bad_value_is_reported_as_one_line(key: str, value: Any, problem: str) -> None:
+    assert problems_of(edited({key: value})) == (f"{key}: {problem}",)
+
+
+# Bad values that take more than one key to set up: (edits, the one expected line).
+BAD_COMBINATIONS = [
+    (
+        {"sip.password_file": "/nonexistent/pw"},
+        "sip.password: set either password or password_file, not both",
+    ),
+    (
+        {"sip.password": DELETE, "sip.password_file": "/nonexistent/pw"},
+        f"sip.password_file: cannot read '/nonexistent/pw': {NO_FILE}",
+    ),
+    (
+        {"mqtt.password": "a", "mqtt.password_file": "b"},
+        "mqtt.password: set either password or password_file, not both",
+    ),
+    ({"access.allow": ["sip:a@b", 3]}, "access.allow[1]: string expected, got integer"),
+    ({"access.allow": ["sip:a@b", "owner"]}, "access.allow[1]: not a SIP URI: 'owner'"),
+]
+
+
+@pytest.mark.parametrize(("edits", "line"), BAD_COMBINATIONS)
+def test_bad_combinations_are_reported_as_one_line(edits: dict[str, Any], line: str) -> None:
+    assert problems_of(edited(edits)) == (line,)
+
+
+def _leaf_keys(data: dict[str, Any], path: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in data.items():
+        full = f"{path}.{key}" if path else key
+        keys |= _leaf_keys(value, full) if isinstance(value, dict) else {full}
+    return keys
+
+
+def _schema_key(path: str) -> str:
+    """gpio.outputs.gate.pin -> gpio.outputs.*.pin; access.allow[1] -> access.allow"""
+    parts = path.split("[")[0].split(".")
+    if parts[0] == "gpio" and len(parts) > 3:
+        parts[2] = "*"
+    return ".".join(parts)
+
+
+def test_every_key_has_a_bad_value_case() -> None:
+    known = _leaf_keys(tomllib.loads(FULL_TOML)) | {"sip.password_file", "mqtt.password_file"}
+    lines = [f"{key}: {problem}" for key, _, problem in BAD] + [
+        line for _, line in BAD_COMBINATIONS
+    ]
+    covered = {_schema_key(line.split(":")[0]) for line in lines}
+    assert {_schema_key(key) for key in known} - covered == set()
+
+
+def test_all_problems_in_a_file_are_reported_in_order() -> None:
+    text = edited(
+        {
+            "device.id": "Porch",
+            "sip.registrar": "pbx.example.org",
+            "sip.transport": "ftp",
+            "mqtt.qos": 5,
+            "gpio.outputs.gate.pin": "GPIO99",
+            "log.level": 3,
+        }
+    )
+    assert problems_of(text) == (
+        "device.id: 'Porch' must match [a-z0-9_-]+",
+        "sip.registrar: not a SIP URI: 'pbx.example.org'",
+        "sip.transport: 'ftp' is not one of: udp, tcp, tls",
+        "mqtt.qos: 5 is out of range 0..2",
+        "gpio.outputs.gate.pin: unknown pin 'GPIO99' (use GPIO0..GPIO27, BOARD<n> or a number)",
+        "log.level: string expected, got integer",
+    )
+
+
+def test_an_empty_file_names_the_required_tables() -> None:
+    assert problems_of("") == (
+        "device: required table is missing",
+        "sip: required table is missing",
+    )
+
+
+UNKNOWN = [
+    ({"sip.regstrar": "sip:pbx"}, "sip.regstrar: unknown key (did you mean 'registrar'?)"),
+    ({"sip.colour": "blue"}, "sip.colour: unknown key"),
+    ({"device.nmae": "x"}, "device.nmae: unknown key (did you mean 'name'?)"),
+    ({"mqtt.qso": 1}, "mqtt.qso: unknown key (did you mean 'qos'?)"),
+    ({"gpio.outputs.gate.pn": 4}, "gpio.outputs.gate.pn: unknown key (did you mean 'pin'?)"),
+    (
+        {"gpio.inputs.door.pullup": True},
+        "gpio.inputs.door.pullup: unknown key (did you mean 'pull_up'?)",
+    ),
+    ({"gpio.output": {}}, "gpio.output: unknown key (did you mean 'outputs'?)"),
+    ({"sipp": {"uri": "x"}}, "sipp: unknown table (did you mean 'sip'?)"),
+    ({"verbose": True}, "verbose: unknown key"),
+]
+
+
+@pytest.mark.parametrize(("edits", "line"), UNKNOWN)
+def test_unknown_keys_are_reported_with_a_suggestion(edits: dict[str, Any], line: str) -> None:
+    assert problems_of(edited(edits)) == (line,)
+
+
+def test_a_pin_used_twice_names_both_keys() -> None:
+    text = edited({"gpio.outputs.lamp.pin": 17, "gpio.inputs.door.pin": "BOARD11"})
+    assert problems_of(text) == (
+        "gpio.outputs.lamp.pin: GPIO17 is also used by gpio.outputs.gate.pin",
+        "gpio.inputs.door.pin: GPIO17 is also used by gpio.outputs.gate.pin",
+    )
+
+
+def test_an_input_named_like_an_output_is_a_problem() -> None:
+    text = edited({"gpio.inputs.gate": {"pin": "GPIO22"}})
+    assert problems_of(text) == ("gpio.inputs.gate: name 'gate' is also used by gpio.outputs.gate",)
+
+
+PINS = [
+    ("GPIO17", "GPIO17"), ("gpio17", "GPIO17"), ("BCM17", "GPIO17"), (17, "GPIO17"),
+    ("17", "GPIO17"), (0, "GPIO0"), ("GPIO27", "GPIO27"), ("BOARD11", "GPIO17"),
+    ("J8:11", "GPIO17"), ("board3", "GPIO2"), ("BOARD27", "GPIO0"), ("BOARD40", "GPIO21"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("value", "pin"), PINS)
+def test_pins_are_normalized_to_bcm_names(value: str | int, pin: str) -> None:
+    assert parse_pin(value) == pin
+
+
+@pytest.mark.parametrize(
+    "value", ["GPIO28", 28, -1, "GPIO", "GPIO 17", "P1-11", "BOARD0", "BOARD41", "BOARD1", "J8:39"]
+)
+def test_bad_pins_are_rejected(value: str | int) -> None:
+    with pytest.raises(InvalidPin, match=r"unknown pin|power or ground"):
+        parse_pin(value)
+
+
+def test_every_header_gpio_maps_to_a_distinct_bcm_pin() -> None:
+    gpios = []
+    for physical in range(1, 41):
+        try:
+            gpios.append(parse_pin(f"BOARD{physical}"))
+        except InvalidPin:
+            continue
+    assert sorted(gpios) == sorted(f"GPIO{n}" for n in range(28))
+
+
+@pytest.mark.parametrize(
+    ("text", "host_port"),
+    [
+        ("0.0.0.0:5060", ("0.0.0.0", 5060)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+        ("[::1]:5062", ("::1", 5062)),
+        ("[::]:5060", ("::", 5060)),
+        ("pi.local:5060", ("pi.local", 5060)),
+    ],
+)
+def test_listen_addresses(text: str, host_port: tuple[str, int]) -> None:
+    assert split_host_port(text) == host_port
+
+
+def test_password_file_is_read_next_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "sip-password").write_text("s3cret\n")
+    (tmp_path / "agent.toml").write_text(
+        edited({"sip.password": DELETE, "sip.password_file": "sip-password"})
+    )
+    assert load_config(str(tmp_path / "agent.toml")).sip.password == "s3cret"
+
+
+def test_password_file_strips_only_one_newline(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("s3cret \n\n")
+    text = edited({"mqtt.password_file": str(tmp_path / "pw")})
+    config = parse_config(text)
+    assert config.mqtt is not None and config.mqtt.password == "s3cret \n"
+
+
+def test_relative_password_file_comes_from_systemd_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "sip-password").write_text("from-systemd")
+    (tmp_path / "sip-password").write_text("next-to-config")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
+    text = edited({"sip.password": DELETE, "sip.password_file": "sip-password"})
+    assert parse_config(text, base_dir=str(tmp_path)).sip.password == "from-systemd"
+
+
+def test_a_missing_password_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    text = edited({"sip.password": DELETE, "sip.password_file": "nope"})
+    assert problems_of(text, base_dir=str(tmp_path)) == (
+        f"sip.password_file: cannot read '{tmp_path / 'nope'}': No such file or directory",
+    )
+
+
+def test_an_empty_password_file_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("\n")
+    text = edited({"sip.password": DELETE, "sip.password_file": str(tmp_path / "pw")})
+    assert problems_of(text) == (f"sip.password_file: '{tmp_path / 'pw'}' is empty",)
+
+
+def test_a_toml_syntax_error_is_one_line_with_its_position(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text('[device]\nid = "porch"\nname = porch\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    (line,) = caught.value.problems
+    assert line.startswith(f"{path}: TOML syntax error: ")
+    assert line.endswith("(at line 3, column 8)")
+
+
+def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "missing.toml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    assert caught.value.problems == (f"{path}: cannot read config file: No such file or directory",)
+
+
+def test_a_config_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_bytes(b'[device]\nid = "\xff"\n')
+    with pytest.raises(ConfigError, match=rf"^{path}: not UTF-8 text"):
+        load_config(str(path))
+
+
+def test_enum_values_are_case_insensitive() -> None:
+    config = parse_config(edited({"sip.transport": "TCP", "sip.presence": "Off"}))
+    assert (config.sip.transport, config.sip.presence) == ("tcp", "off")
+
+
+def test_access_allow_takes_an_mqtt_identity() -> None:
+    config = parse_config(
+        '[device]\nid = "porch"\n[sip]\nuri = "sip:porch@pbx.example.org"\n'
+        '[access]\nallow = ["mqtt:home-assistant", "sip:owner@pbx.example.org"]\n'
+        '[mqtt]\nhost = "localhost"\nidentity = "mqtt:home-assistant"\n'
+    )
+    assert config.access.allow == ("mqtt:home-assistant", "sip:owner@pbx.example.org")
+    assert config.mqtt is not None and config.mqtt.identity == "mqtt:home-assistant"

@@ -1,0 +1,139 @@
+"""Where replies go, the relay record, access decisions, topics and the inbox."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from agent.access import authorize
+from agent.events import MqttConnected, StopRequested
+from agent.inbox import Inbox
+from agent.messages import CommandOutcome, IncomingMessage, relay_record, reply_target
+from agent.sip import reg_state_of
+from agent.topics import Topics
+
+
+def message(**overrides: str) -> IncomingMessage:
+    fields = {
+        "from_uri": '"Owner" <sip:owner@pbx.example.org>',
+        "to_uri": "<sip:porch@pbx.example.org>",
+        "contact": "",
+        "body": "on lamp",
+        "content_type": "text/plain",
+        "source": "192.0.2.7:40000",
+        "transport": "udp",
+    }
+    fields.update(overrides)
+    return IncomingMessage.new(**fields, received=datetime(2026, 1, 2, 3, 4, 5, 6000, UTC))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "routed", "target"),
+    [
+        ({}, True, "sip:owner@pbx.example.org"),
+        ({}, False, "sip:owner@192.0.2.7:40000"),
+        ({"transport": "tcp"}, False, "sip:owner@192.0.2.7:40000;transport=tcp"),
+        ({"contact": "<sip:owner@192.0.2.7:5062>"}, False, "sip:owner@192.0.2.7:5062"),
+        ({"from_uri": "garbage"}, False, "sip:192.0.2.7:40000"),
+    ],
+)
+def test_reply_target(overrides: dict[str, str], routed: bool, target: str) -> None:
+    assert reply_target(message(**overrides), routed=routed) == target
+
+
+def test_relay_record_has_the_briefs_fields() -> None:
+    msg = message()
+    record = relay_record(msg, True, CommandOutcome("on", "lamp", "ok: lamp on"))
+    assert record == {
+        "id": msg.id,
+        "from": '"Owner" <sip:owner@pbx.example.org>',
+        "to": "<sip:porch@pbx.example.org>",
+        "body": "on lamp",
+        "content_type": "text/plain",
+        "received": "2026-01-02T03:04:05.006Z",
+        "authorized": True,
+        "command": {"name": "on", "target": "lamp", "result": "ok: lamp on"},
+    }
+    assert relay_record(msg, False, None)["command"] is None
+    json.dumps(record)  # serialisable as is
+
+
+def test_ids_are_unique() -> None:
+    assert len({message().id for _ in range(100)}) == 100
+
+
+@pytest.mark.parametrize(
+    ("sender", "allowed"),
+    [
+        ("sip:owner@pbx.example.org", True),
+        ('"Owner" <sip:owner@PBX.example.org:5060;transport=tcp>;tag=x', True),
+        ("sip:owner@pbx.example.org:5070", False),
+        ("sip:eve@pbx.example.org", False),
+        ("sips:owner@pbx.example.org", False),
+        ("not a uri", False),
+    ],
+)
+def test_authorize_normalizes_the_sender(sender: str, allowed: bool) -> None:
+    decision = authorize(sender, ("sip:owner@pbx.example.org",))
+    assert decision.allowed is allowed
+    assert "access.allow" in decision.reason
+
+
+def test_topics_follow_one_scheme() -> None:
+    t = Topics("sipagent/porch")
+    assert t.availability == "sipagent/porch/availability"
+    assert t.output_state("gate") == "sipagent/porch/output/gate/state"
+    assert t.output_name_from_set("sipagent/porch/output/gate/set") == "gate"
+    assert t.output_name_from_set("sipagent/porch/output/a/b/set") is None
+    assert t.output_name_from_set("sipagent/porch/command") is None
+    assert t.message_send in t.subscriptions()
+
+
+def test_inbox_wakes_once_per_drain_and_keeps_order() -> None:
+    wakes: list[int] = []
+    inbox = Inbox()
+    inbox.set_waker(lambda: wakes.append(1))
+    inbox.put(MqttConnected())
+    inbox.put(StopRequested("a"))
+    assert len(wakes) == 1
+    assert inbox.drain() == [MqttConnected(), StopRequested("a")]
+    inbox.put(StopRequested("b"))
+    assert len(wakes) == 2
+
+
+def test_inbox_loses_nothing_across_threads() -> None:
+    inbox = Inbox()
+    inbox.set_waker(lambda: None)
+
+    def post(n: int) -> None:
+        for i in range(1000):
+            inbox.put(StopRequested(f"{n}-{i}"))
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    got: list[object] = []
+    while any(t.is_alive() for t in threads):
+        got += inbox.drain()
+    for t in threads:
+        t.join()
+    got += inbox.drain()
+    assert len(got) == 4000
+
+
+@pytest.mark.parametrize(
+    ("code", "expires", "unregistering", "state"),
+    [
+        (200, 300, False, "registered"),
+        (200, 0, False, "unregistered"),
+        (200, 300, True, "unregistered"),
+        (401, 0, False, "failed"),
+        (408, 0, False, "failed"),
+        (503, 0, True, "failed"),
+    ],
+)
+def test_registration_states(code: int, expires: int, unregistering: bool, state: str) -> None:
+    assert reg_state_of(code, "x", expires, unregistering=unregistering).state == state
