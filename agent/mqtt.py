@@ -72,9 +72,11 @@ class MqttLink:
             log.warning("MQTT broker %s refused the connection: %s", self.config.host, rc)
             return
         self.connected = True
-        client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
-        # Subscriptions do not survive a reconnect with a clean session: renew them here.
+        # Subscriptions do not survive a reconnect with a clean session: renew them here,
+        # before `online`: the broker handles our packets in order, so whoever sees
+        # `online` can be sure that commands sent to us are no longer dropped.
         client.subscribe([(t, self.config.qos) for t in self.topics.subscriptions()])
+        client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         log.info("MQTT connected to %s:%d", self.config.host, self.config.port)
         self._inbox.put(MqttConnected())
 

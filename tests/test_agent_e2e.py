@@ -13,6 +13,11 @@ def _json(message) -> dict:  # type: ignore[no-untyped-def]
     return json.loads(message.payload)
 
 
+def _wait_online(probe, base: str) -> None:  # type: ignore[no-untyped-def]
+    """The agent announces `online` after subscribing: from then on it hears commands."""
+    probe.wait_for(f"{base}/availability", lambda m: m.payload == b"online", consume=False)
+
+
 def test_registers_with_right_password_and_says_so_on_mqtt(
     kamailio, mosquitto, agent_factory, probe_factory, device_id
 ):
@@ -146,9 +151,10 @@ def test_mqtt_message_send_reaches_the_peer_and_reports_the_code(
     kamailio, mosquitto, agent_factory, probe_factory, device_id, peer_factory
 ):
     B = f"sipagent/{device_id}"
-    probe = probe_factory(f"{B}/message/sent")
+    probe = probe_factory(f"{B}/#")
     agent = agent_factory(agent_toml(kamailio, device_id=device_id, mosquitto=mosquitto))
     agent.wait_ready()
+    _wait_online(probe, B)
     owner = peer_factory("owner")
     request = {"to": kamailio.aor("owner"), "body": "door opened", "id": "n-1"}
     probe.publish(f"{B}/message/send", json.dumps(request))
@@ -162,9 +168,10 @@ def test_mqtt_message_send_failures_are_reported(
     kamailio, mosquitto, agent_factory, probe_factory, device_id
 ):
     B = f"sipagent/{device_id}"
-    probe = probe_factory(f"{B}/message/sent")
+    probe = probe_factory(f"{B}/#")
     agent = agent_factory(agent_toml(kamailio, device_id=device_id, mosquitto=mosquitto))
     agent.wait_ready()
+    _wait_online(probe, B)
     probe.publish(f"{B}/message/send", json.dumps({"to": "nobody", "body": "x", "id": "a"}))
     bad_uri = _json(probe.wait_for(f"{B}/message/sent", lambda m: _json(m)["id"] == "a"))
     assert bad_uri["ok"] is False and "not a SIP URI" in bad_uri["reason"]
@@ -188,6 +195,7 @@ def test_mqtt_output_set_and_command_topic(
         )
     )
     agent.wait_ready()
+    _wait_online(probe, B)
     probe.publish(f"{B}/output/gate/set", "ON")
     probe.wait_for(f"{B}/output/gate/state", lambda m: m.payload == b"ON")
     assert agent.pin(GATE) is True

@@ -1,0 +1,188 @@
+"""Kamailio as the lab's registrar, authenticating proxy and presence server."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from . import kamailio_cfg
+from .childproc import ChildProcess
+from .ports import free_port
+from .waiting import require_binary, wait_until
+
+DEFAULT_USERS: Mapping[str, str] = {
+    "agent": "agentpw",
+    "owner": "ownerpw",
+    "eve": "evepw",
+    "watcher": "watcherpw",
+}
+
+
+def numbered_users(prefix: str, count: int, start: int = 1) -> dict[str, str]:
+    """``{prefix1: prefix1pw, ...}``: accounts for tests with many watchers."""
+    return {f"{prefix}{i}": f"{prefix}{i}pw" for i in range(start, start + count)}
+
+
+class Kamailio:
+    """One Kamailio listening on UDP and TCP 127.0.0.1:``port``, everything under ``workdir``.
+
+    Users are local to ``domain`` (which does not resolve: clients use ``proxy_uri`` /
+    ``registrar_uri``) and authenticate with digest (realm = ``domain``).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        users: Mapping[str, str] = DEFAULT_USERS,
+        domain: str = "sipagent.test",
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.port = port if port is not None else free_port()
+        self.users: dict[str, str] = dict(users)
+        self.domain = domain
+        self.log = self.workdir / "kamailio.log"
+        self.cfg_path = self.workdir / "kamailio.cfg"
+        self.dbdir = self.workdir / "db"
+        self.rundir = self.workdir / "run"
+        # One secret for the life of this object, so restart() keeps nonces valid.
+        self._secret = secrets.token_hex(16)
+        self._child: ChildProcess | None = None
+
+    # --- addresses -------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def proxy_uri(self) -> str:
+        return f"sip:{self.host}:{self.port};lr"
+
+    @property
+    def registrar_uri(self) -> str:
+        return f"sip:{self.host}:{self.port}"
+
+    def aor(self, user: str) -> str:
+        """``sip:user@domain``."""
+        return f"sip:{user}@{self.domain}"
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self, timeout: float = 15.0) -> None:
+        binary = require_binary(
+            "kamailio", "the Debian packages kamailio and kamailio-presence-modules"
+        )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.rundir.mkdir(exist_ok=True)
+        kamailio_cfg.write_dbtext(self.dbdir)
+        self.cfg_path.write_text(
+            kamailio_cfg.render(
+                port=self.port,
+                domain=self.domain,
+                users=self.users,
+                dbdir=self.dbdir,
+                secret=self._secret,
+            )
+        )
+        argv = [
+            binary,
+            "-f", str(self.cfg_path),
+            "-DD",  # stay in the foreground (a child of the tests) but fork the workers
+            "-E",  # log to stderr, which goes to self.log
+            "-P", str(self.rundir / "kamailio.pid"),
+            "-Y", str(self.rundir),  # runtime dir: nothing under /var/run
+            "-w", str(self.workdir),
+            "-m", "64",
+            "-M", "8",
+        ]  # fmt: skip
+        self._child = ChildProcess("kamailio", argv, self.log, self.workdir)
+        self._child.start()
+        try:
+            wait_until(
+                self._answers, timeout, f"kamailio to answer OPTIONS on {self.host}:{self.port}"
+            )
+        except AssertionError:
+            try:
+                self._child.check_alive()  # a crash explains more than a timeout
+            finally:
+                self.stop()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._child is not None:
+            self._child.stop(timeout)
+
+    def restart(self, timeout: float = 15.0) -> None:
+        """Stop and start again on the same port with the same users and secret."""
+        self.stop()
+        self.start(timeout)
+
+    def running(self) -> bool:
+        return self._child is not None and self._child.alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child else None
+
+    def __enter__(self) -> Kamailio:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- probing ---------------------------------------------------------------------------
+
+    def _answers(self) -> bool:
+        assert self._child is not None
+        self._child.check_alive()
+        reply = self.options(timeout=0.25)
+        if reply is None or not reply.startswith("SIP/2.0 200"):
+            return False
+        # Kamailio opens its TCP listener in the same startup step, but the tests use TCP too.
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.25):
+                return True
+        except OSError:
+            return False
+
+    def options(self, timeout: float = 1.0) -> str | None:
+        """Send one OPTIONS over UDP; the reply text, or None if none came within ``timeout``."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((self.host, 0))
+            local_port = sock.getsockname()[1]
+            token = secrets.token_hex(8)
+            request = (
+                f"OPTIONS sip:{self.host}:{self.port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {self.host}:{local_port};branch=z9hG4bK{token};rport\r\n"
+                "Max-Forwards: 70\r\n"
+                f"From: <sip:lab-probe@{self.host}>;tag={token}\r\n"
+                f"To: <sip:{self.host}:{self.port}>\r\n"
+                f"Call-ID: {token}@{self.host}\r\n"
+                "CSeq: 1 OPTIONS\r\n"
+                "Content-Length: 0\r\n\r\n"
+            )
+            sock.sendto(request.encode(), (self.host, self.port))
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                try:
+                    data = sock.recv(65535)
+                except TimeoutError:
+                    return None
+                except ConnectionRefusedError:
+                    return None  # ICMP port unreachable: not listening yet
+                text = data.decode(errors="replace")
+                if token in text:
+                    return text
+            return None

@@ -1,0 +1,106 @@
+"""Mosquitto as the lab's MQTT broker."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from pathlib import Path
+from types import TracebackType
+
+from .childproc import ChildProcess
+from .ports import free_port
+from .waiting import require_binary, wait_until
+
+
+class Mosquitto:
+    """One broker on 127.0.0.1:``port``, anonymous, persistent, everything under ``workdir``."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.port = port if port is not None else free_port("tcp")
+        self.log = self.workdir / "mosquitto.log"
+        self.cfg_path = self.workdir / "mosquitto.conf"
+        self.data_dir = self.workdir / "data"
+        self._child: ChildProcess | None = None
+
+    def _config(self) -> str:
+        return "\n".join(
+            [
+                f"listener {self.port} {self.host}",
+                "allow_anonymous true",
+                # Persistence lets a clean_session=False subscriber get what was queued for it
+                # across a broker restart (FIELD-NOTES: otherwise it is dropped).
+                "persistence true",
+                f"persistence_location {self.data_dir}/",
+                # Started as root (CI), mosquitto would switch to the user "mosquitto", which
+                # cannot write the persistence file into the test's directory: "root" (or the
+                # current user) means "do not switch".
+                f"user {getpass.getuser()}",
+                "log_dest stderr",
+                "log_type error",
+                "log_type warning",
+                "log_type notice",
+                "log_type information",
+                "connection_messages true",
+                "log_timestamp_format %H:%M:%S",
+                # No pid file and no user switch: nothing outside workdir.
+                "",
+            ]
+        )
+
+    def start(self, timeout: float = 10.0) -> None:
+        binary = require_binary("mosquitto", "the Debian package mosquitto")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(exist_ok=True)
+        self.cfg_path.write_text(self._config())
+        self._child = ChildProcess(
+            "mosquitto", [binary, "-c", str(self.cfg_path)], self.log, self.workdir
+        )
+        self._child.start()
+        try:
+            wait_until(self._accepts, timeout, f"mosquitto to accept on {self.host}:{self.port}")
+        except AssertionError:
+            try:
+                self._child.check_alive()  # a crash explains more than a timeout
+            finally:
+                self.stop()
+            raise
+
+    def _accepts(self) -> bool:
+        assert self._child is not None
+        self._child.check_alive()
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.25):
+                return True
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (mosquitto saves its persistence file) and wait."""
+        if self._child is not None:
+            self._child.stop(timeout)
+
+    def restart(self, timeout: float = 10.0) -> None:
+        self.stop()
+        self.start(timeout)
+
+    def running(self) -> bool:
+        return self._child is not None and self._child.alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child else None
+
+    def __enter__(self) -> Mosquitto:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
