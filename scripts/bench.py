@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Measure sipagent as its users feel it, on real parts started here (Kamailio, Mosquitto).
+"""Measure sipagent as its users feel it, beside baresip, on real parts started here.
 
     .venv/bin/python scripts/bench.py [--runs 10] [--idle-seconds 60] [--json out.json]
 
-Figures: start -> READY=1 (registered), SIGTERM -> exit, resident memory and CPU while idle,
-MESSAGE command -> pin changed and -> reply at the peer. Numbers go to stdout as a table
-and, with --json, to a file. Never run by the tests: timing belongs here, not in asserts.
+Starts Kamailio and Mosquitto itself (tests/lab), the agent with mock pins, a peer UA,
+sipp and baresip. Prints one table (p50/p99/max and sample counts) and, with --json,
+writes it to a file. Never run by the tests: timing belongs here, not in asserts.
 """
 
 from __future__ import annotations
@@ -14,51 +14,27 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "scripts")]
 
+from benchlib.baresip import start_baresip  # noqa: E402
+from benchlib.flood import absorb_rate  # noqa: E402
+from benchlib.procstat import idle_figures, row  # noqa: E402
 from lab.agentproc import AgentProcess  # noqa: E402
 from lab.configs import agent_toml  # noqa: E402
 from lab.kamailio import Kamailio  # noqa: E402
 from lab.mosquitto import Mosquitto  # noqa: E402
 from lab.peer import Peer  # noqa: E402
+from lab.ports import free_port  # noqa: E402
+from lab.sipoptions import sip_options  # noqa: E402
+from lab.waiting import wait_until  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def summary(name: str, values: list[float], unit: str) -> dict[str, object]:
-    return {
-        "figure": name,
-        "unit": unit,
-        "n": len(values),
-        "p50": round(statistics.median(values), 3),
-        "p99": round(pct(values, 0.99), 3),
-        "max": round(max(values), 3),
-    }
+FLOOD_RATES = (500, 1000, 2000, 3000, 4000, 6000, 8000)
 
 
 def start_and_stop(work: Path, kam: Kamailio, mq: Mosquitto, runs: int) -> tuple[list, list]:
@@ -75,8 +51,8 @@ def start_and_stop(work: Path, kam: Kamailio, mq: Mosquitto, runs: int) -> tuple
     return ready, stop
 
 
-def command_latency(work: Path, kam: Kamailio, count: int) -> list[float]:
-    """Owner sends `toggle lamp` through Kamailio; time until the reply is at the peer."""
+def command_round_trips(work: Path, kam: Kamailio, count: int) -> list[float]:
+    """The owner sends `toggle lamp` through Kamailio; time until the reply is at the peer."""
     agent = AgentProcess(work / "cmd", agent_toml(kam, device_id="bench"))
     agent.wait_ready(30)
     owner = Peer.start(
@@ -84,36 +60,59 @@ def command_latency(work: Path, kam: Kamailio, count: int) -> list[float]:
         username="owner", password=kam.users["owner"], workdir=work,
     )  # fmt: skip
     owner.wait_registered()
-    replies = []
+    times = []
     for _ in range(count):
         t0 = time.monotonic()
         owner.send_nowait(kam.aor("agent"), "toggle lamp")
         owner.wait_message(timeout=10)
-        replies.append((time.monotonic() - t0) * 1000)
+        times.append((time.monotonic() - t0) * 1000)
     owner.close()
     agent.close()
-    return replies
+    return times
 
 
-def idle(work: Path, kam: Kamailio, mq: Mosquitto, seconds: float) -> dict[str, float]:
+def agent_idle(work: Path, kam: Kamailio, mq: Mosquitto, seconds: float) -> dict[str, float]:
     agent = AgentProcess(work / "idle", agent_toml(kam, mosquitto=mq, device_id="bench"))
     agent.wait_ready(30)
-    pid = agent.proc.pid
-    pause = threading.Event()
-    pause.wait(2.0)  # let start-up work settle before the idle window opens
-    c0, t0 = cpu_seconds(pid), time.monotonic()
-    pause.wait(seconds)
-    c1, t1 = cpu_seconds(pid), time.monotonic()
-    result = {"idle_cpu_pct": 100 * (c1 - c0) / (t1 - t0), "idle_rss_mb": rss_mb(pid)}
+    figures = idle_figures(agent.proc.pid, seconds)
+    agent.close()
+    return figures
+
+
+def agent_flood(work: Path, seconds: float) -> tuple[int, list]:
+    """Direct mode, no MQTT: the SIP receive path and the agent's per-message work."""
+    port = free_port()
+    # Flood bodies look like replies ("ok: …"): relayed, never answered.
+    toml = agent_toml(
+        listen=f"127.0.0.1:{port}", device_id="flood", on_forbidden="silent", log_level="warning"
+    )
+    agent = AgentProcess(work / "flood", toml)
+    agent.wait_ready(30)
+    result = absorb_rate(f"127.0.0.1:{port}", "agent", work, FLOOD_RATES, seconds)
     agent.close()
     return result
 
 
+def baresip_figures(work: Path, idle_seconds: float, flood_seconds: float) -> dict[str, object]:
+    port = free_port()
+    proc = start_baresip(work / "baresip", port)
+    try:
+        wait_until(lambda: sip_options("127.0.0.1", port, 0.2), 10, "baresip answering")
+        figures: dict[str, object] = dict(idle_figures(proc.pid, idle_seconds))
+        best, _ = absorb_rate(f"127.0.0.1:{port}", "bench", work, FLOOD_RATES, flood_seconds)
+        figures["absorb_rate"] = best
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return figures
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--commands", type=int, default=200)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[1])
+    parser.add_argument("--runs", type=int, default=10, help="agent starts to time")
+    parser.add_argument("--commands", type=int, default=200, help="command round trips")
     parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--flood-seconds", type=float, default=3.0, help="per flood step")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sipagent-bench-") as tmp:
@@ -123,29 +122,39 @@ def main() -> int:
         mq.start()
         try:
             ready, stop = start_and_stop(work, kam, mq, args.runs)
-            replies = command_latency(work, kam, args.commands)
-            idle_figures = idle(work, kam, mq, args.idle_seconds)
+            commands = command_round_trips(work, kam, args.commands)
+            idle = agent_idle(work, kam, mq, args.idle_seconds)
+            absorb, _ = agent_flood(work, args.flood_seconds)
         finally:
             kam.stop()
             mq.stop()
+        baresip = baresip_figures(work, args.idle_seconds, args.flood_seconds)
     rows = [
-        summary("start -> READY=1 (registered)", ready, "ms"),
-        summary("SIGTERM -> exit", stop, "ms"),
-        summary("command MESSAGE -> reply at peer (via Kamailio)", replies, "ms"),
+        row("start -> READY=1 (registered)", ready, "ms", "<= 1500 ms"),
+        row("SIGTERM -> exit", stop, "ms", "<= 2000 ms"),
+        row("command MESSAGE -> reply at peer, via Kamailio", commands, "ms"),
     ]
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"sipagent benchmark on {machine}")
-    print(f"{'figure':50} {'n':>5} {'p50':>9} {'p99':>9} {'max':>9}")
+    print(f"{'figure':48} {'n':>5} {'p50':>10} {'p99':>10} {'max':>10}  target")
     for r in rows:
-        print(f"{r['figure']:50} {r['n']:>5} {r['p50']:>7} {r['unit']} {r['p99']:>7} {r['unit']}"
-              f" {r['max']:>7} {r['unit']}")  # fmt: skip
-    idle_label = f"idle CPU over {args.idle_seconds:g} s"
-    print(f"{idle_label:50} {idle_figures['idle_cpu_pct']:.3f} %")
-    print(f"{'idle resident memory':50} {idle_figures['idle_rss_mb']:.1f} MB")
+        u = r["unit"]
+        print(f"{r['figure']:48} {r['n']:>5} {r['p50']:>7} {u} {r['p99']:>7} {u} "
+              f"{r['max']:>7} {u}  {r['target']}")  # fmt: skip
+    print(f"\n{'figure':48} {'sipagent':>10} {'baresip':>10} {'ratio':>7}  target")
+    pairs = [
+        (f"idle CPU over {args.idle_seconds:g} s (% of a core)", idle["idle_cpu_pct"],
+         baresip["idle_cpu_pct"], "<= 0.15 %"),
+        ("idle resident memory (MB)", idle["idle_rss_mb"], baresip["idle_rss_mb"], "<= 40 MB"),
+        ("MESSAGE absorb rate, direct, no MQTT (/s)", absorb, baresip["absorb_rate"], ""),
+    ]  # fmt: skip
+    for name, ours, theirs, target in pairs:
+        ratio = f"{ours / theirs:.2f}" if theirs else "-"
+        print(f"{name:48} {ours:>10.3f} {theirs:>10.3f} {ratio:>7}  {target}")
     if args.json:
-        args.json.write_text(
-            json.dumps({"machine": machine, "rows": rows, **idle_figures}, indent=2)
-        )
+        result = {"machine": machine, "rows": rows, "agent": {**idle, "absorb_rate": absorb},
+                  "baresip": baresip}  # fmt: skip
+        args.json.write_text(json.dumps(result, indent=2))
     return 0
 
 

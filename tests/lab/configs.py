@@ -21,6 +21,8 @@ def agent_toml(
     allow: Iterable[str] = ("owner",),
     device_id: str = "porch",
     outputs: Mapping[str, int] = DEFAULT_OUTPUTS,
+    on_forbidden: str = "reply",
+    log_level: str = "debug",
     extra: str = "",
 ) -> str:
     """TOML for an agent registered at `kamailio` (direct mode on `listen` when None)."""
@@ -36,10 +38,11 @@ def agent_toml(
         lines += [f'uri = "sip:{user}@127.0.0.1"']
         allowed = [a if ":" in a else f"sip:{a}@127.0.0.1" for a in allow]
     lines += [f'transport = "{transport}"', f'listen = "{listen}"', 'presence = "off"', ""]
-    lines += ["[access]", "allow = [" + ", ".join(f'"{a}"' for a in allowed) + "]", ""]
+    lines += ["[access]", "allow = [" + ", ".join(f'"{a}"' for a in allowed) + "]"]
+    lines += [f'on_forbidden = "{on_forbidden}"', ""]
     if mosquitto is not None:
         lines += ["[mqtt]", f'host = "{mosquitto.host}"', f"port = {mosquitto.port}", ""]
-    lines += ["[log]", 'level = "debug"', "", "[gpio]", 'pin_factory = "mock"', ""]
+    lines += ["[log]", f'level = "{log_level}"', "", "[gpio]", 'pin_factory = "mock"', ""]
     for name, pin in outputs.items():
         lines += [f"[gpio.outputs.{name}]", f'pin = "GPIO{pin}"', ""]
     return "\n".join(lines) + "\n" + extra

@@ -1,0 +1,1 @@
+"""Pieces of scripts/bench.py: process figures, sipp floods, baresip as a reference."""
