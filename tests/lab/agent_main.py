@@ -58,7 +58,10 @@ def control(runner: Runner) -> None:
 def handle(runner: Runner, cmd: dict[str, Any]) -> None:
     factory = Device.pin_factory
     if cmd["op"] == "pin":
-        emit("pin", pin=cmd["pin"], state=bool(factory.pin(cmd["pin"]).state))
+        pin = factory.pin(cmd["pin"])
+        # MockPin keeps the time.monotonic() of its last change: benchmarks compare it with
+        # the moment they sent a command (CLOCK_MONOTONIC is shared by all processes).
+        emit("pin", pin=cmd["pin"], state=bool(pin.state), changed_at=pin._last_change)
     elif cmd["op"] == "drive":
         pin = factory.pin(cmd["pin"])
         pin.drive_high() if cmd["state"] else pin.drive_low()

@@ -81,13 +81,13 @@ class AgentProcess:
 
     def pin(self, number: int, timeout: float = 5.0) -> bool:
         """The current state of a mock pin inside the agent (True = high)."""
+        return bool(self.pin_report(number, timeout)["state"])
+
+    def pin_report(self, number: int, timeout: float = 5.0) -> dict[str, Any]:
+        """{"state": bool, "changed_at": time.monotonic() of the pin's last change}."""
         after = len(self.events)
         self._send(op="pin", pin=number)
-        return bool(
-            self._wait_event(f"pin {number}", {"event": "pin", "pin": number}, after, timeout)[
-                "state"
-            ]
-        )
+        return self._wait_event(f"pin {number}", {"event": "pin", "pin": number}, after, timeout)
 
     def drive(self, number: int, state: bool, timeout: float = 5.0) -> None:
         after = len(self.events)

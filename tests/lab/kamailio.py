@@ -40,8 +40,11 @@ class Kamailio:
         port: int | None = None,
         users: Mapping[str, str] = DEFAULT_USERS,
         domain: str = "sipagent.test",
+        shm_mb: int = 64,
     ) -> None:
         self.workdir = Path(workdir)
+        # Finished transactions linger for tm's wait timer: thousands per second need more.
+        self.shm_mb = shm_mb
         self.port = port if port is not None else free_port()
         self.users: dict[str, str] = dict(users)
         self.domain = domain
@@ -97,7 +100,7 @@ class Kamailio:
             "-P", str(self.rundir / "kamailio.pid"),
             "-Y", str(self.rundir),  # runtime dir: nothing under /var/run
             "-w", str(self.workdir),
-            "-m", "64",
+            "-m", str(self.shm_mb),
             "-M", "8",
         ]  # fmt: skip
         self._child = ChildProcess("kamailio", argv, self.log, self.workdir)
