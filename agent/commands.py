@@ -243,8 +243,8 @@ def parse_command(body: str, content_type: str = "text/plain") -> Command:
 
 def _check_text(body: str) -> None:
     for char in body:
-        if "\ud800" <= char <= "\udfff":
-            # pjsua2 hands bytes that are not UTF-8 over as lone surrogates.
+        if "\ud800" <= char <= "\udfff" or char == "\ufffd":
+            # Bytes that were not UTF-8 arrive as U+FFFD (or as lone surrogates).
             raise CommandError("the message is not UTF-8 text")
         if char not in "\t\n\r" and unicodedata.category(char) in ("Cc", "Cf"):
             raise CommandError(f"the message contains a control character (U+{ord(char):04X})")

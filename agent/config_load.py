@@ -155,9 +155,9 @@ def _users(t: _Table, allow: list[str], base_dir: str | None) -> tuple[UserRight
         return ()
     users: list[UserRights] = []
     for key in outer.raw:
-        sub = outer.table(key)
-        if sub is None:
+        if outer.table(key) is None:
             continue
+        sub = _Table(t.problems, f"{outer.path}.{json_key(key)}", outer.raw[key])
         try:
             identity = (
                 key.strip() if _MQTT_IDENTITY.fullmatch(key.strip()) else address_of_record(key)

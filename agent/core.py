@@ -14,6 +14,7 @@ from typing import Protocol
 
 from agent import commands
 from agent.access import identity_of
+from agent.calls import handle_call
 from agent.config import Config, OutputConfig
 from agent.dispatch import Dispatcher
 from agent.events import Event, MqttConnected, MqttDisconnected, MqttMessage, StopRequested
@@ -163,6 +164,14 @@ class Agent:
         if token is not None and self.topics is not None:
             outcome = {"id": token, "to": to, "ok": ok, "code": code, "reason": reason}
             self._publish(self.topics.message_sent, json.dumps(outcome))
+
+    def on_incoming_call(self, caller: str, source: str) -> int:
+        """Every call is rejected; the SIP status to reject it with."""
+        c = self.config
+        outcome = handle_call(caller, source, c.calls, c.access, self.dispatcher)
+        if self.topics is not None:
+            self._publish(self.topics.call_in, json.dumps(outcome.record()))
+        return outcome.code
 
     # -- commands' view of the device (commands.Controls) --------------------------------
 

@@ -7,6 +7,7 @@ Runs on the owner thread. The same path serves SIP MESSAGEs, `B/command` over MQ
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,7 +66,8 @@ class Dispatcher:
             )
             reply = ""
             if verdict.first_refusal and known:
-                wait = format_duration(max(verdict.retry_after_s, 0.001))
+                # Whole seconds, rounded up: "try again in 1.004s" reads like noise.
+                wait = format_duration(max(1.0, math.ceil(verdict.retry_after_s)))
                 reply = f"error: too many commands; try again in {wait}"
             return Outcome(known, None, None, reply)
         try:

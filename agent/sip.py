@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -66,6 +67,8 @@ class SipListener(Protocol):
 
     def on_message_status(self, token: str | None, to: str, code: int, reason: str) -> None: ...
 
+    def on_incoming_call(self, caller: str, source: str) -> int: ...
+
 
 def reg_state_of(code: int, reason: str, expires: int, *, unregistering: bool) -> RegState:
     """Map a REGISTER outcome to the agent's registration state."""
@@ -102,6 +105,22 @@ class _Account(pj.Account):
     def onInstantMessageStatus(self, prm: pj.OnInstantMessageStatusParam) -> None:
         self._stack._on_message_status(prm.toUri, prm.msgBody, prm.code, prm.reason)
 
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        self._stack._on_incoming_call(prm)
+
+
+class _Call(pj.Call):
+    """An incoming call, kept referenced until pjsua2 reports it disconnected."""
+
+    def __init__(self, stack: SipStack, account: pj.Account, call_id: int) -> None:
+        super().__init__(account, call_id)
+        self._stack = stack
+        self.call_id = call_id
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
+        if self.getInfo().state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self._stack._call_ended(self)
+
 
 class SipStack:
     """One pjsua2 endpoint with one account, polled by the owner loop."""
@@ -115,6 +134,9 @@ class SipStack:
         self._log_writer = _LogWriter()
         self._buddies: OrderedDict[str, pj.Buddy] = OrderedDict()
         self._pending: dict[tuple[str, str], deque[str | None]] = {}
+        self._calls: dict[int, _Call] = {}
+        # Calls pjsua2 has finished with; dropped at the next poll, outside its callback.
+        self._ended_calls: list[_Call] = []
         self._wake_sock: socket.socket | None = None
         self._unregistering = False
         self.version = ""
@@ -194,6 +216,11 @@ class SipStack:
             ac.regConfig.timeoutSec = c.reg_expires
             ac.regConfig.retryIntervalSec = _REG_RETRY_S
             ac.regConfig.firstRetryIntervalSec = 5
+        # pjsua opens RTP sockets for every incoming INVITE before the agent can reject it.
+        # No audio is ever sent: keep them on loopback, on any free port (default: 4000 on
+        # every interface, where a taken port costs an error line per call).
+        ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+        ac.mediaConfig.transportConfig.port = 0
         if c.password is not None:
             cred = pj.AuthCredInfo("digest", c.realm, c.username, 0, c.password)
             ac.sipConfig.authCreds.append(cred)
@@ -215,6 +242,11 @@ class SipStack:
                 while self._unregistering and time.monotonic() < deadline:
                     self._ep.libHandleEvents(20)
         self._buddies.clear()
+        for call in list(self._calls.values()):
+            with contextlib.suppress(pj.Error):
+                call.hangup(pj.CallOpParam())
+        self._calls.clear()
+        self._ended_calls.clear()
         if account is not None:
             account.shutdown()
             self._account = None
@@ -229,6 +261,7 @@ class SipStack:
 
     def poll(self, timeout_ms: int) -> None:
         assert self._ep is not None
+        self._ended_calls.clear()
         self._ep.libHandleEvents(max(0, timeout_ms))
 
     def wake(self) -> None:
@@ -299,12 +332,31 @@ class SipStack:
             from_uri=prm.fromUri,
             to_uri=prm.toUri,
             contact=prm.contactUri,
-            body=prm.msgBody,
+            body=_text(prm.msgBody),
             content_type=prm.contentType,
             source=prm.rdata.srcAddress,
             transport=self.config.transport,
         )
         self.listener.on_message(msg)
+
+    def _on_incoming_call(self, prm: pj.OnIncomingCallParam) -> None:
+        assert self._account is not None
+        call = _Call(self, self._account, prm.callId)
+        self._calls[prm.callId] = call
+        caller = call.getInfo().remoteUri
+        code = self.listener.on_incoming_call(caller, prm.rdata.srcAddress)
+        op = pj.CallOpParam()
+        op.statusCode = code
+        try:
+            # An incoming call not yet answered is answered with this final status.
+            call.hangup(op)
+        except pj.Error as err:
+            log.warning("rejecting the call from %s failed: %s", caller, err.info())
+            self._call_ended(call)
+
+    def _call_ended(self, call: _Call) -> None:
+        if self._calls.pop(call.call_id, None) is not None:
+            self._ended_calls.append(call)
 
     def _on_message_status(self, to: str, body: str, code: int, reason: str) -> None:
         # 1xx are provisional; only a final answer settles the send.
@@ -331,6 +383,22 @@ class _NoListener:
 
     def on_message_status(self, token: str | None, to: str, code: int, reason: str) -> None:
         log.debug("MESSAGE status %d before the agent was attached", code)
+
+    def on_incoming_call(self, caller: str, source: str) -> int:
+        log.warning("call from %s arrived before the agent was attached", caller)
+        return 603
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _text(text: str) -> str:
+    """pjsua2's text as clean str: bytes that were not UTF-8 become U+FFFD.
+
+    SWIG hands them over as lone surrogates, which cannot be encoded again: JSON for MQTT,
+    sqlite and the journal would all fail on them.
+    """
+    return _SURROGATES.sub("\ufffd", text)
 
 
 @contextlib.contextmanager

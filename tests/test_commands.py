@@ -119,6 +119,7 @@ REFUSED = [
     ("on gate\x1b[2J", "the message contains a control character (U+001B)"),
     ("on \u202egate", "the message contains a control character (U+202E)"),
     ("on gate \udcff", "the message is not UTF-8 text"),
+    ("on gate \ufffd", "the message is not UTF-8 text"),
     ("o" * 60, "unknown command '" + "o" * 39 + f"…' (commands: {ALL})"),
 ]
 

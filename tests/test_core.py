@@ -74,6 +74,12 @@ class FakePins:
     def set_output(self, name: str, on: bool) -> None:
         self.state[name] = on
 
+    def state_payload(self, name: str) -> str:
+        return "ON" if self.state[name] else "OFF"
+
+    def activity(self, name: str) -> str | None:
+        return None
+
 
 @pytest.fixture
 def parts(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
@@ -122,8 +128,8 @@ def test_replies_and_other_content_are_relayed_not_answered(parts, body, content
 
 def test_bad_command_from_owner_gets_an_error_reply(parts) -> None:  # type: ignore[no-untyped-def]
     agent, sip, _, _ = parts()
-    agent.on_message(message(body="pulse"))
-    assert sip.sent[0][1].startswith("error: unknown command 'pulse'")
+    agent.on_message(message(body="fly gate"))
+    assert sip.sent[0][1].startswith("error: unknown command 'fly'")
 
 
 def test_mqtt_send_goes_out_and_its_outcome_comes_back(parts) -> None:  # type: ignore[no-untyped-def]

@@ -58,7 +58,8 @@ def control(runner: Runner) -> None:
 def handle(runner: Runner, cmd: dict[str, Any]) -> None:
     factory = Device.pin_factory
     if cmd["op"] == "pin":
-        emit("pin", pin=cmd["pin"], state=bool(factory.pin(cmd["pin"]).state))
+        state = factory.pin(cmd["pin"]).state
+        emit("pin", pin=cmd["pin"], state=bool(state), value=float(state))
     elif cmd["op"] == "drive":
         pin = factory.pin(cmd["pin"])
         pin.drive_high() if cmd["state"] else pin.drive_low()

@@ -89,6 +89,13 @@ class AgentProcess:
             ]
         )
 
+    def pin_value(self, number: int, timeout: float = 5.0) -> float:
+        """The level of a mock pin inside the agent: 0.0..1.0 (PWM), else 0.0 or 1.0."""
+        after = len(self.events)
+        self._send(op="pin", pin=number)
+        event = self._wait_event(f"pin {number}", {"event": "pin", "pin": number}, after, timeout)
+        return float(event["value"])
+
     def drive(self, number: int, state: bool, timeout: float = 5.0) -> None:
         after = len(self.events)
         self._send(op="drive", pin=number, state=state)
