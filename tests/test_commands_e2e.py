@@ -52,12 +52,16 @@ def test_every_command_from_the_owner(kamailio, agent_factory, peer_factory):
     assert agent.pin(LAMP) is True
 
     assert _ask(owner, to, "pulse gate 300ms") == "ok: gate pulsed 300ms"
-    _pin_becomes(agent, GATE, False)  # it came back off by itself
+    _pin_becomes(agent, GATE, False)  # it came back off by itself...
+    (_, on), (held, off) = agent.pin_history(GATE)[-2:]
+    assert (on, off) == (1.0, 0.0)
+    assert held >= 0.3  # ...and not before its time (a lower bound, never a speed)
 
-    assert _ask(owner, to, "blink lamp 400ms 400ms 2") == "ok: lamp blinking 400ms/400ms 2 times"
-    _pin_becomes(agent, LAMP, True)
-    _pin_becomes(agent, LAMP, False)
+    before = len(agent.pin_history(LAMP))
+    assert _ask(owner, to, "blink lamp 100ms 100ms 2") == "ok: lamp blinking 100ms/100ms 2 times"
     wait_until(lambda: "blink" not in _ask(owner, to, "status"), 10, "blink to end")
+    # The lamp was on already, so the blink's first "on" changes nothing: off, on, off.
+    assert [level for _, level in agent.pin_history(LAMP)[before:]] == [0.0, 1.0, 0.0]
     assert agent.pin(LAMP) is False
 
     assert _ask(owner, to, "set dimmer 40%") == "ok: dimmer at 40%"
@@ -286,3 +290,30 @@ def test_bodies_that_are_not_utf8_or_carry_control_characters_are_answered(
     assert first["body"] == "on lamp \ufffd\ufffd"
     assert first["command"]["result"] == "error: the message is not UTF-8 text"
     assert json.loads(probe.wait_for(f"{B}/message/in").payload)["body"] == "on\x07 lamp"
+
+
+def test_shutdown_cancels_pulse_and_blink_and_leaves_the_safe_state(
+    kamailio, agent_factory, peer_factory
+):
+    agent = agent_factory(
+        agent_toml(
+            kamailio,
+            outputs=OUTPUTS,
+            output_extra={
+                "gate": 'max_pulse = "60s"',
+                "dimmer": 'initial = "on"\nsafe = "off"\npwm = true',
+            },
+        )
+    )
+    agent.wait_ready()
+    assert agent.pin_value(DIMMER) == 1.0  # initial
+    owner = peer_factory("owner")
+    to = kamailio.aor("agent")
+    assert _ask(owner, to, "pulse gate 60s") == "ok: gate pulsed 60s"
+    assert _ask(owner, to, "blink lamp") == "ok: lamp blinking 500ms/500ms"
+    agent.terminate()
+    report = agent.wait_exit()
+    assert report["code"] == 0
+    assert report["pins"]["GPIO18"] is False  # the gate's pulse did not outlive the agent
+    assert report["pins"]["GPIO17"] is False
+    assert report["pins"]["GPIO12"] is False  # safe = off, although initial = on

@@ -96,6 +96,18 @@ class AgentProcess:
         event = self._wait_event(f"pin {number}", {"event": "pin", "pin": number}, after, timeout)
         return float(event["value"])
 
+    def pin_history(self, number: int, timeout: float = 5.0) -> list[tuple[float, float]]:
+        """Every change of a mock pin: (seconds since the previous change, level), oldest first.
+
+        MockPin records these itself, so a short pulse cannot slip between two polls.
+        """
+        after = len(self.events)
+        self._send(op="history", pin=number)
+        event = self._wait_event(
+            f"history of pin {number}", {"event": "history", "pin": number}, after, timeout
+        )
+        return [(float(t), float(v)) for t, v in event["states"]]
+
     def drive(self, number: int, state: bool, timeout: float = 5.0) -> None:
         after = len(self.events)
         self._send(op="drive", pin=number, state=state)
