@@ -293,6 +293,10 @@ class Agent:
             self.set_output(name, word == "ON")
         elif word == "TOGGLE":
             self.set_output(name, not self.outputs.output_is_on(name))
+        elif (level := _json_level(text)) is not None:
+            # A PWM level ({"level": 40}) gets the same checks as `set <name> 40%`.
+            result = commands.execute(commands.Command("set", name, (f"{level}%",)), self)
+            log.log(logging.INFO if result.ok else logging.WARNING, "MQTT set: %s", result.reply)
         else:
             log.warning("MQTT set %s: %r is not ON, OFF or TOGGLE", name, _excerpt(text))
 
@@ -306,6 +310,18 @@ class Agent:
     def _publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
         if self.mqtt is not None:
             self.mqtt.publish(topic, payload, retain=retain)
+
+
+def _json_level(text: str) -> float | None:
+    """The level of a `{"level": 40}` payload, or None."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    level = data.get("level") if isinstance(data, dict) else None
+    if isinstance(level, int | float) and not isinstance(level, bool):
+        return float(level)
+    return None
 
 
 def _excerpt(text: str, limit: int = 60) -> str:

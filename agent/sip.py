@@ -22,6 +22,7 @@ import pjsua2 as pj
 
 from agent.config import SipConfig
 from agent.messages import IncomingMessage
+from agent.sip_calls import IncomingCalls
 from agent.sipuri import InvalidSipUri, parse_sip_uri
 
 log = logging.getLogger(__name__)
@@ -106,20 +107,7 @@ class _Account(pj.Account):
         self._stack._on_message_status(prm.toUri, prm.msgBody, prm.code, prm.reason)
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
-        self._stack._on_incoming_call(prm)
-
-
-class _Call(pj.Call):
-    """An incoming call, kept referenced until pjsua2 reports it disconnected."""
-
-    def __init__(self, stack: SipStack, account: pj.Account, call_id: int) -> None:
-        super().__init__(account, call_id)
-        self._stack = stack
-        self.call_id = call_id
-
-    def onCallState(self, prm: pj.OnCallStateParam) -> None:
-        if self.getInfo().state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            self._stack._call_ended(self)
+        self._stack.calls.reject(self, prm, self._stack.listener.on_incoming_call)
 
 
 class SipStack:
@@ -134,9 +122,7 @@ class SipStack:
         self._log_writer = _LogWriter()
         self._buddies: OrderedDict[str, pj.Buddy] = OrderedDict()
         self._pending: dict[tuple[str, str], deque[str | None]] = {}
-        self._calls: dict[int, _Call] = {}
-        # Calls pjsua2 has finished with; dropped at the next poll, outside its callback.
-        self._ended_calls: list[_Call] = []
+        self.calls = IncomingCalls()
         self._wake_sock: socket.socket | None = None
         self._unregistering = False
         self.version = ""
@@ -242,11 +228,7 @@ class SipStack:
                 while self._unregistering and time.monotonic() < deadline:
                     self._ep.libHandleEvents(20)
         self._buddies.clear()
-        for call in list(self._calls.values()):
-            with contextlib.suppress(pj.Error):
-                call.hangup(pj.CallOpParam())
-        self._calls.clear()
-        self._ended_calls.clear()
+        self.calls.hang_up_all()
         if account is not None:
             account.shutdown()
             self._account = None
@@ -261,7 +243,7 @@ class SipStack:
 
     def poll(self, timeout_ms: int) -> None:
         assert self._ep is not None
-        self._ended_calls.clear()
+        self.calls.sweep()
         self._ep.libHandleEvents(max(0, timeout_ms))
 
     def wake(self) -> None:
@@ -338,25 +320,6 @@ class SipStack:
             transport=self.config.transport,
         )
         self.listener.on_message(msg)
-
-    def _on_incoming_call(self, prm: pj.OnIncomingCallParam) -> None:
-        assert self._account is not None
-        call = _Call(self, self._account, prm.callId)
-        self._calls[prm.callId] = call
-        caller = call.getInfo().remoteUri
-        code = self.listener.on_incoming_call(caller, prm.rdata.srcAddress)
-        op = pj.CallOpParam()
-        op.statusCode = code
-        try:
-            # An incoming call not yet answered is answered with this final status.
-            call.hangup(op)
-        except pj.Error as err:
-            log.warning("rejecting the call from %s failed: %s", caller, err.info())
-            self._call_ended(call)
-
-    def _call_ended(self, call: _Call) -> None:
-        if self._calls.pop(call.call_id, None) is not None:
-            self._ended_calls.append(call)
 
     def _on_message_status(self, to: str, body: str, code: int, reason: str) -> None:
         # 1xx are provisional; only a final answer settles the send.

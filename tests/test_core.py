@@ -7,7 +7,7 @@ import json
 import pytest
 from test_messages import message
 
-from agent.config import parse_config
+from agent.config import OutputConfig, parse_config
 from agent.core import Agent
 from agent.events import MqttConnected, MqttMessage, StopRequested
 from agent.service import Notifier
@@ -64,6 +64,19 @@ class FakeMqtt:
 class FakePins:
     def __init__(self) -> None:
         self.state = {"gate": False}
+        self.config = parse_config(CONFIG.format(on_forbidden="reply")).gpio
+
+    def output_config(self, name: str) -> OutputConfig:
+        return self.config.outputs[0]
+
+    def pulse(self, name: str, seconds: float) -> None:
+        self.state[name] = True
+
+    def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None:
+        self.state[name] = True
+
+    def set_level(self, name: str, level: float) -> None:
+        self.state[name] = level > 0
 
     def output_names(self) -> list[str]:
         return list(self.state)
