@@ -348,7 +348,8 @@ def test_the_example_config_loads_without_problems() -> None:
     config = load_config(str(EXAMPLE))
     assert config.sip.registrar is not None
     assert config.mqtt is not None and config.mqtt.host == "localhost"
-    assert [o.name for o in config.gpio.outputs] == ["gate", "lamp"]
+    assert [o.name for o in config.gpio.outputs] == ["gate", "lamp", "fan"]
+    assert config.access.rights_of("sip:alice@pbx.example.org") is not None
     assert [i.name for i in config.gpio.inputs] == ["door"]
 
 
