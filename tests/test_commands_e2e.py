@@ -12,6 +12,7 @@ import time
 import uuid
 
 from lab.configs import agent_toml
+from lab.ports import free_port
 from lab.waiting import wait_until
 
 from agent.totp import totp
@@ -167,20 +168,16 @@ def test_a_one_time_code_opens_the_gate_once(
 
 def test_a_forged_from_in_direct_mode_cannot_move_a_protected_output(agent_factory, peer_factory):
     # Direct mode: no proxy checks who sends, so anyone may claim to be the owner.
+    port = free_port()
     agent = agent_factory(
         agent_toml(
             None,
+            listen=f"127.0.0.1:{port}",
             access_extra='require_code = ["gate"]',
             extra=f'[access.users."sip:boss@127.0.0.1"]\ntotp_secret = "{SECRET}"\n',
         )
     )
     agent.wait_ready()
-    port = int(
-        agent.log.read_text()
-        .split("SIP account sip:agent@127.0.0.1 on udp ")[1]
-        .split()[0]
-        .rsplit(":", 1)[1]
-    )
     to = f"sip:agent@127.0.0.1:{port}"
     forger = peer_factory(uri="sip:boss@127.0.0.1")  # a stranger with the boss's From
     assert (
@@ -262,14 +259,11 @@ def test_bodies_that_are_not_utf8_or_carry_control_characters_are_answered(
 ):
     B = f"sipagent/{device_id}"
     probe = probe_factory(f"{B}/message/in")
-    agent = agent_factory(agent_toml(None, mosquitto=mosquitto, device_id=device_id))
-    agent.wait_ready()
-    port = int(
-        agent.log.read_text()
-        .split("SIP account sip:agent@127.0.0.1 on udp ")[1]
-        .split()[0]
-        .rsplit(":", 1)[1]
+    port = free_port()
+    agent = agent_factory(
+        agent_toml(None, listen=f"127.0.0.1:{port}", mosquitto=mosquitto, device_id=device_id)
     )
+    agent.wait_ready()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.settimeout(10)
