@@ -57,6 +57,8 @@ class OutputPins(Protocol):
 
     def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None: ...
 
+    def level(self, name: str) -> float: ...
+
     def state_payload(self, name: str) -> str: ...
 
     def activity(self, name: str) -> str | None: ...
@@ -210,10 +212,9 @@ class Agent:
         ]
 
     def _output_status(self, name: str) -> str:
-        state = self.outputs.state_payload(name)
         word = "on" if self.outputs.output_is_on(name) else "off"
-        if state.startswith("{"):
-            word = f"{json.loads(state)['level']:g}%"
+        if self.outputs.output_config(name).pwm:
+            word = f"{round(self.outputs.level(name) * 100, 1):g}%"
         running = self.outputs.activity(name)
         return f"{name} {word}" + (f" ({running})" if running else "")
 
