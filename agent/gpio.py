@@ -162,7 +162,7 @@ class Outputs:
         self.timers.call_later(on_s, name, lambda: step(False, count))
 
     def _end(self, name: str) -> None:
-        self._activity.pop(name, None)
+        log.info("output %s: %s done", name, self._activity.pop(name, "timer"))
         self._write(name, 0.0)
 
     def _cancel(self, name: str) -> None:
