@@ -1,16 +1,24 @@
-"""Who may give commands. Pure: the caller passes a normalized sender identity."""
+"""Who may do what. Pure: identities come normalized, one-time codes are checked by a callable."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from agent.commands import Command
+from agent.config import AccessConfig, UserRights
 from agent.sipuri import InvalidSipUri, address_of_record
+
+# (identity, key, code) -> the code is valid now and not used before (and is now spent)
+CodeCheck = Callable[[str, bytes, str], bool]
 
 
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    reason: str
+    reason: str  # for the log: who and why
+    known: bool = True  # False: a stranger, answered `forbidden` or not at all
+    reply: str = "forbidden"  # what a refused sender is told after `error: `
 
 
 def identity_of(sender: str) -> str:
@@ -26,4 +34,64 @@ def authorize(sender: str, allow: tuple[str, ...]) -> Decision:
     who = identity_of(sender)
     if who in allow:
         return Decision(True, f"{who} is in access.allow")
-    return Decision(False, f"{who} is not in access.allow")
+    return Decision(False, f"{who} is not in access.allow", known=False)
+
+
+def may_use(rights: UserRights) -> list[str] | None:
+    """The command names a user may use (None: all)."""
+    return None if rights.commands is None else ["help", *rights.commands]
+
+
+def decide(
+    identity: str,
+    command: Command,
+    code: str | None,
+    access: AccessConfig,
+    outputs: Collection[str],
+    check_code: CodeCheck,
+) -> Decision:
+    """May `identity` run `command` (with the one-time `code` it wrote before it, if any)?
+
+    A code is checked (and so spent) only when everything else allows the command.
+    """
+    rights = access.rights_of(identity)
+    if rights is None:
+        return Decision(False, f"{identity} is not in access.allow or access.users", known=False)
+    name, target = command.name, command.target
+    if rights.commands is not None and name != "help" and name not in rights.commands:
+        usable = ", ".join(may_use(rights) or ())
+        return Decision(
+            False,
+            f"{identity} may not use '{name}'",
+            reply=f"'{name}' is not allowed for you (you may use: {usable})",
+        )
+    if not command.takes_output or target not in outputs:
+        return Decision(True, f"{identity} may use '{name}'")  # unknown outputs: execute says so
+    if rights.outputs is not None and target not in rights.outputs:
+        mine = ", ".join(rights.outputs) or "none"
+        return Decision(
+            False,
+            f"{identity} may not use output {target}",
+            reply=f"output '{target}' is not allowed for you (your outputs: {mine})",
+        )
+    if target not in access.require_code:
+        return Decision(True, f"{identity} may use {target}")
+    if rights.totp_secret is None:
+        return Decision(
+            False,
+            f"{identity} has no totp secret for {target}",
+            reply=f"'{target}' needs a one-time code, and none is set up for you",
+        )
+    if code is None:
+        return Decision(
+            False,
+            f"{identity} sent no one-time code for {target}",
+            reply=f"'{target}' needs a one-time code: send '<code> {command.text}'",
+        )
+    if not check_code(identity, rights.totp_secret, code):
+        return Decision(
+            False,
+            f"{identity} sent a bad or used one-time code for {target}",
+            reply="one-time code not accepted (wrong, expired or already used)",
+        )
+    return Decision(True, f"{identity} may use {target} with a valid one-time code")

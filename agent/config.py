@@ -90,9 +90,33 @@ class SipConfig:
 
 
 @dataclass(frozen=True)
+class UserRights:
+    """What one sender may do (access.users.<identity>); None means everything."""
+
+    identity: str  # address of record, or an MQTT identity ("mqtt:local")
+    commands: tuple[str, ...] | None
+    outputs: tuple[str, ...] | None
+    totp_secret: bytes | None  # key for one-time codes (outputs in access.require_code)
+
+
+@dataclass(frozen=True)
 class AccessConfig:
     allow: tuple[str, ...]  # addresses of record (see agent.sipuri.address_of_record)
     on_forbidden: str  # reply | silent
+    users: tuple[UserRights, ...]  # per-user rights; `allow` entries have all rights
+    require_code: tuple[str, ...]  # outputs that only move with a one-time code (TOTP)
+    rate_per_minute: int  # commands per sender per minute, after a burst of `rate_burst`
+    rate_burst: int
+    max_message_bytes: int  # longer bodies are not read as commands
+
+    def rights_of(self, identity: str) -> UserRights | None:
+        """The rights of a normalized identity, or None for a stranger."""
+        for user in self.users:
+            if user.identity == identity:
+                return user
+        if identity in self.allow:
+            return UserRights(identity, None, None, None)
+        return None
 
 
 @dataclass(frozen=True)
@@ -118,6 +142,12 @@ class OutputConfig:
     active_high: bool
     initial: bool
     safe: bool  # the state to leave the pin in on shutdown
+    pwm: bool  # a PWM output: `set <name> <0-100>%`
+    frequency_hz: int  # PWM frequency
+    level_min: int  # allowed PWM range in percent (0, off, is always allowed)
+    level_max: int
+    pulse_s: float  # `pulse <name>` without a duration
+    max_pulse_s: float  # the longest pulse, and the longest blink phase
 
 
 @dataclass(frozen=True)
@@ -144,6 +174,12 @@ class GpioConfig:
 
 
 @dataclass(frozen=True)
+class CallConfig:
+    reject_code: int  # the SIP status every incoming INVITE is answered with
+    action: str | None  # a command run for a caller allowed to run it, e.g. "pulse gate 2s"
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str  # debug | info | warning | error
 
@@ -156,6 +192,7 @@ class Config:
     mqtt: MqttConfig | None  # None: run without MQTT
     gpio: GpioConfig
     log: LogConfig
+    calls: CallConfig
     source: str  # the file it came from, or "<embedded default>"
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from agent import __version__
 from agent.config import (
-    AccessConfig,
     Config,
     ConfigError,
     DeviceConfig,
@@ -31,6 +30,7 @@ from agent.config import (
     parse_pin,
     split_host_port,
 )
+from agent.durations import InvalidDuration, parse_duration
 from agent.sipuri import InvalidSipUri, SipUri, address_of_record, parse_sip_uri
 
 _MQTT_IDENTITY = re.compile(r"mqtt:[A-Za-z0-9_.-]+")
@@ -48,19 +48,24 @@ _TOML_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (
 
 def build_config(raw: Mapping[str, Any], *, source: str, base_dir: str | None) -> Config:
     """Validate parsed TOML and build the Config; raise ConfigError listing every problem."""
+    # [access] and [calls] are read in their own module, which uses this module's _Table.
+    from agent.config_access import check_output_names, read_access, read_calls
+
     problems: list[str] = []
     root = _Table(problems, "", raw)
     device = _device(root.table("device", required=True) or _Table.detached("device"))
     sip = _sip(root.table("sip", required=True) or _Table.detached("sip"), base_dir)
-    access = _access(root.table("access") or _Table.detached("access"))
+    access = read_access(root.table("access") or _Table.detached("access"), base_dir)
     mqtt_table = root.table("mqtt")
     mqtt = _mqtt(mqtt_table, device.id, base_dir) if mqtt_table else None
     gpio = _gpio(root.table("gpio") or _Table.detached("gpio"))
     log = _log(root.table("log") or _Table.detached("log"))
+    calls = read_calls(root.table("calls") or _Table.detached("calls"))
     root.finish()
+    check_output_names(problems, access, gpio, calls)
     if problems:
         raise ConfigError(problems)
-    return Config(device, sip, access, mqtt, gpio, log, source)
+    return Config(device, sip, access, mqtt, gpio, log, calls, source)
 
 
 def _device(t: _Table) -> DeviceConfig:
@@ -110,24 +115,6 @@ def _listen(t: _Table, default: str) -> tuple[str, int]:
     except ValueError as err:
         t.problem("listen", str(err))
         return split_host_port(default)
-
-
-def _access(t: _Table) -> AccessConfig:
-    allow: list[str] = []
-    for path, text in t.texts("allow"):
-        try:
-            # An MQTT identity (mqtt.identity, for B/command) is named as it is configured.
-            aor = (
-                text.strip() if _MQTT_IDENTITY.fullmatch(text.strip()) else address_of_record(text)
-            )
-        except InvalidSipUri as err:
-            t.problems.append(f"{path}: {err}")
-            continue
-        if aor not in allow:
-            allow.append(aor)
-    on_forbidden = t.choice("on_forbidden", ("reply", "silent"), "reply")
-    t.finish()
-    return AccessConfig(allow=tuple(allow), on_forbidden=on_forbidden)
 
 
 def _mqtt(t: _Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
@@ -200,8 +187,30 @@ def _gpio(t: _Table) -> GpioConfig:
         active_high = sub.flag("active_high", True)
         initial = sub.on_off("initial", False)
         safe = sub.on_off("safe", initial)
+        pwm = sub.flag("pwm", False)
+        frequency = sub.integer("frequency_hz", 100, 1, 100000)
+        level_min = sub.integer("level_min", 0, 0, 100)
+        level_max = sub.integer("level_max", 100, 1, 100)
+        if level_min > level_max:
+            sub.problem("level_min", f"{level_min} is above level_max ({level_max})")
+        max_pulse = _duration(sub, "max_pulse", 60.0, 0.01, 3600.0)
+        pulse = _duration(sub, "pulse", min(1.0, max_pulse), 0.01, max_pulse)
         sub.finish()
-        outputs.append(OutputConfig(name, pin, active_high, initial, safe))
+        outputs.append(
+            OutputConfig(
+                name,
+                pin,
+                active_high,
+                initial,
+                safe,
+                pwm=pwm,
+                frequency_hz=frequency,
+                level_min=level_min,
+                level_max=level_max,
+                pulse_s=pulse,
+                max_pulse_s=max_pulse,
+            )
+        )
     inputs: list[InputConfig] = []
     output_names = {o.name for o in outputs}
     for name, sub in t.tables("inputs"):
@@ -214,6 +223,22 @@ def _gpio(t: _Table) -> GpioConfig:
         inputs.append(InputConfig(name, pin, pull_up, bounce_ms))
     t.finish()
     return GpioConfig(pin_factory, tuple(outputs), tuple(inputs))
+
+
+def _duration(t: _Table, key: str, default: float, low: float, high: float) -> float:
+    """A duration: "500ms", "2s", "1m", or a number of seconds."""
+    value = t.value(key, "duration (e.g. '2s') or seconds", (str, int, float))
+    if value is None:
+        return default
+    try:
+        seconds = parse_duration(value) if isinstance(value, str) else float(value)
+    except InvalidDuration as err:
+        t.problem(key, str(err))
+        return default
+    if not low <= seconds <= high:
+        t.problem(key, f"{value!r} is out of range {low:g}s..{high:g}s")
+        return default
+    return seconds
 
 
 def _claim_pin(t: _Table, used: dict[str, str]) -> str:

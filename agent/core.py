@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from agent import commands
-from agent.access import authorize
-from agent.config import Config
+from agent.access import identity_of
+from agent.calls import handle_call
+from agent.config import Config, OutputConfig
+from agent.dispatch import Dispatcher
 from agent.events import Event, MqttConnected, MqttDisconnected, MqttMessage, StopRequested
 from agent.messages import CommandOutcome, IncomingMessage, relay_record, reply_target, to_json
 from agent.service import Notifier
@@ -43,9 +45,23 @@ class Publisher(Protocol):
 class OutputPins(Protocol):
     def output_names(self) -> Sequence[str]: ...
 
+    def output_config(self, name: str) -> OutputConfig: ...
+
     def output_is_on(self, name: str) -> bool: ...
 
     def set_output(self, name: str, on: bool) -> None: ...
+
+    def set_level(self, name: str, level: float) -> None: ...
+
+    def pulse(self, name: str, seconds: float) -> None: ...
+
+    def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None: ...
+
+    def level(self, name: str) -> float: ...
+
+    def state_payload(self, name: str) -> str: ...
+
+    def activity(self, name: str) -> str | None: ...
 
 
 class Agent:
@@ -71,6 +87,8 @@ class Agent:
         self.ready = False
         self.stop_reason: str | None = None
         self.started = time.monotonic()
+        self.presence: tuple[str, str] = ("available", "")
+        self.dispatcher = Dispatcher(config.access, self)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -125,23 +143,13 @@ class Agent:
 
     def _handle_message(self, msg: IncomingMessage) -> tuple[bool, CommandOutcome | None]:
         """Decide what a message means; returns (authorized, command outcome or None)."""
-        decision = authorize(msg.from_uri, self.config.access.allow)
         content_type = msg.content_type.split(";")[0].strip().lower()
         if content_type not in COMMAND_CONTENT_TYPES or commands.is_reply(msg.body):
             log.info("message %s from %s relayed (not a command)", msg.id, msg.from_uri)
-            return decision.allowed, None
-        try:
-            cmd: commands.Command | None = commands.parse_command(msg.body, content_type)
-        except commands.CommandError as err:
-            cmd, parse_error = None, str(err)
-        if not decision.allowed:
-            log.warning("refused %r from %s: %s", _excerpt(msg.body), msg.from_uri, decision.reason)
-            if self.config.access.on_forbidden == "silent":
-                return False, CommandOutcome(cmd and cmd.name, cmd and cmd.target, "")
-            return False, CommandOutcome(cmd and cmd.name, cmd and cmd.target, "error: forbidden")
-        result = commands.execute(cmd, self) if cmd else commands.Result(False, parse_error)
-        log.info("command %r from %s: %s", _excerpt(msg.body), msg.from_uri, result.reply)
-        return True, CommandOutcome(cmd and cmd.name, cmd and cmd.target, result.reply)
+            known = self.config.access.rights_of(identity_of(msg.from_uri)) is not None
+            return known, None
+        outcome = self.dispatcher.handle(msg.from_uri, msg.body, content_type, "SIP")
+        return outcome.authorized, CommandOutcome(outcome.name, outcome.target, outcome.reply)
 
     def _reply(self, msg: IncomingMessage, text: str) -> None:
         if not text:
@@ -159,10 +167,21 @@ class Agent:
             outcome = {"id": token, "to": to, "ok": ok, "code": code, "reason": reason}
             self._publish(self.topics.message_sent, json.dumps(outcome))
 
+    def on_incoming_call(self, caller: str, source: str) -> int:
+        """Every call is rejected; the SIP status to reject it with."""
+        c = self.config
+        outcome = handle_call(caller, source, c.calls, c.access, self.dispatcher)
+        if self.topics is not None:
+            self._publish(self.topics.call_in, json.dumps(outcome.record()))
+        return outcome.code
+
     # -- commands' view of the device (commands.Controls) --------------------------------
 
     def output_names(self) -> Sequence[str]:
         return self.outputs.output_names()
+
+    def output_config(self, name: str) -> OutputConfig:
+        return self.outputs.output_config(name)
 
     def output_is_on(self, name: str) -> bool:
         return self.outputs.output_is_on(name)
@@ -170,20 +189,40 @@ class Agent:
     def set_output(self, name: str, on: bool) -> None:
         self.outputs.set_output(name, on)
 
+    def set_level(self, name: str, level: float) -> None:
+        self.outputs.set_level(name, level)
+
+    def pulse(self, name: str, seconds: float) -> None:
+        self.outputs.pulse(name, seconds)
+
+    def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None:
+        self.outputs.blink(name, on_s, off_s, count)
+
+    def set_presence(self, status: str, note: str) -> str:
+        """Minimal: remembered only; the presence feature replaces this."""
+        self.presence = (status, note)
+        return f"presence {status}" + (f" ({note})" if note else "")
+
     def status_lines(self) -> Sequence[str]:
-        outs = ", ".join(
-            f"{n} {'on' if self.outputs.output_is_on(n) else 'off'}" for n in self.output_names()
-        )
+        outs = ", ".join(self._output_status(n) for n in self.output_names())
         return [
             f"outputs: {outs or 'none'}",
             self.status_summary(),
             f"uptime {_duration(time.monotonic() - self.started)}",
         ]
 
+    def _output_status(self, name: str) -> str:
+        word = "on" if self.outputs.output_is_on(name) else "off"
+        if self.outputs.output_config(name).pwm:
+            word = f"{round(self.outputs.level(name) * 100, 1):g}%"
+        running = self.outputs.activity(name)
+        return f"{name} {word}" + (f" ({running})" if running else "")
+
     def on_output_changed(self, name: str, on: bool) -> None:
         """Listener for the GPIO adapter: every change of an output is announced."""
         if self.topics is not None:
-            self._publish(self.topics.output_state(name), "ON" if on else "OFF", retain=True)
+            payload = self.outputs.state_payload(name)
+            self._publish(self.topics.output_state(name), payload, retain=True)
 
     # -- inbox events -------------------------------------------------------------------
 
@@ -240,17 +279,10 @@ class Agent:
     def _mqtt_command(self, text: str) -> None:
         assert self.topics is not None
         identity = self.config.mqtt.identity if self.config.mqtt else ""
-        decision = authorize(identity, self.config.access.allow)
-        if not decision.allowed:
-            log.warning("refused MQTT command %r: %s", _excerpt(text), decision.reason)
-            result = commands.Result(False, "forbidden")
-        else:
-            try:
-                result = commands.execute(commands.parse_command(text), self)
-            except commands.CommandError as err:
-                result = commands.Result(False, str(err))
-            log.info("MQTT command %r: %s", _excerpt(text), result.reply)
-        reply = {"command": text, "ok": result.ok, "result": result.reply}
+        outcome = self.dispatcher.handle(identity, text, "text/plain", "MQTT")
+        # MQTT always gets an answer: the broker's ACLs, not silence, keep strangers out.
+        result = outcome.reply or "error: forbidden"
+        reply = {"command": text, "ok": outcome.ok, "result": result}
         self._publish(self.topics.command_result, json.dumps(reply))
 
     def _mqtt_set_output(self, name: str, text: str) -> None:
@@ -262,6 +294,10 @@ class Agent:
             self.set_output(name, word == "ON")
         elif word == "TOGGLE":
             self.set_output(name, not self.outputs.output_is_on(name))
+        elif (level := _json_level(text)) is not None:
+            # A PWM level ({"level": 40}) gets the same checks as `set <name> 40%`.
+            result = commands.execute(commands.Command("set", name, (f"{level}%",)), self)
+            log.log(logging.INFO if result.ok else logging.WARNING, "MQTT set: %s", result.reply)
         else:
             log.warning("MQTT set %s: %r is not ON, OFF or TOGGLE", name, _excerpt(text))
 
@@ -275,6 +311,18 @@ class Agent:
     def _publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
         if self.mqtt is not None:
             self.mqtt.publish(topic, payload, retain=retain)
+
+
+def _json_level(text: str) -> float | None:
+    """The level of a `{"level": 40}` payload, or None."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    level = data.get("level") if isinstance(data, dict) else None
+    if isinstance(level, int | float) and not isinstance(level, bool):
+        return float(level)
+    return None
 
 
 def _excerpt(text: str, limit: int = 60) -> str:

@@ -18,6 +18,7 @@ from agent.inbox import Inbox
 from agent.mqtt import MqttLink
 from agent.service import Notifier
 from agent.sip import SipStack
+from agent.timers import Timers
 from agent.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ class Runner:
         self.config = config
         self.inbox = Inbox()
         self.notifier = Notifier()
-        self.outputs = Outputs(config.gpio)
+        self.timers = Timers()
+        self.outputs = Outputs(config.gpio, timers=self.timers)
         self.mqtt = (
             MqttLink(config.mqtt, Topics(config.mqtt.base_topic), self.inbox)
             if config.mqtt
@@ -82,9 +84,14 @@ class Runner:
                 self.notifier.watchdog()
                 next_ping = now + interval
             wait = IDLE_WAIT_S if interval is None else min(IDLE_WAIT_S, next_ping - now)
-            self.sip.poll(int(wait * 1000))
+            timer = self.timers.seconds_to_next()
+            if timer is not None:
+                # Round up: waking a little before a pulse's end would only wait again.
+                wait = min(wait, timer + 0.0005)
+            self.sip.poll(int(wait * 1000 + 0.5))
             for event in self.inbox.drain():
                 self.agent.handle(event)
+            self.timers.run_due()
 
     def _shutdown(self) -> None:
         started = time.monotonic()

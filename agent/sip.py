@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -21,6 +22,7 @@ import pjsua2 as pj
 
 from agent.config import SipConfig
 from agent.messages import IncomingMessage
+from agent.sip_calls import IncomingCalls
 from agent.sipuri import InvalidSipUri, parse_sip_uri
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ class SipListener(Protocol):
 
     def on_message_status(self, token: str | None, to: str, code: int, reason: str) -> None: ...
 
+    def on_incoming_call(self, caller: str, source: str) -> int: ...
+
 
 def reg_state_of(code: int, reason: str, expires: int, *, unregistering: bool) -> RegState:
     """Map a REGISTER outcome to the agent's registration state."""
@@ -102,6 +106,9 @@ class _Account(pj.Account):
     def onInstantMessageStatus(self, prm: pj.OnInstantMessageStatusParam) -> None:
         self._stack._on_message_status(prm.toUri, prm.msgBody, prm.code, prm.reason)
 
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        self._stack.calls.reject(self, prm, self._stack.listener.on_incoming_call)
+
 
 class SipStack:
     """One pjsua2 endpoint with one account, polled by the owner loop."""
@@ -115,6 +122,7 @@ class SipStack:
         self._log_writer = _LogWriter()
         self._buddies: OrderedDict[str, pj.Buddy] = OrderedDict()
         self._pending: dict[tuple[str, str], deque[str | None]] = {}
+        self.calls = IncomingCalls()
         self._wake_sock: socket.socket | None = None
         self._unregistering = False
         self.version = ""
@@ -194,6 +202,11 @@ class SipStack:
             ac.regConfig.timeoutSec = c.reg_expires
             ac.regConfig.retryIntervalSec = _REG_RETRY_S
             ac.regConfig.firstRetryIntervalSec = 5
+        # pjsua opens RTP sockets for every incoming INVITE before the agent can reject it.
+        # No audio is ever sent: keep them on loopback, on any free port (default: 4000 on
+        # every interface, where a taken port costs an error line per call).
+        ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+        ac.mediaConfig.transportConfig.port = 0
         if c.password is not None:
             cred = pj.AuthCredInfo("digest", c.realm, c.username, 0, c.password)
             ac.sipConfig.authCreds.append(cred)
@@ -215,6 +228,7 @@ class SipStack:
                 while self._unregistering and time.monotonic() < deadline:
                     self._ep.libHandleEvents(20)
         self._buddies.clear()
+        self.calls.hang_up_all()
         if account is not None:
             account.shutdown()
             self._account = None
@@ -229,6 +243,7 @@ class SipStack:
 
     def poll(self, timeout_ms: int) -> None:
         assert self._ep is not None
+        self.calls.sweep()
         self._ep.libHandleEvents(max(0, timeout_ms))
 
     def wake(self) -> None:
@@ -299,7 +314,7 @@ class SipStack:
             from_uri=prm.fromUri,
             to_uri=prm.toUri,
             contact=prm.contactUri,
-            body=prm.msgBody,
+            body=_text(prm.msgBody),
             content_type=prm.contentType,
             source=prm.rdata.srcAddress,
             transport=self.config.transport,
@@ -331,6 +346,22 @@ class _NoListener:
 
     def on_message_status(self, token: str | None, to: str, code: int, reason: str) -> None:
         log.debug("MESSAGE status %d before the agent was attached", code)
+
+    def on_incoming_call(self, caller: str, source: str) -> int:
+        log.warning("call from %s arrived before the agent was attached", caller)
+        return 603
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _text(text: str) -> str:
+    """pjsua2's text as clean str: bytes that were not UTF-8 become U+FFFD.
+
+    SWIG hands them over as lone surrogates, which cannot be encoded again: JSON for MQTT,
+    sqlite and the journal would all fail on them.
+    """
+    return _SURROGATES.sub("\ufffd", text)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,10 @@ class Topics:
         return f"{self.base}/command/result"
 
     @property
+    def call_in(self) -> str:
+        return f"{self.base}/call/in"
+
+    @property
     def registration(self) -> str:
         return f"{self.base}/registration"
 

@@ -2,31 +2,60 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from agent.commands import (
     COMMANDS,
     Command,
     CommandError,
+    Request,
     execute,
     help_text,
     is_reply,
     parse_command,
+    parse_request,
 )
+from agent.config import OutputConfig
+
+GATE = OutputConfig("gate", "GPIO17", True, False, False, False, 100, 0, 100, 1.0, 10.0)
+DIMMER = replace(GATE, name="dimmer", pin="GPIO12", pwm=True, level_min=20, level_max=90)
 
 
 class FakeDevice:
+    """Records what the commands asked for."""
+
     def __init__(self) -> None:
-        self.outputs = {"gate": False, "lamp": False}
+        self.configs = {"gate": GATE, "lamp": replace(GATE, name="lamp"), "dimmer": DIMMER}
+        self.levels = {name: 0.0 for name in self.configs}
+        self.calls: list[tuple[object, ...]] = []
+        self.presence = ("available", "")
 
     def output_names(self) -> list[str]:
-        return list(self.outputs)
+        return list(self.configs)
+
+    def output_config(self, name: str) -> OutputConfig:
+        return self.configs[name]
 
     def output_is_on(self, name: str) -> bool:
-        return self.outputs[name]
+        return self.levels[name] > 0
 
     def set_output(self, name: str, on: bool) -> None:
-        self.outputs[name] = on
+        self.levels[name] = 1.0 if on else 0.0
+
+    def set_level(self, name: str, level: float) -> None:
+        self.levels[name] = level
+
+    def pulse(self, name: str, seconds: float) -> None:
+        self.calls.append(("pulse", name, seconds))
+
+    def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None:
+        self.calls.append(("blink", name, on_s, off_s, count))
+
+    def set_presence(self, status: str, note: str) -> str:
+        self.presence = (status, note)
+        return f"presence {status}"
 
     def status_lines(self) -> list[str]:
         return ["outputs: gate off", "SIP direct"]
@@ -40,6 +69,14 @@ PARSED = [
     ("  ON    Lamp  ", Command("on", "lamp")),
     ("off gate", Command("off", "gate")),
     ("Toggle gate\n", Command("toggle", "gate")),
+    ("pulse gate", Command("pulse", "gate")),
+    ("PULSE Gate 500MS", Command("pulse", "gate", ("500ms",))),
+    ("blink lamp", Command("blink", "lamp")),
+    ("blink lamp 200ms 0.8 5", Command("blink", "lamp", ("200ms", "0.8", "5"))),
+    ("set dimmer 40%", Command("set", "dimmer", ("40%",))),
+    ("set dimmer 40", Command("set", "dimmer", ("40",))),
+    ("presence busy", Command("presence", None, ("busy",))),
+    ("Presence DND  In a Meeting", Command("presence", None, ("dnd", "In", "a", "Meeting"))),
 ]
 
 
@@ -48,14 +85,42 @@ def test_parse(body: str, expected: Command) -> None:
     assert parse_command(body) == expected
 
 
+def test_a_six_digit_first_word_is_a_one_time_code() -> None:
+    assert parse_request("492039 pulse gate 2s") == Request(
+        Command("pulse", "gate", ("2s",)), "492039"
+    )
+    assert parse_request("pulse gate").code is None
+
+
+ALL = "help, status, on, off, toggle, pulse, blink, set, presence"
 REFUSED = [
     ("", "empty command (try 'help')"),
     ("   \n", "empty command (try 'help')"),
-    ("open gate", "unknown command 'open' (commands: help, status, on, off, toggle)"),
+    ("123456", "empty command (try 'help')"),
+    ("open gate", f"unknown command 'open' (commands: {ALL})"),
     ("on", "usage: on <output>"),
     ("on gate lamp", "usage: on <output>"),
     ("status now", "'status' takes no arguments (usage: status)"),
-    ("x" * 1001, "command longer than 1000 characters"),
+    ("pulse gate 2s 3s", "usage: pulse <output> [<duration>]"),
+    (
+        "pulse gate soon",
+        "'soon' is not a duration (e.g. 500ms, 2s, 1.5s, 1m) (usage: pulse <output> [<duration>])",
+    ),
+    ("blink lamp 1s 1s 0", "count '0' is not a number 1..10000"),
+    ("blink lamp 1s 1s many", "count 'many' is not a number 1..10000"),
+    ("set dimmer", "usage: set <output> <0-100>%"),
+    ("set dimmer lots", "'lots' is not a level (e.g. 40%)"),
+    ("set dimmer 101%", "level '101%' is out of range 0..100%"),
+    ("set dimmer nan", "level 'nan' is out of range 0..100%"),
+    ("presence", "usage: presence <available|away|busy|dnd|offline> [<note>]"),
+    ("presence sleepy", "usage: presence <available|away|busy|dnd|offline> [<note>]"),
+    ("x" * 1001, "message of 1001 bytes is longer than 1000 bytes"),
+    ("on\x00 gate", "the message contains a control character (U+0000)"),
+    ("on gate\x1b[2J", "the message contains a control character (U+001B)"),
+    ("on \u202egate", "the message contains a control character (U+202E)"),
+    ("on gate \udcff", "the message is not UTF-8 text"),
+    ("on gate \ufffd", "the message is not UTF-8 text"),
+    ("o" * 60, "unknown command '" + "o" * 39 + f"…' (commands: {ALL})"),
 ]
 
 
@@ -67,37 +132,96 @@ def test_parse_refuses_with_a_reason(body: str, reason: str) -> None:
 
 
 def test_json_commands() -> None:
-    assert parse_command('{"command": "on", "target": "gate"}', "application/json") == Command(
-        "on", "gate"
-    )
+    def parse(body: str) -> Request:
+        return parse_request(body, "application/json")
+
+    assert parse('{"command": "on", "target": "gate"}').command == Command("on", "gate")
     assert parse_command('{"command": "status"}', "application/json; charset=utf-8") == Command(
         "status"
     )
+    assert parse('{"command": "pulse", "target": "gate", "duration": "2s"}') == Request(
+        Command("pulse", "gate", ("2s",))
+    )
+    assert parse('{"command": "set", "target": "dimmer", "level": 40}').command == Command(
+        "set", "dimmer", ("40",)
+    )
+    assert parse(
+        '{"command": "blink", "target": "lamp", "on": "100ms", "count": 3}'
+    ).command == Command("blink", "lamp", ("100ms", "3"))
+    assert parse(
+        '{"command": "presence", "status": "away", "note": "Back at 5"}'
+    ).command == Command("presence", None, ("away", "Back", "at", "5"))
+    assert parse('{"command": "on", "target": "gate", "code": "123456"}').code == "123456"
     for body, reason in [
         ("{", "invalid JSON"),
         ("[]", '"command" string'),
         ('{"command": 3}', '"command" string'),
-        ('{"command": "on", "target": 5}', '"target" must be a string'),
+        ('{"command": "on", "target": {}}', '"target" must be a string or a number'),
+        ('{"command": "on", "target": true}', '"target" must be a string or a number'),
+        ('{"command": "on", "target": "gate", "code": 123456}', '"code" must be a string'),
+        ("[" * 999, "invalid JSON"),
     ]:
         with pytest.raises(CommandError, match=reason):
-            parse_command(body, "application/json")
+            parse(body)
 
 
 def test_on_off_toggle_drive_the_device() -> None:
     device = FakeDevice()
     assert execute(Command("on", "gate"), device).reply == "ok: gate on"
-    assert device.outputs["gate"] is True
+    assert device.levels["gate"] == 1.0
     assert execute(Command("toggle", "gate"), device).reply == "ok: gate off"
     assert execute(Command("toggle", "gate"), device).reply == "ok: gate on"
     assert execute(Command("off", "gate"), device).reply == "ok: gate off"
-    assert device.outputs == {"gate": False, "lamp": False}
+    assert device.levels["gate"] == 0.0
+
+
+def test_pulse_uses_the_default_and_the_limit_of_the_output() -> None:
+    device = FakeDevice()
+    assert execute(Command("pulse", "gate"), device).reply == "ok: gate pulsed 1s"
+    assert execute(Command("pulse", "gate", ("500ms",)), device).reply == "ok: gate pulsed 500ms"
+    assert execute(Command("pulse", "gate", ("11s",)), device).reply == (
+        "error: pulse 11s is out of range 10ms..10s"
+    )
+    assert device.calls == [("pulse", "gate", 1.0), ("pulse", "gate", 0.5)]
+
+
+def test_blink_defaults_and_limits() -> None:
+    device = FakeDevice()
+    assert execute(Command("blink", "lamp"), device).reply == "ok: lamp blinking 500ms/500ms"
+    reply = execute(Command("blink", "lamp", ("200ms", "1s", "3")), device).reply
+    assert reply == "ok: lamp blinking 200ms/1s 3 times"
+    assert execute(Command("blink", "lamp", ("1ms",)), device).reply == (
+        "error: on time 1ms is out of range 20ms..10s"
+    )
+    assert device.calls == [("blink", "lamp", 0.5, 0.5, None), ("blink", "lamp", 0.2, 1.0, 3)]
+
+
+def test_set_levels_only_pwm_outputs_within_their_range() -> None:
+    device = FakeDevice()
+    assert execute(Command("set", "dimmer", ("40%",)), device).reply == "ok: dimmer at 40%"
+    assert device.levels["dimmer"] == pytest.approx(0.4)
+    assert execute(Command("set", "dimmer", ("0",)), device).reply == "ok: dimmer at 0%"
+    assert execute(Command("set", "dimmer", ("95%",)), device).reply == (
+        "error: level 95% is out of range for dimmer (0% or 20..90%)"
+    )
+    assert execute(Command("set", "gate", ("50%",)), device).reply == (
+        "error: 'gate' is not a PWM output (PWM outputs: dimmer)"
+    )
+    assert device.levels["dimmer"] == 0.0
+
+
+def test_presence_goes_to_the_controls() -> None:
+    device = FakeDevice()
+    reply = execute(parse_command("presence away Back at 5"), device).reply
+    assert reply == "ok: presence away"
+    assert device.presence == ("away", "Back at 5")
 
 
 def test_unknown_output_lists_the_valid_ones() -> None:
     device = FakeDevice()
     result = execute(Command("on", "gat"), device)
-    assert result.reply == "error: unknown output 'gat' (outputs: gate, lamp)"
-    assert device.outputs == {"gate": False, "lamp": False}
+    assert result.reply == "error: unknown output 'gat' (outputs: gate, lamp, dimmer)"
+    assert set(device.levels.values()) == {0.0}
 
 
 def test_status_and_help() -> None:
@@ -109,7 +233,10 @@ def test_status_and_help() -> None:
 
 
 def test_help_lists_only_what_is_allowed() -> None:
-    assert help_text(["status"]) == "commands: status - outputs, registration, uptime"
+    assert help_text(["status"]) == (
+        "commands: help - list the commands you may use; status - outputs, registration, uptime"
+    )
+    assert "pulse" not in execute(Command("help"), FakeDevice(), ["on"]).reply
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from agent import __version__
 from agent.config import (
     EMBEDDED_DEFAULT,
     AccessConfig,
+    CallConfig,
     Config,
     ConfigError,
     DeviceConfig,
@@ -25,6 +26,7 @@ from agent.config import (
     MqttConfig,
     OutputConfig,
     SipConfig,
+    UserRights,
     embedded_default,
     load_config,
     parse_config,
@@ -32,6 +34,7 @@ from agent.config import (
     split_host_port,
 )
 
+RFC_KEY = b"12345678901234567890"  # base32: GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "agent.toml"
 DELETE = object()
 
@@ -118,6 +121,18 @@ allow = [
     "sip:owner@pbx.example.org",  # the same as the first
 ]
 on_forbidden = "silent"
+require_code = ["gate"]
+rate_per_minute = 12
+rate_burst = 4
+max_message_bytes = 500
+
+[access.users."<sip:Alice@PBX.example.org:5060>"]
+commands = ["pulse", "STATUS"]
+outputs = ["gate"]
+totp_secret = "GEZD GNBV GY3T QOJQ GEZD GNBV GY3T QOJQ"
+
+[access.users."mqtt:home-assistant"]
+totp_secret_file = "ha.totp"
 
 [mqtt]
 host = "broker.lan"
@@ -142,9 +157,17 @@ active_high = false
 initial = "on"
 safe = "off"
 
+max_pulse = "10s"
+pulse = "500ms"
+
 [gpio.outputs.lamp]
 pin = 18
 initial = true
+pwm = true
+frequency_hz = 200
+level_min = 10
+level_max = 90
+max_pulse = 5
 
 [gpio.inputs.door]
 pin = "BCM27"
@@ -153,11 +176,16 @@ bounce_ms = 0
 
 [log]
 level = "DEBUG"
+
+[calls]
+reject_code = 486
+action = "pulse gate 2s"
 """
 
 
 def test_a_full_config_builds_the_model(tmp_path: Path) -> None:
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "ha.totp").write_text("MFRGGZDFMZTWQ2LKNNWG23TPOA\n")
     (tmp_path / "agent.toml").write_text(FULL_TOML)
     config = load_config(str(tmp_path / "agent.toml"))
     assert config == Config(
@@ -177,7 +205,16 @@ def test_a_full_config_builds_the_model(tmp_path: Path) -> None:
             realm="pbx",
         ),
         access=AccessConfig(
-            allow=("sip:owner@pbx.example.org", "sip:bob@pbx.example.org"), on_forbidden="silent"
+            allow=("sip:owner@pbx.example.org", "sip:bob@pbx.example.org"),
+            on_forbidden="silent",
+            users=(
+                UserRights("sip:Alice@pbx.example.org", ("pulse", "status"), ("gate",), RFC_KEY),
+                UserRights("mqtt:home-assistant", None, None, b"abcdefghijklmnop"),
+            ),
+            require_code=("gate",),
+            rate_per_minute=12,
+            rate_burst=4,
+            max_message_bytes=500,
         ),
         mqtt=MqttConfig(
             host="broker.lan",
@@ -196,12 +233,13 @@ def test_a_full_config_builds_the_model(tmp_path: Path) -> None:
         gpio=GpioConfig(
             pin_factory="mock",
             outputs=(
-                OutputConfig("gate", "GPIO17", active_high=False, initial=True, safe=False),
-                OutputConfig("lamp", "GPIO18", active_high=True, initial=True, safe=True),
+                OutputConfig("gate", "GPIO17", False, True, False, False, 100, 0, 100, 0.5, 10.0),
+                OutputConfig("lamp", "GPIO18", True, True, True, True, 200, 10, 90, 1.0, 5.0),
             ),
             inputs=(InputConfig("door", "GPIO27", pull_up=False, bounce_ms=0),),
         ),
         log=LogConfig(level="debug"),
+        calls=CallConfig(reject_code=486, action="pulse gate 2s"),
         source=str(tmp_path / "agent.toml"),
     )
     assert config.gpio.output("gate") == config.gpio.outputs[0]
@@ -227,10 +265,19 @@ def test_a_minimal_config_gets_every_default() -> None:
             user_agent=f"sipagent/{__version__}",
             realm="*",
         ),
-        access=AccessConfig(allow=(), on_forbidden="reply"),
+        access=AccessConfig(
+            allow=(),
+            on_forbidden="reply",
+            users=(),
+            require_code=(),
+            rate_per_minute=30,
+            rate_burst=10,
+            max_message_bytes=1000,
+        ),
         mqtt=None,
         gpio=GpioConfig(pin_factory="auto", outputs=(), inputs=()),
         log=LogConfig(level="info"),
+        calls=CallConfig(reject_code=603, action=None),
         source="<string>",
     )
 
@@ -260,7 +307,9 @@ def test_derived_defaults() -> None:
         ca_file=None,
         identity="mqtt:local",
     )
-    assert config.gpio.output("gate") == OutputConfig("gate", "GPIO17", True, True, True)
+    assert config.gpio.output("gate") == OutputConfig(
+        "gate", "GPIO17", True, True, True, False, 100, 0, 100, 1.0, 60.0
+    )
     assert config.gpio.inputs == (InputConfig("door", "GPIO27", pull_up=True, bounce_ms=50),)
 
 
@@ -299,7 +348,8 @@ def test_the_example_config_loads_without_problems() -> None:
     config = load_config(str(EXAMPLE))
     assert config.sip.registrar is not None
     assert config.mqtt is not None and config.mqtt.host == "localhost"
-    assert [o.name for o in config.gpio.outputs] == ["gate", "lamp"]
+    assert [o.name for o in config.gpio.outputs] == ["gate", "lamp", "fan"]
+    assert config.access.rights_of("sip:alice@pbx.example.org") is not None
     assert [i.name for i in config.gpio.inputs] == ["door"]
 
 
@@ -338,6 +388,12 @@ BAD = [
     ("access", [], "table expected, got array"),
     ("access.allow", "sip:owner@pbx", "array of strings expected, got string"),
     ("access.on_forbidden", "drop", "'drop' is not one of: reply, silent"),
+    ("access.rate_per_minute", 0, "0 is out of range 1..6000"),
+    ("access.rate_burst", 1001, "1001 is out of range 1..1000"),
+    ("access.max_message_bytes", 15, "15 is out of range 16..65536"),
+    ("access.users", ["sip:a@b"], "table expected, got array"),
+    ("access.users.bob", {}, "not a SIP URI: 'bob'"),
+    ("access.users.carol", {}, "not a SIP URI: 'carol'"),
     ("mqtt.host", "localhost:1883", "'localhost:1883' has a port; set it with mqtt.port"),
     ("mqtt.host", "mqtt://localhost", "'mqtt://localhost' is not a host name or IP address"),
     ("mqtt.port", 0, "0 is out of range 1..65535"),
@@ -368,12 +424,28 @@ BAD = [
     ("gpio.outputs.gate.initial", "high", "'high' is not one of: on, off"),
     ("gpio.outputs.gate.initial", 1, "'on', 'off' or a boolean expected, got integer"),
     ("gpio.outputs.gate.safe", "closed", "'closed' is not one of: on, off"),
+    ("gpio.outputs.gate.pwm", "yes", "boolean expected, got string"),
+    ("gpio.outputs.gate.frequency_hz", 0, "0 is out of range 1..100000"),
+    ("gpio.outputs.gate.level_min", 101, "101 is out of range 0..100"),
+    ("gpio.outputs.gate.level_max", 0, "0 is out of range 1..100"),
+    ("gpio.outputs.gate.max_pulse", "2h", "'2h' is not a duration (e.g. 500ms, 2s, 1.5s, 1m)"),
+    ("gpio.outputs.gate.max_pulse", 0, "0 is out of range 0.01s..3600s"),
+    ("gpio.outputs.gate.pulse", "90s", "'90s' is out of range 0.01s..60s"),
+    ("gpio.outputs.gate.pulse", True, "duration (e.g. '2s') or seconds expected, got boolean"),
     ("gpio.inputs.door.pin", 28, f"unknown pin 28 {PIN_HINT}"),
     ("gpio.inputs.door.pull_up", 1, "boolean expected, got integer"),
     ("gpio.inputs.door.bounce_ms", 10001, "10001 is out of range 0..10000"),
     ("gpio.inputs.door.bounce_ms", 5.0, "integer expected, got float"),
     ("log.level", "trace", "'trace' is not one of: debug, info, warning, error"),
     ("log.level", datetime.date(2024, 1, 1), "string expected, got date/time"),
+    ("calls.reject_code", 200, "200 is out of range 300..699"),
+    (
+        "calls.action",
+        "open gate",
+        "unknown command 'open' (commands: help, status, on, off, "
+        "toggle, pulse, blink, set, presence)",
+    ),
+    ("calls.action", "pulse gat", "unknown output 'gat' (outputs: gate, lamp)"),
 ]
 
 
@@ -398,6 +470,49 @@ BAD_COMBINATIONS = [
     ),
     ({"access.allow": ["sip:a@b", 3]}, "access.allow[1]: string expected, got integer"),
     ({"access.allow": ["sip:a@b", "owner"]}, "access.allow[1]: not a SIP URI: 'owner'"),
+    (
+        {"access.require_code": ["gate", "gat"]},
+        "access.require_code[1]: unknown output 'gat' (outputs: gate, lamp)",
+    ),
+    (
+        {"gpio.outputs.gate.level_min": 50, "gpio.outputs.gate.level_max": 40},
+        "gpio.outputs.gate.level_min: 50 is above level_max (40)",
+    ),
+    (
+        {"access.users": {"sip:a@b": {"commands": ["on", "fly"]}}},
+        "access.users.\"sip:a@b\".commands: unknown command 'fly' (commands: help, status, on, "
+        "off, toggle, pulse, blink, set, presence)",
+    ),
+    (
+        {"access.users": {"sip:a@b": {"outputs": ["gate", "door"]}}},
+        "access.users.\"sip:a@b\".outputs: unknown output 'door' (outputs: gate, lamp)",
+    ),
+    (
+        {"access.users": {"sip:owner@pbx.example.org": {}}},
+        'access.users."sip:owner@pbx.example.org": sip:owner@pbx.example.org is also in '
+        "access.allow (all rights)",
+    ),
+    (
+        {"access.users": {"sip:a@b": {}, "<sip:a@B:5060>": {}}},
+        'access.users."<sip:a@B:5060>": sip:a@b is given twice',
+    ),
+    (
+        {"access.users": {"sip:a@b": {"totp_secret": "not base32!"}}},
+        'access.users."sip:a@b".totp_secret: TOTP secret is not base32 (letters A-Z and digits '
+        "2-7)",
+    ),
+    (
+        {"access.users": {"sip:a@b": {"totp_secret": "A" * 16, "totp_secret_file": "x"}}},
+        'access.users."sip:a@b".totp_secret: set either totp_secret or totp_secret_file, not both',
+    ),
+    (
+        {"access.users": {"sip:a@b": {"totp_secret_file": "/nonexistent/t"}}},
+        f"access.users.\"sip:a@b\".totp_secret_file: cannot read '/nonexistent/t': {NO_FILE}",
+    ),
+    (
+        {"access.users": {"sip:a@b": {"comands": []}}},
+        "access.users.\"sip:a@b\".comands: unknown key (did you mean 'commands'?)",
+    ),
 ]
 
 
@@ -416,6 +531,8 @@ def _leaf_keys(data: dict[str, Any], path: str = "") -> set[str]:
 
 def _schema_key(path: str) -> str:
     """gpio.outputs.gate.pin -> gpio.outputs.*.pin; access.allow[1] -> access.allow"""
+    if path.startswith("access.users.") and path.count(".") > 2:
+        return "access.users.*." + path.rsplit(".", 1)[1]
     parts = path.split("[")[0].split(".")
     if parts[0] == "gpio" and len(parts) > 3:
         parts[2] = "*"
@@ -427,7 +544,7 @@ def test_every_key_has_a_bad_value_case() -> None:
     lines = [f"{key}: {problem}" for key, _, problem in BAD] + [
         line for _, line in BAD_COMBINATIONS
     ]
-    covered = {_schema_key(line.split(":")[0]) for line in lines}
+    covered = {_schema_key(line.split(": ")[0]) for line in lines}
     assert {_schema_key(key) for key in known} - covered == set()
 
 

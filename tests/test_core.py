@@ -7,7 +7,7 @@ import json
 import pytest
 from test_messages import message
 
-from agent.config import parse_config
+from agent.config import OutputConfig, parse_config
 from agent.core import Agent
 from agent.events import MqttConnected, MqttMessage, StopRequested
 from agent.service import Notifier
@@ -64,6 +64,19 @@ class FakeMqtt:
 class FakePins:
     def __init__(self) -> None:
         self.state = {"gate": False}
+        self.config = parse_config(CONFIG.format(on_forbidden="reply")).gpio
+
+    def output_config(self, name: str) -> OutputConfig:
+        return self.config.outputs[0]
+
+    def pulse(self, name: str, seconds: float) -> None:
+        self.state[name] = True
+
+    def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None:
+        self.state[name] = True
+
+    def set_level(self, name: str, level: float) -> None:
+        self.state[name] = level > 0
 
     def output_names(self) -> list[str]:
         return list(self.state)
@@ -73,6 +86,12 @@ class FakePins:
 
     def set_output(self, name: str, on: bool) -> None:
         self.state[name] = on
+
+    def state_payload(self, name: str) -> str:
+        return "ON" if self.state[name] else "OFF"
+
+    def activity(self, name: str) -> str | None:
+        return None
 
 
 @pytest.fixture
@@ -122,8 +141,8 @@ def test_replies_and_other_content_are_relayed_not_answered(parts, body, content
 
 def test_bad_command_from_owner_gets_an_error_reply(parts) -> None:  # type: ignore[no-untyped-def]
     agent, sip, _, _ = parts()
-    agent.on_message(message(body="pulse"))
-    assert sip.sent[0][1].startswith("error: unknown command 'pulse'")
+    agent.on_message(message(body="fly gate"))
+    assert sip.sent[0][1].startswith("error: unknown command 'fly'")
 
 
 def test_mqtt_send_goes_out_and_its_outcome_comes_back(parts) -> None:  # type: ignore[no-untyped-def]

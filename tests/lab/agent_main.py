@@ -8,6 +8,8 @@ shutdown, so a test can check the safe state that shutdown left behind.
 
     python tests/lab/agent_main.py CONFIG
     stdin:  {"op": "pin", "pin": 17} | {"op": "drive", "pin": 27, "state": true} | {"op": "stop"}
+            {"op": "history", "pin": 17}: every change of the pin, as [seconds since the
+            change before, level], from MockPin's own record (no sampling race)
     stdout: {"event": "started"} {"event": "pin", ...} {"event": "exit", "code": 0, "pins": {...}}
 """
 
@@ -61,7 +63,12 @@ def handle(runner: Runner, cmd: dict[str, Any]) -> None:
         pin = factory.pin(cmd["pin"])
         # MockPin keeps the time.monotonic() of its last change: benchmarks compare it with
         # the moment they sent a command (CLOCK_MONOTONIC is shared by all processes).
-        emit("pin", pin=cmd["pin"], state=bool(pin.state), changed_at=pin._last_change)
+        state = pin.state
+        emit("pin", pin=cmd["pin"], state=bool(state), value=float(state),
+             changed_at=pin._last_change)  # fmt: skip
+    elif cmd["op"] == "history":
+        states = [[s.timestamp, float(s.state)] for s in factory.pin(cmd["pin"]).states]
+        emit("history", pin=cmd["pin"], states=states)
     elif cmd["op"] == "drive":
         pin = factory.pin(cmd["pin"])
         pin.drive_high() if cmd["state"] else pin.drive_low()

@@ -84,10 +84,26 @@ class AgentProcess:
         return bool(self.pin_report(number, timeout)["state"])
 
     def pin_report(self, number: int, timeout: float = 5.0) -> dict[str, Any]:
-        """{"state": bool, "changed_at": time.monotonic() of the pin's last change}."""
+        """{"state": bool, "value": level, "changed_at": time.monotonic() of the last change}."""
         after = len(self.events)
         self._send(op="pin", pin=number)
         return self._wait_event(f"pin {number}", {"event": "pin", "pin": number}, after, timeout)
+
+    def pin_value(self, number: int, timeout: float = 5.0) -> float:
+        """The level of a mock pin inside the agent: 0.0..1.0 (PWM), else 0.0 or 1.0."""
+        return float(self.pin_report(number, timeout)["value"])
+
+    def pin_history(self, number: int, timeout: float = 5.0) -> list[tuple[float, float]]:
+        """Every change of a mock pin: (seconds since the previous change, level), oldest first.
+
+        MockPin records these itself, so a short pulse cannot slip between two polls.
+        """
+        after = len(self.events)
+        self._send(op="history", pin=number)
+        event = self._wait_event(
+            f"history of pin {number}", {"event": "history", "pin": number}, after, timeout
+        )
+        return [(float(t), float(v)) for t, v in event["states"]]
 
     def drive(self, number: int, state: bool, timeout: float = 5.0) -> None:
         after = len(self.events)

@@ -24,8 +24,14 @@ def agent_toml(
     on_forbidden: str = "reply",
     log_level: str = "debug",
     extra: str = "",
+    access_extra: str = "",
+    output_extra: Mapping[str, str] | None = None,
 ) -> str:
-    """TOML for an agent registered at `kamailio` (direct mode on `listen` when None)."""
+    """TOML for an agent registered at `kamailio` (direct mode on `listen` when None).
+
+    `access_extra` and `output_extra[name]` are TOML lines added to [access] and to
+    [gpio.outputs.<name>]; `extra` is appended at the end.
+    """
     lines = ["[device]", f'id = "{device_id}"', "", "[sip]"]
     if kamailio is not None:
         lines += [
@@ -39,10 +45,11 @@ def agent_toml(
         allowed = [a if ":" in a else f"sip:{a}@127.0.0.1" for a in allow]
     lines += [f'transport = "{transport}"', f'listen = "{listen}"', 'presence = "off"', ""]
     lines += ["[access]", "allow = [" + ", ".join(f'"{a}"' for a in allowed) + "]"]
-    lines += [f'on_forbidden = "{on_forbidden}"', ""]
+    lines += [f'on_forbidden = "{on_forbidden}"', access_extra, ""]
     if mosquitto is not None:
         lines += ["[mqtt]", f'host = "{mosquitto.host}"', f"port = {mosquitto.port}", ""]
     lines += ["[log]", f'level = "{log_level}"', "", "[gpio]", 'pin_factory = "mock"', ""]
     for name, pin in outputs.items():
-        lines += [f"[gpio.outputs.{name}]", f'pin = "GPIO{pin}"', ""]
+        lines += [f"[gpio.outputs.{name}]", f'pin = "GPIO{pin}"']
+        lines += [(output_extra or {}).get(name, ""), ""]
     return "\n".join(lines) + "\n" + extra

@@ -241,6 +241,22 @@ class Peer:
         """Send a MESSAGE and return its ``sent`` event (code = final SIP status)."""
         return self.wait_sent(self.send_nowait(to, body, content_type), timeout)
 
+    def call(self, to: str) -> str:
+        """Start a call (INVITE); returns the id its ``call`` events carry."""
+        call_id = f"{self.name}-call-{next(_SEQ)}"
+        self.command("call", to=to, id=call_id)
+        return call_id
+
+    def wait_call_ended(self, call_id: str, timeout: float = 10.0) -> Event:
+        """The ``call`` event that reports the call disconnected (with the final code)."""
+        return self.wait_event(
+            lambda e: (
+                e.get("event") == "call" and e.get("id") == call_id and e.get("ended") is True
+            ),
+            timeout,
+            f"end of call {call_id}",
+        )
+
     def subscribe(self, uri: str) -> None:
         self.command("subscribe", uri=uri)
 

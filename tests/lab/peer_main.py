@@ -14,6 +14,7 @@ Commands:
     {"op": "subscribe", "uri": URI}          {"op": "unsubscribe", "uri": URI}
     {"op": "presence", "status": "available|away|busy|dnd|offline", "note": STR}
     {"op": "register", "renew": true|false}  {"op": "ping", "id": ID}
+    {"op": "call", "to": URI, "id": ID}      (an INVITE; no audio: the peer has no sound device)
     {"op": "quit"}
 Events:
     {"event": "ready", "local_uri": ..., "transport_port": N}
@@ -24,6 +25,7 @@ Events:
     {"event": "buddy", "uri": ..., "status": "online|offline|unknown", "note": ...,
      "basic": "open|closed", "activity": "busy|away|unknown", "sub_state": ...}
     {"event": "pong", "id": ID}   {"event": "error", "text": ...}
+    {"event": "call", "id": ID, "state": STR, "code": N, "reason": STR, "ended": BOOL}
 Every event also carries "t" (time.time() when it was written).
 
 Notes: with --publish the peer PUBLISHes only once a "presence" command sets a status
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import select
@@ -188,6 +191,28 @@ class PeerBuddy(pj.Buddy):
         )
 
 
+class PeerCall(pj.Call):
+    def __init__(self, app: App, account: pj.Account, call_id: str) -> None:
+        super().__init__(account)
+        self.app = app
+        self.id = call_id
+
+    @_guard("onCallState")
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
+        info = self.getInfo()
+        OUT.emit(
+            "call",
+            id=self.id,
+            state=info.stateText,
+            code=info.lastStatusCode,
+            reason=info.lastReason,
+            ended=info.state == pj.PJSIP_INV_STATE_DISCONNECTED,
+        )
+        if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            # Dropped from the next loop turn, not inside pjsua2's own callback.
+            self.app.ended_calls.append(self.app.calls.pop(self.id, self))
+
+
 class App:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -201,6 +226,8 @@ class App:
         self.pending: dict[tuple[str, str], collections.deque[Any]] = collections.defaultdict(
             collections.deque
         )
+        self.calls: dict[str, PeerCall] = {}
+        self.ended_calls: list[PeerCall] = []
         self.stopping = False
         self.registered = False
         self.reg_results = 0  # onRegState calls so far
@@ -323,6 +350,15 @@ class App:
         elif op == "register":
             assert self.account is not None
             self.account.setRegistration(bool(cmd.get("renew", True)))
+        elif op == "call":
+            assert self.account is not None
+            call = PeerCall(self, self.account, str(cmd.get("id")))
+            self.calls[call.id] = call
+            try:
+                call.makeCall(cmd["to"], pj.CallOpParam(True))
+            except pj.Error:
+                self.calls.pop(call.id, None)
+                raise
         elif op == "ping":
             OUT.emit("pong", id=cmd.get("id"))
         elif op == "quit":
@@ -351,6 +387,7 @@ class App:
         stdin_open = True
         while not self.stopping and not OUT.broken:
             self.ep.libHandleEvents(10)
+            self.ended_calls.clear()
             if not stdin_open:
                 continue
             # os.read on the fd, not sys.stdin: a buffered reader would hide the rest of a
@@ -405,6 +442,11 @@ class App:
             OUT.emit("error", text=f"shutdown: {exc.info()}")
             clean = False
         self.buddies.clear()
+        for call in list(self.calls.values()):
+            with contextlib.suppress(pj.Error):
+                call.hangup(pj.CallOpParam())
+        self.calls.clear()
+        self.ended_calls.clear()
         if self.account is not None:
             self.account.shutdown()
             self.account = None
