@@ -151,11 +151,35 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class InputRule:
+    """What an input does when it becomes active (or inactive): each part is optional."""
+
+    status: str | None  # presence status to set
+    note: str | None  # presence note template to set ("door {door}")
+    message: str | None  # text of a SIP MESSAGE to the input's message_to
+
+
+NO_RULE = InputRule(None, None, None)
+
+
+@dataclass(frozen=True)
 class InputConfig:
     name: str
     pin: str  # "GPIO<n>" (BCM numbering)
     pull_up: bool
     bounce_ms: int
+    # Presence and messages (agent.presence_keeper); defaults keep older constructors valid.
+    active_high: bool | None = None  # None: the usual for the pull (pull-up: active low)
+    active_text: str = "on"  # how {name} reads in a note while active ("open")
+    inactive_text: str = "off"
+    when_active: InputRule = NO_RULE
+    when_inactive: InputRule = NO_RULE
+    message_to: tuple[str, ...] = ()
+
+    @property
+    def inverted(self) -> bool:
+        """True when the configured active level is the opposite of gpiozero's for the pull."""
+        return self.active_high is not None and self.active_high == self.pull_up
 
 
 @dataclass(frozen=True)
@@ -180,6 +204,23 @@ class CallConfig:
 
 
 @dataclass(frozen=True)
+class WatchConfig:
+    id: str  # [a-z0-9_-]+ : B/buddy/<id>/state
+    uri: str
+
+
+@dataclass(frozen=True)
+class PresenceConfig:
+    status: str  # the status at start (agent.presence.STATUSES)
+    note: str  # the note template at start, e.g. "door {door}"
+    watchers: tuple[str, ...] | None  # who may SUBSCRIBE (serve mode); None: access.allow
+    watch: tuple[WatchConfig, ...]  # contacts whose presence the agent subscribes to
+
+
+DEFAULT_PRESENCE = PresenceConfig("available", "", None, ())
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str  # debug | info | warning | error
 
@@ -194,6 +235,7 @@ class Config:
     log: LogConfig
     calls: CallConfig
     source: str  # the file it came from, or "<embedded default>"
+    presence: PresenceConfig = DEFAULT_PRESENCE
 
 
 def parse_config(text: str, *, source: str = "<string>", base_dir: str | None = None) -> Config:

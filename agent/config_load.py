@@ -30,6 +30,7 @@ from agent.config import (
     parse_pin,
     split_host_port,
 )
+from agent.config_presence import input_config, presence_config
 from agent.durations import InvalidDuration, parse_duration
 from agent.sipuri import InvalidSipUri, SipUri, address_of_record, parse_sip_uri
 
@@ -61,11 +62,14 @@ def build_config(raw: Mapping[str, Any], *, source: str, base_dir: str | None) -
     gpio = _gpio(root.table("gpio") or _Table.detached("gpio"))
     log = _log(root.table("log") or _Table.detached("log"))
     calls = read_calls(root.table("calls") or _Table.detached("calls"))
+    # Not detached: presence_config also reports problems spanning tables (sip.presence).
+    presence_table = root.table("presence") or _Table(problems, "presence", {})
+    presence = presence_config(presence_table, sip, gpio)
     root.finish()
     check_output_names(problems, access, gpio, calls)
     if problems:
         raise ConfigError(problems)
-    return Config(device, sip, access, mqtt, gpio, log, calls, source)
+    return Config(device, sip, access, mqtt, gpio, log, calls, source, presence)
 
 
 def _device(t: _Table) -> DeviceConfig:
@@ -219,8 +223,8 @@ def _gpio(t: _Table) -> GpioConfig:
         pin = _claim_pin(sub, used)
         pull_up = sub.flag("pull_up", True)
         bounce_ms = sub.integer("bounce_ms", 50, 0, 10000)
+        inputs.append(input_config(sub, name, pin, pull_up, bounce_ms))
         sub.finish()
-        inputs.append(InputConfig(name, pin, pull_up, bounce_ms))
     t.finish()
     return GpioConfig(pin_factory, tuple(outputs), tuple(inputs))
 

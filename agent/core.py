@@ -17,8 +17,17 @@ from agent.access import identity_of
 from agent.calls import handle_call
 from agent.config import Config, OutputConfig
 from agent.dispatch import Dispatcher
-from agent.events import Event, MqttConnected, MqttDisconnected, MqttMessage, StopRequested
+from agent.events import (
+    Event,
+    InputChanged,
+    MqttConnected,
+    MqttDisconnected,
+    MqttMessage,
+    StopRequested,
+)
 from agent.messages import CommandOutcome, IncomingMessage, relay_record, reply_target, to_json
+from agent.presence import PresenceError
+from agent.presence_keeper import PresenceKeeper
 from agent.service import Notifier
 from agent.sip import RegState, SipError
 from agent.topics import Topics
@@ -74,8 +83,10 @@ class Agent:
         outputs: OutputPins,
         mqtt: Publisher | None,
         notifier: Notifier,
+        presence: PresenceKeeper | None = None,
     ) -> None:
         self.config = config
+        self.presence = presence
         self.sip = sip
         self.outputs = outputs
         self.mqtt = mqtt
@@ -87,7 +98,6 @@ class Agent:
         self.ready = False
         self.stop_reason: str | None = None
         self.started = time.monotonic()
-        self.presence: tuple[str, str] = ("available", "")
         self.dispatcher = Dispatcher(config.access, self)
 
     # -- lifecycle --------------------------------------------------------------------
@@ -97,6 +107,8 @@ class Agent:
         if not self.config.sip.registrar:
             self._become_ready()
         self._publish_registration()
+        if self.presence is not None:
+            self.presence.start()
 
     def _become_ready(self) -> None:
         if not self.ready:
@@ -130,6 +142,8 @@ class Agent:
         )
         if state.state == "registered":
             self._become_ready()
+            if self.presence is not None:
+                self.presence.on_registered()
         if state != previous:
             self.notifier.status(self.status_summary())
             self._publish_registration()
@@ -198,16 +212,12 @@ class Agent:
     def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None:
         self.outputs.blink(name, on_s, off_s, count)
 
-    def set_presence(self, status: str, note: str) -> str:
-        """Minimal: remembered only; the presence feature replaces this."""
-        self.presence = (status, note)
-        return f"presence {status}" + (f" ({note})" if note else "")
-
     def status_lines(self) -> Sequence[str]:
         outs = ", ".join(self._output_status(n) for n in self.output_names())
         return [
             f"outputs: {outs or 'none'}",
             self.status_summary(),
+            *(self.presence.status_lines() if self.presence is not None else ()),
             f"uptime {_duration(time.monotonic() - self.started)}",
         ]
 
@@ -218,11 +228,22 @@ class Agent:
         running = self.outputs.activity(name)
         return f"{name} {word}" + (f" ({running})" if running else "")
 
+    def set_presence(self, status: str, note: str | None) -> str:
+        """The `presence` command; returns the reply text (`ok: ` or `error: ` is added)."""
+        if self.presence is None:
+            raise commands.CommandError("presence is not available")
+        try:
+            return self.presence.set(status, note)
+        except PresenceError as err:
+            raise commands.CommandError(str(err)) from None
+
     def on_output_changed(self, name: str, on: bool) -> None:
         """Listener for the GPIO adapter: every change of an output is announced."""
         if self.topics is not None:
             payload = self.outputs.state_payload(name)
             self._publish(self.topics.output_state(name), payload, retain=True)
+        if self.presence is not None:
+            self.presence.on_output_changed()
 
     # -- inbox events -------------------------------------------------------------------
 
@@ -237,12 +258,17 @@ class Agent:
                 self.notifier.status(self.status_summary())
             case MqttMessage(topic, payload):
                 self._on_mqtt_message(topic, payload)
+            case InputChanged(name, active):
+                if self.presence is not None:
+                    self.presence.on_input(name, active)
 
     def _announce_state(self) -> None:
         """Retained state again after a (re)connect: the broker may have lost it."""
         for name in self.output_names():
             self.on_output_changed(name, self.outputs.output_is_on(name))
         self._publish_registration()
+        if self.presence is not None:
+            self.presence.announce()
 
     def _on_mqtt_message(self, topic: str, payload: bytes) -> None:
         assert self.topics is not None
@@ -253,6 +279,8 @@ class Agent:
             self._mqtt_command(text)
         elif (name := self.topics.output_name_from_set(topic)) is not None:
             self._mqtt_set_output(name, text)
+        elif topic == self.topics.presence_set and self.presence is not None:
+            self.presence.on_mqtt_set(text)
 
     def _mqtt_send(self, text: str) -> None:
         assert self.topics is not None

@@ -34,4 +34,12 @@ class MqttMessage:
     payload: bytes
 
 
-Event = StopRequested | MqttConnected | MqttDisconnected | MqttMessage
+@dataclass(frozen=True)
+class InputChanged:
+    """A GPIO input settled in a new state (posted from gpiozero's callback thread)."""
+
+    name: str
+    active: bool
+
+
+Event = StopRequested | MqttConnected | MqttDisconnected | MqttMessage | InputChanged

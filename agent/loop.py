@@ -15,9 +15,12 @@ from agent.config import Config
 from agent.core import Agent
 from agent.gpio import Outputs
 from agent.inbox import Inbox
+from agent.inputs import Inputs
 from agent.mqtt import MqttLink
+from agent.presence_keeper import PresenceKeeper
 from agent.service import Notifier
 from agent.sip import SipStack
+from agent.sip_presence import SipPresence
 from agent.timers import Timers
 from agent.topics import Topics
 
@@ -43,7 +46,20 @@ class Runner:
             else None
         )
         self.sip = SipStack(config.sip)
-        self.agent = Agent(config, self.sip, self.outputs, self.mqtt, self.notifier)
+        self.inputs = Inputs(config.gpio.inputs, self.inbox.put)
+        self.presence = PresenceKeeper(
+            config,
+            SipPresence(self.sip),
+            self.inputs,
+            self.outputs,
+            self.mqtt,
+            self.sip.send_message,
+            Topics(config.mqtt.base_topic if config.mqtt else f"sipagent/{config.device.id}"),
+        )
+        self.sip.subscribe_policy = self.presence.authorize_watcher
+        self.agent = Agent(
+            config, self.sip, self.outputs, self.mqtt, self.notifier, presence=self.presence
+        )
         self.sip.listener = self.agent
         self.outputs.set_listener(self.agent.on_output_changed)
         self._signal_stop: str | None = None
@@ -99,10 +115,12 @@ class Runner:
         log.info("stopping (%s)", reason)
         self.notifier.stopping(f"stopping ({reason})")
         self.outputs.apply_safe()
+        self.presence.close()
         self.sip.shutdown(timeout_s=1.0)
         self.inbox.set_waker(None)
         if self.mqtt is not None:
             self.mqtt.stop()
+        self.inputs.close()
         self.outputs.close()
         log.info("stopped in %.2fs", time.monotonic() - started)
 

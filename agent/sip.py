@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -39,6 +39,9 @@ _BUDDY_CACHE = 32
 _REG_RETRY_S = 30
 # A SIP keep-alive: pjsip drops it silently, and it wakes `libHandleEvents` at once.
 _WAKE_DATAGRAM = b"\r\n\r\n"
+# pjsua2 reports no PUBLISH outcome. When pjsua gives its publication up (any failure but 412)
+# it logs this line (agent.sip_presence acts on it).
+_PUBLISH_FAILED = "publication (PUBLISH) failed"
 
 
 class SipError(Exception):
@@ -88,8 +91,15 @@ class _LogWriter(pj.LogWriter):
         3: logging.INFO,
     }
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.publish_failed = False
+
     def write(self, entry: pj.LogEntry) -> None:
-        pjlog.log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", entry.msg.rstrip())
+        msg = entry.msg.rstrip()
+        pjlog.log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", msg)
+        if _PUBLISH_FAILED in msg:
+            self.publish_failed = True  # acted on by SipStack.poll, outside pjsua's locks
 
 
 class _Account(pj.Account):
@@ -109,6 +119,9 @@ class _Account(pj.Account):
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         self._stack.calls.reject(self, prm, self._stack.listener.on_incoming_call)
 
+    def onIncomingSubscribe(self, prm: pj.OnIncomingSubscribeParam) -> None:
+        self._stack._on_incoming_subscribe(prm)
+
 
 class SipStack:
     """One pjsua2 endpoint with one account, polled by the owner loop."""
@@ -127,6 +140,11 @@ class SipStack:
         self._unregistering = False
         self.version = ""
         self.local_address = ""
+        # Who may SUBSCRIBE to our presence: from-URI -> (SIP code, reason). Until someone
+        # decides (agent.sip_presence), nobody may: pjsua itself would accept everyone.
+        self.subscribe_policy: Callable[[str], tuple[int, str]] = _refuse_subscribe
+        # Called after each poll, outside pjsua's callbacks (agent.sip_presence's timers).
+        self.poll_hooks: list[Callable[[], None]] = []
 
     # -- start and stop ---------------------------------------------------------------
 
@@ -210,7 +228,15 @@ class SipStack:
         if c.password is not None:
             cred = pj.AuthCredInfo("digest", c.realm, c.username, 0, c.password)
             ac.sipConfig.authCreds.append(cred)
+        # pjsua PUBLISHes only after setOnlineStatus, and again after each re-registration
+        # that finds its publication gone (see agent.sip_presence).
+        ac.presConfig.publishEnabled = c.presence == "publish"
         return ac
+
+    @property
+    def account(self) -> pj.Account | None:
+        """The pjsua2 account, for the presence adapter (owner thread only)."""
+        return self._account
 
     def shutdown(self, timeout_s: float = 1.0) -> None:
         """Unregister (bounded wait), then destroy pjsua2 in the order it needs."""
@@ -245,6 +271,22 @@ class SipStack:
         assert self._ep is not None
         self.calls.sweep()
         self._ep.libHandleEvents(max(0, timeout_ms))
+        for hook in self.poll_hooks:
+            hook()
+
+    def take_publish_failure(self) -> bool:
+        """True once after pjsua logged that it gave its publication up."""
+        failed, self._log_writer.publish_failed = self._log_writer.publish_failed, False
+        return failed
+
+    def register_again(self) -> None:
+        """Send a REGISTER now (a successful one also restarts pjsua's publication)."""
+        if self._account is None or self._unregistering or not self.config.registrar:
+            return
+        try:
+            self._account.setRegistration(True)
+        except pj.Error as err:
+            log.warning("REGISTER again failed to start: %s", err.info())
 
     def wake(self) -> None:
         """Make a running `poll` return soon. Safe from any thread."""
@@ -321,6 +363,11 @@ class SipStack:
         )
         self.listener.on_message(msg)
 
+    def _on_incoming_subscribe(self, prm: pj.OnIncomingSubscribeParam) -> None:
+        code, reason = self.subscribe_policy(prm.fromUri)
+        prm.code = code
+        prm.reason = reason
+
     def _on_message_status(self, to: str, body: str, code: int, reason: str) -> None:
         # 1xx are provisional; only a final answer settles the send.
         if code < 200:
@@ -362,6 +409,11 @@ def _text(text: str) -> str:
     sqlite and the journal would all fail on them.
     """
     return _SURROGATES.sub("\ufffd", text)
+
+
+def _refuse_subscribe(from_uri: str) -> tuple[int, str]:
+    log.warning("SUBSCRIBE from %s refused: presence is not being served", from_uri)
+    return 489, "Bad Event"
 
 
 @contextlib.contextmanager

@@ -60,6 +60,20 @@ class Topics:
                 return name
         return None
 
+    @property
+    def presence_state(self) -> str:
+        return f"{self.base}/presence/state"
+
+    @property
+    def presence_set(self) -> str:
+        return f"{self.base}/presence/set"
+
+    def input_state(self, name: str) -> str:
+        return f"{self.base}/input/{name}/state"
+
+    def buddy_state(self, contact_id: str) -> str:
+        return f"{self.base}/buddy/{contact_id}/state"
+
     def subscriptions(self) -> tuple[str, ...]:
         """The topics the agent listens on."""
-        return (self.message_send, self.command, self.output_set_pattern)
+        return (self.message_send, self.command, self.output_set_pattern, self.presence_set)

@@ -18,6 +18,7 @@ python=${PYTHON:-python3}
 packages=(python3-venv python3-dev gcc pkg-config libsystemd-dev)
 if [ "$with_tests" = 1 ]; then
   packages+=(kamailio kamailio-presence-modules mosquitto mosquitto-clients systemd sip-tester)
+  packages+=(baresip-core)  # a second, independent presence watcher in the tests
 fi
 
 missing=()

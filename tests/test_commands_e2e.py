@@ -74,7 +74,7 @@ def test_every_command_from_the_owner(kamailio, agent_factory, peer_factory):
         "error: 'lamp' is not a PWM output (PWM outputs: dimmer)"
     )
     assert _ask(owner, to, "pulse gate 2m") == "error: pulse 120s is out of range 10ms..30s"
-    assert _ask(owner, to, "presence busy In the garden") == "ok: presence busy (In the garden)"
+    assert _ask(owner, to, "presence busy In the garden") == "ok: presence busy — In the garden"
     status = _ask(owner, to, "status")
     assert status.startswith("ok: outputs: lamp off, gate off, dimmer 40%"), status
 

@@ -21,6 +21,7 @@ from agent.config import (
     DeviceConfig,
     GpioConfig,
     InputConfig,
+    InputRule,
     InvalidPin,
     LogConfig,
     MqttConfig,
@@ -731,3 +732,81 @@ def test_access_allow_takes_an_mqtt_identity() -> None:
     )
     assert config.access.allow == ("mqtt:home-assistant", "sip:owner@pbx.example.org")
     assert config.mqtt is not None and config.mqtt.identity == "mqtt:home-assistant"
+
+
+# --- presence, input rules and watched contacts ------------------------------------------------
+
+PRESENCE_BAD = [
+    ("presence.status", "sleeping", "unknown status 'sleeping' (use one of: available, away"),
+    ("presence.note", "door {x", "expected '}' before end of string (write {{ and }} for literal"),
+    ("presence.note", "door {dor}", "{dor} is not an input or output (known: door, gate, lamp)"),
+    ("presence.watchers", ["owner"], None),
+    ("presence.watchers", "sip:a@b", "array of strings expected, got string"),
+    ("presence.watch", {"Bob": "sip:bob@x"}, None),
+    ("presence.watch", {"bob": 3}, None),
+    ("presence.watch", {"bob": "bob@x"}, None),
+    ("presence.colour", "red", "unknown key"),
+    ("gpio.inputs.door.active_state", "up", "'up' is not one of: low, high"),
+    ("gpio.inputs.door.active_text", "", "must not be empty"),
+    ("gpio.inputs.door.inactive_text", 0, "string expected, got integer"),
+    ("gpio.inputs.door.message_to", ["nobody"], None),
+    ("gpio.inputs.door.when_active", "busy", "table expected, got string"),
+    ("gpio.inputs.door.when_active.status", "sleeping", "unknown status 'sleeping'"),
+    ("gpio.inputs.door.when_inactive.note", "{lamp!r}", "{lamp} is not a plain {name} field"),
+    ("gpio.inputs.door.when_active.colour", "x", "unknown key"),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"), PRESENCE_BAD, ids=[r[0] for r in PRESENCE_BAD]
+)
+def test_each_bad_presence_value_is_reported(key: str, value: Any, problem: str | None) -> None:
+    (line,) = problems_of(edited({key: value}))
+    if problem is not None:
+        assert line.startswith(f"{key}: {problem}"), line
+    else:
+        # Problems inside arrays and tables name the item: presence.watchers[0], ...watch.Bob
+        assert line.startswith(key.rsplit(".", 1)[0]), line
+
+
+def test_a_message_needs_someone_to_send_it_to() -> None:
+    assert problems_of(edited({"gpio.inputs.door.when_active.message": "ding"})) == (
+        "gpio.inputs.door.message_to: required when when_active/when_inactive send a message",
+    )
+
+
+def test_publish_mode_needs_a_registrar() -> None:
+    assert problems_of(edited({"sip.presence": "publish"})) == (
+        "sip.presence: 'publish' needs sip.registrar (a presence server); "
+        "use 'serve' to answer SUBSCRIBE without one",
+    )
+
+
+def test_presence_and_input_rules_build_the_model() -> None:
+    config = parse_config(
+        edited(
+            {
+                "presence.status": "Busy",
+                "presence.note": "door {door}",
+                "presence.watchers": ['"Eve" <sip:eve@X.org:5060>'],
+                "presence.watch": {"bob": "sip:bob@x.org"},
+                "gpio.inputs.door.active_state": "high",
+                "gpio.inputs.door.active_text": "open",
+                "gpio.inputs.door.message_to": ["sip:owner@pbx.example.org"],
+                "gpio.inputs.door.when_active": {"status": "dnd", "message": "door {door}"},
+            }
+        )
+    )
+    assert config.presence.status == "busy"
+    assert config.presence.note == "door {door}"
+    assert config.presence.watchers == ("sip:eve@x.org",)
+    assert [(w.id, w.uri) for w in config.presence.watch] == [("bob", "sip:bob@x.org")]
+    door = config.gpio.inputs[0]
+    assert door.active_high is True and door.inverted  # pulled up, yet active high
+    assert (door.active_text, door.inactive_text) == ("open", "off")
+    assert door.when_active == InputRule("dnd", None, "door {door}")
+    assert door.when_inactive == InputRule(None, None, None)
+    assert door.message_to == ("sip:owner@pbx.example.org",)
+    defaults = parse_config(edited({}))
+    assert defaults.presence.watchers is None  # the access.allow list
+    assert not defaults.gpio.inputs[0].inverted

@@ -23,6 +23,7 @@ def agent_toml(
     outputs: Mapping[str, int] = DEFAULT_OUTPUTS,
     on_forbidden: str = "reply",
     log_level: str = "debug",
+    presence: str = "off",
     extra: str = "",
     access_extra: str = "",
     output_extra: Mapping[str, str] | None = None,
@@ -43,7 +44,7 @@ def agent_toml(
     else:
         lines += [f'uri = "sip:{user}@127.0.0.1"']
         allowed = [a if ":" in a else f"sip:{a}@127.0.0.1" for a in allow]
-    lines += [f'transport = "{transport}"', f'listen = "{listen}"', 'presence = "off"', ""]
+    lines += [f'transport = "{transport}"', f'listen = "{listen}"', f'presence = "{presence}"', ""]
     lines += ["[access]", "allow = [" + ", ".join(f'"{a}"' for a in allowed) + "]"]
     lines += [f'on_forbidden = "{on_forbidden}"', access_extra, ""]
     if mosquitto is not None:
