@@ -226,3 +226,16 @@ def test_baresip_watcher_sees_the_door_make_us_busy(agent_factory, tmp_path):
         watcher.wait_status(target, "Offline")
     finally:
         watcher.close()
+
+
+def test_presence_command_over_sip_changes_what_watchers_see(agent_factory, peer_factory):
+    _agent, target = _direct_agent(agent_factory)
+    owner = peer_factory(uri="sip:owner@127.0.0.1")
+    owner.subscribe(target)
+    owner.wait_buddy(_is("available", "door closed"))
+    owner.send(target, "presence away gone fishing")
+    assert owner.wait_message()["body"] == "ok: presence away — gone fishing"
+    owner.wait_buddy(_is("away", "gone fishing"))
+    owner.send(target, "presence busy")  # no note: back to the template
+    assert owner.wait_message()["body"] == "ok: presence busy — door closed"
+    owner.wait_buddy(_is("busy", "door closed"))
