@@ -226,6 +226,12 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class WatchdogConfig:
+    registration_grace_s: int  # failing registration tolerated this long before restarts
+    outbox_stuck_s: int  # an outbox holding work without delivering for this long is stuck
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig
     sip: SipConfig
@@ -234,6 +240,7 @@ class Config:
     gpio: GpioConfig
     log: LogConfig
     calls: CallConfig
+    watchdog: WatchdogConfig
     source: str  # the file it came from, or "<embedded default>"
     presence: PresenceConfig = DEFAULT_PRESENCE
 

@@ -26,6 +26,7 @@ from agent.config import (
     MqttConfig,
     OutputConfig,
     SipConfig,
+    WatchdogConfig,
     is_host,
     parse_pin,
     split_host_port,
@@ -65,11 +66,12 @@ def build_config(raw: Mapping[str, Any], *, source: str, base_dir: str | None) -
     # Not detached: presence_config also reports problems spanning tables (sip.presence).
     presence_table = root.table("presence") or _Table(problems, "presence", {})
     presence = presence_config(presence_table, sip, gpio)
+    watchdog = _watchdog(root.table("watchdog") or _Table.detached("watchdog"))
     root.finish()
     check_output_names(problems, access, gpio, calls)
     if problems:
         raise ConfigError(problems)
-    return Config(device, sip, access, mqtt, gpio, log, calls, source, presence)
+    return Config(device, sip, access, mqtt, gpio, log, calls, watchdog, source, presence)
 
 
 def _device(t: _Table) -> DeviceConfig:
@@ -265,6 +267,15 @@ def _log(t: _Table) -> LogConfig:
     level = t.choice("level", ("debug", "info", "warning", "error"), "info")
     t.finish()
     return LogConfig(level=level)
+
+
+def _watchdog(t: _Table) -> WatchdogConfig:
+    watchdog = WatchdogConfig(
+        registration_grace_s=t.integer("registration_grace_s", 300, 10, 86400),
+        outbox_stuck_s=t.integer("outbox_stuck_s", 600, 10, 86400),
+    )
+    t.finish()
+    return watchdog
 
 
 def _secret(t: _Table, base_dir: str | None) -> str | None:

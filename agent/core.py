@@ -25,6 +25,7 @@ from agent.events import (
     MqttMessage,
     StopRequested,
 )
+from agent.logfields import journal_fields
 from agent.messages import CommandOutcome, IncomingMessage, relay_record, reply_target, to_json
 from agent.presence import PresenceError
 from agent.presence_keeper import PresenceKeeper
@@ -139,6 +140,7 @@ class Agent:
             state.code,
             state.reason,
             state.expires,
+            extra=journal_fields(sip_status=state.code, registration=state.state),
         )
         if state.state == "registered":
             self._become_ready()
@@ -176,7 +178,14 @@ class Agent:
 
     def on_message_status(self, token: str | None, to: str, code: int, reason: str) -> None:
         ok = 200 <= code < 300
-        log.log(logging.INFO if ok else logging.WARNING, "MESSAGE to %s: %d %s", to, code, reason)
+        log.log(
+            logging.INFO if ok else logging.WARNING,
+            "MESSAGE to %s: %d %s",
+            to,
+            code,
+            reason,
+            extra=journal_fields(recipient=to, sip_status=code),
+        )
         if token is not None and self.topics is not None:
             outcome = {"id": token, "to": to, "ok": ok, "code": code, "reason": reason}
             self._publish(self.topics.message_sent, json.dumps(outcome))

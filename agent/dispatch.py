@@ -16,6 +16,7 @@ from agent import commands
 from agent.access import decide, identity_of, may_use
 from agent.config import AccessConfig
 from agent.durations import format_duration
+from agent.logfields import journal_fields
 from agent.ratelimit import RateLimiter
 from agent.totp import CodeChecker
 
@@ -84,14 +85,28 @@ class Dispatcher:
             self.codes.check,
         )
         if not decision.allowed:
-            log.warning("refused %r from %s (%s): %s", cmd.text, identity, via, decision.reason)
+            log.warning(
+                "refused %r from %s (%s): %s",
+                cmd.text,
+                identity,
+                via,
+                decision.reason,
+                extra=journal_fields(sender=identity, command=cmd.name, via=via, ok=0),
+            )
             if not decision.known and self.access.on_forbidden == "silent":
                 return Outcome(False, cmd.name, cmd.target, "")
             return Outcome(False, cmd.name, cmd.target, f"error: {decision.reply}")
         rights = self.access.rights_of(identity)
         allowed = may_use(rights) if rights is not None else None
         result = commands.execute(cmd, self.controls, allowed)
-        log.info("command %r from %s (%s): %s", cmd.text, identity, via, result.reply)
+        log.info(
+            "command %r from %s (%s): %s",
+            cmd.text,
+            identity,
+            via,
+            result.reply,
+            extra=journal_fields(sender=identity, command=cmd.name, via=via, ok=int(result.ok)),
+        )
         return Outcome(True, cmd.name, cmd.target, result.reply)
 
     def _refused_parse(self, identity: str, known: bool, via: str, reason: str) -> Outcome:

@@ -11,9 +11,11 @@ import threading
 import time
 from types import FrameType
 
+from agent.capabilities import log_capabilities
 from agent.config import Config
 from agent.core import Agent
 from agent.gpio import Outputs
+from agent.health import Health, HealthPolicy
 from agent.inbox import Inbox
 from agent.inputs import Inputs
 from agent.mqtt import MqttLink
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 # The longest the loop sleeps when nothing happens; anything posted wakes it at once.
 # 1 s costs ~0.1 % of a core idle (FIELD-NOTES.md), 10 ms would cost 0.4 %.
 IDLE_WAIT_S = 1.0
+# A loop turn that takes longer than this is a hang, even if the loop later comes back.
+LOOP_STALL_S = 10.0
 
 
 class Runner:
@@ -38,6 +42,14 @@ class Runner:
         self.config = config
         self.inbox = Inbox()
         self.notifier = Notifier()
+        self.health = Health(
+            HealthPolicy(
+                config.watchdog.registration_grace_s, config.watchdog.outbox_stuck_s, LOOP_STALL_S
+            ),
+            time.monotonic(),
+        )
+        # The outbox plugs in with `runner.health.outbox_probe = …` (agent.health.OutboxProbe).
+        self.notifier.status_extra = self.health.status_suffix
         self.timers = Timers()
         self.outputs = Outputs(config.gpio, timers=self.timers)
         self.mqtt = (
@@ -73,6 +85,7 @@ class Runner:
 
     def run(self) -> int:
         self.sip.start()
+        log_capabilities()
         self.inbox.set_waker(self.sip.wake)
         self._install_signal_handlers()
         self.outputs.apply_initial()
@@ -96,9 +109,13 @@ class Runner:
             now = time.monotonic()
             if interval is not None and now >= next_ping:
                 # Pinging from this loop (not a timer thread) is the point: a hung loop
-                # stops the pings, and systemd restarts the service.
-                self.notifier.watchdog()
+                # stops the pings, and so does a sick agent (agent.health); systemd then
+                # restarts the service.
+                if self.health.check(now).healthy:
+                    self.notifier.watchdog()
+                self.notifier.status(self.agent.status_summary())  # outbox depth, health
                 next_ping = now + interval
+            self.health.turned(now, self.agent.registration.state)
             wait = IDLE_WAIT_S if interval is None else min(IDLE_WAIT_S, next_ping - now)
             timer = self.timers.seconds_to_next()
             if timer is not None:

@@ -1,13 +1,17 @@
 """systemd integration: the notify protocol (READY, STATUS, WATCHDOG, STOPPING) and logging.
 
-Everything here is a no-op outside systemd, so the same agent runs from a terminal.
+Everything here is a no-op outside systemd, so the same agent runs from a terminal. Under
+systemd, log records go to the journal with structured fields (`agent.logfields`), so
+`journalctl -u sipagent SENDER=sip:owner@pbx.example.org` finds what one sender did.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 from systemd import daemon, journal
 
@@ -20,6 +24,8 @@ class Notifier:
     def __init__(self) -> None:
         self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
         self.watchdog_interval_s = _watchdog_interval()
+        # More STATUS= text from outside the agent's core (outbox depth, health).
+        self.status_extra: Callable[[], str] | None = None
         self._last_status = ""
 
     def _send(self, message: str) -> None:
@@ -27,14 +33,20 @@ class Notifier:
             log.warning("systemd notify %r was not delivered", message.split("=")[0])
 
     def ready(self, status: str) -> None:
+        status = self._with_extra(status)
         self._last_status = status
         self._send(f"READY=1\nSTATUS={status}")
 
     def status(self, status: str) -> None:
         # STATUS= is for humans (systemctl status); send it only when it says something new.
+        status = self._with_extra(status)
         if status != self._last_status:
             self._last_status = status
             self._send(f"STATUS={status}")
+
+    def _with_extra(self, status: str) -> str:
+        extra = self.status_extra() if self.status_extra is not None else ""
+        return f"{status}; {extra}" if extra else status
 
     def watchdog(self) -> None:
         self._send("WATCHDOG=1")
@@ -70,6 +82,9 @@ def under_journald() -> bool:
 
 def setup_logging(level: str = "info") -> None:
     """Log to journald when systemd started us, else plain lines on stderr."""
+    # A hang ends in the watchdog's SIGABRT: print where every thread was (stderr is the
+    # journal under systemd) before the process dies.
+    faulthandler.enable()
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -19,6 +19,8 @@ packages=(python3-venv python3-dev gcc pkg-config libsystemd-dev)
 if [ "$with_tests" = 1 ]; then
   packages+=(kamailio kamailio-presence-modules mosquitto mosquitto-clients systemd sip-tester)
   packages+=(baresip-core)  # a second, independent presence watcher in the tests
+  # The install tests boot a Debian bookworm container with systemd as PID 1.
+  packages+=(systemd-container debootstrap)
 fi
 
 missing=()

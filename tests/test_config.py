@@ -28,6 +28,7 @@ from agent.config import (
     OutputConfig,
     SipConfig,
     UserRights,
+    WatchdogConfig,
     embedded_default,
     load_config,
     parse_config,
@@ -181,6 +182,10 @@ level = "DEBUG"
 [calls]
 reject_code = 486
 action = "pulse gate 2s"
+
+[watchdog]
+registration_grace_s = 120
+outbox_stuck_s = 900
 """
 
 
@@ -241,6 +246,7 @@ def test_a_full_config_builds_the_model(tmp_path: Path) -> None:
         ),
         log=LogConfig(level="debug"),
         calls=CallConfig(reject_code=486, action="pulse gate 2s"),
+        watchdog=WatchdogConfig(registration_grace_s=120, outbox_stuck_s=900),
         source=str(tmp_path / "agent.toml"),
     )
     assert config.gpio.output("gate") == config.gpio.outputs[0]
@@ -279,6 +285,7 @@ def test_a_minimal_config_gets_every_default() -> None:
         gpio=GpioConfig(pin_factory="auto", outputs=(), inputs=()),
         log=LogConfig(level="info"),
         calls=CallConfig(reject_code=603, action=None),
+        watchdog=WatchdogConfig(registration_grace_s=300, outbox_stuck_s=600),
         source="<string>",
     )
 
@@ -447,6 +454,10 @@ BAD = [
         "toggle, pulse, blink, set, presence)",
     ),
     ("calls.action", "pulse gat", "unknown output 'gat' (outputs: gate, lamp)"),
+    ("watchdog", 30, "table expected, got integer"),
+    ("watchdog.registration_grace_s", 5, "5 is out of range 10..86400"),
+    ("watchdog.registration_grace_s", "5m", "integer expected, got string"),
+    ("watchdog.outbox_stuck_s", 86401, "86401 is out of range 10..86400"),
 ]
 
 

@@ -28,13 +28,40 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     assert "sipagent.service" not in result.stderr, result.stderr
 
 
+def _unit_settings() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
 def test_unit_is_a_notify_service_with_a_watchdog():
-    settings = dict(line.split("=", 1) for line in UNIT.read_text().splitlines() if "=" in line)
+    settings = {key: values[-1] for key, values in _unit_settings().items()}
     assert settings["Type"] == "notify"
     assert settings["NotifyAccess"] == "main"
-    assert int(settings["WatchdogSec"]) > 0
+    assert int(settings["WatchdogSec"]) == 30
+    assert int(settings["RestartSec"]) == 5
     assert settings["Restart"] == "on-failure"
+    assert int(settings["StartLimitBurst"]) > 0 and int(settings["StartLimitIntervalSec"]) > 0
     assert settings["DeviceAllow"] == "char-gpiochip rw"
+    assert settings["User"] == "sipagent" and settings["SupplementaryGroups"] == "gpio"
+    assert settings["StateDirectory"] == "sipagent"
+    assert settings["ProtectSystem"] == "strict"
+    # lgpio makes FIFOs in the working directory: it must be writable (gpiozero #1106).
+    assert settings["WorkingDirectory"] == "/run/sipagent"
+    assert settings["RuntimeDirectory"] == "sipagent"
+    # gpiozero reads the board revision from /proc/device-tree or /proc/cpuinfo.
+    assert "ProcSubset" not in settings
+
+
+def test_unit_loads_the_secrets_as_credentials():
+    # The files install.sh creates, under the names password_file uses.
+    assert _unit_settings()["LoadCredential"] == [
+        "sip-password:/etc/sipagent/sip-password",
+        "mqtt-password:/etc/sipagent/mqtt-password",
+    ]
 
 
 def test_ready_watchdog_and_stopping_arrive_and_sigterm_leaves_outputs_safe(
@@ -70,3 +97,13 @@ def test_sigint_stops_cleanly_too(agent_factory):
     agent.proc.send_signal(signal.SIGINT)
     assert agent.wait_exit(timeout=10)["code"] == 0
     assert agent.notify.times("STOPPING", "1")
+
+
+def test_capabilities_summary_names_the_version_and_deferred_responses():
+    from agent.capabilities import Capabilities
+
+    old = Capabilities("2.15.1", deferred_responses=False, tls=True).summary()
+    assert old.startswith("pjproject 2.15.1; deferred MESSAGE responses: no")
+    assert old.endswith("TLS: yes")
+    new = Capabilities("2.17.0", deferred_responses=True, tls=False).summary()
+    assert "deferred MESSAGE responses: yes" in new and new.endswith("TLS: no")
