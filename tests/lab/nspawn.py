@@ -112,6 +112,14 @@ class Container:
     # -- lifecycle ----------------------------------------------------------------------
 
     def boot(self, timeout: float = 60.0) -> None:
+        """Boot on a fresh overlay; a boot that fails leaves nothing behind."""
+        try:
+            self._boot(timeout)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _boot(self, timeout: float) -> None:
         nspawn = require_binary("systemd-nspawn", "the Debian package systemd-container")
         require_binary("nsenter", "the Debian package util-linux")
         self.workdir.mkdir(parents=True, exist_ok=True)
