@@ -19,6 +19,9 @@ packages=(python3-venv python3-dev gcc pkg-config libsystemd-dev)
 if [ "$with_tests" = 1 ]; then
   packages+=(kamailio kamailio-presence-modules mosquitto mosquitto-clients systemd sip-tester)
   packages+=(baresip-core)  # a second, independent presence watcher in the tests
+  # The network tests: Kamailio's TLS listener, a CA made with openssl, namespaces with an
+  # nftables NAT router, and a STUN server and client.
+  packages+=(kamailio-tls-modules openssl iproute2 nftables stun-server stun-client)
 fi
 
 missing=()
