@@ -74,6 +74,39 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True)
+class SipTlsConfig:
+    """[sip.tls]: how the agent checks the server (and proves itself) over TLS.
+
+    The field defaults are the loader's defaults too (one place); `ca_file` None means the
+    system store, which the loader resolves to a bundle file when the transport is TLS.
+    """
+
+    ca_file: str | None = None
+    verify: bool = True  # refuse a server whose certificate does not verify
+    cert_file: str | None = None  # a client certificate, for servers that ask for one
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class SipNatConfig:
+    """[sip.nat]: staying reachable behind a home router (see README "NAT, TLS and providers")."""
+
+    rewrite: bool = True  # rport, and Via/Contact from the address the server sees
+    keepalive_s: int = 15  # UDP keep-alive (CRLF) interval; 0: none (TCP/TLS: pjsip's 90 s)
+    stun: str | None = None  # "host" or "host:port" of a STUN server
+    outbound: bool = True  # RFC 5626 (reg-id, +sip.instance) where the server supports it
+
+
+@dataclass(frozen=True)
+class SipRecoveryConfig:
+    """[sip.recovery]: noticing a lost link or a changed address, and re-registering."""
+
+    check_s: int = 60  # refresh the registration this often to see the public address; 0: off
+    retry_min_s: int = 2  # first re-registration delay after a failure
+    retry_max_s: int = 60  # the bound of the exponential backoff
+
+
+@dataclass(frozen=True)
 class SipConfig:
     uri: str  # the account identity, canonical SipUri text
     registrar: str | None  # None: direct mode, no REGISTER
@@ -87,6 +120,9 @@ class SipConfig:
     reg_expires: int
     user_agent: str
     realm: str
+    tls: SipTlsConfig = SipTlsConfig()
+    nat: SipNatConfig = SipNatConfig()
+    recovery: SipRecoveryConfig = SipRecoveryConfig()
 
 
 @dataclass(frozen=True)

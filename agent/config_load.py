@@ -26,6 +26,9 @@ from agent.config import (
     MqttConfig,
     OutputConfig,
     SipConfig,
+    SipNatConfig,
+    SipRecoveryConfig,
+    SipTlsConfig,
     WatchdogConfig,
     is_host,
     parse_pin,
@@ -92,7 +95,10 @@ def _sip(t: _Table, base_dir: str | None) -> SipConfig:
     proxy = t.sip_uri("proxy")
     username = t.text("username", uri.user if uri and uri.user else "")
     password = _secret(t, base_dir)
-    transport = t.choice("transport", ("udp", "tcp", "tls"), "udp")
+    secure = any(u is not None and u.scheme == "sips" for u in (uri, registrar, proxy))
+    transport = t.choice("transport", ("udp", "tcp", "tls"), "tls" if secure else "udp")
+    if secure and transport != "tls":
+        t.problem("transport", f"{transport!r} cannot reach a sips: URI; use 'tls'")
     host, port = _listen(t, "0.0.0.0:5060")
     presence_default = "publish" if "registrar" in t.raw else "serve"
     presence = t.choice("presence", ("publish", "serve", "off"), presence_default)
@@ -106,12 +112,76 @@ def _sip(t: _Table, base_dir: str | None) -> SipConfig:
         listen_host=host,
         listen_port=port,
         presence=presence,
-        reg_expires=t.integer("register_expires", 300, 60, 86400),
+        # Down to 10 s: short enough for tests and for registrars that ask for it.
+        reg_expires=t.integer("register_expires", 300, 10, 86400),
         user_agent=t.text("user_agent", f"sipagent/{__version__}") or "",
         realm=t.text("realm", "*") or "",
+        tls=_sip_tls(t.table("tls") or t.empty("tls"), transport, base_dir),
+        nat=_sip_nat(t.table("nat") or t.empty("nat")),
+        recovery=_sip_recovery(t.table("recovery") or t.empty("recovery")),
     )
     t.finish()
     return sip
+
+
+# Where Debian (and Raspberry Pi OS), then Fedora-likes, keep the system's trusted CAs.
+SYSTEM_CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+
+
+def _sip_tls(t: _Table, transport: str, base_dir: str | None) -> SipTlsConfig:
+    defaults = SipTlsConfig()
+    ca_file = _existing_file(t, "ca_file", base_dir)
+    verify = t.flag("verify", defaults.verify)
+    cert_file = _existing_file(t, "cert_file", base_dir)
+    key_file = _existing_file(t, "key_file", base_dir)
+    if (cert_file is None) != (key_file is None):
+        missing = "key_file" if key_file is None else "cert_file"
+        t.problem(missing, "a client certificate needs both cert_file and key_file")
+    if transport == "tls" and verify and ca_file is None:
+        ca_file = next((f for f in SYSTEM_CA_FILES if os.path.isfile(f)), None)
+        if ca_file is None:
+            t.problem(
+                "ca_file",
+                "no system CA store found (install ca-certificates or set ca_file)",
+            )
+    t.finish()
+    return SipTlsConfig(ca_file, verify, cert_file, key_file)
+
+
+def _sip_nat(t: _Table) -> SipNatConfig:
+    defaults = SipNatConfig()
+    stun = t.text("stun")
+    if stun is not None:
+        host, sep, port = stun.rpartition(":")
+        if not sep:
+            host, port = stun, "3478"
+        if not is_host(host) or not (port.isdigit() and 0 < int(port) < 65536):
+            t.problem("stun", f"{stun!r} is not host or host:port (e.g. 'stun.example.org')")
+            stun = None
+    nat = SipNatConfig(
+        rewrite=t.flag("rewrite", defaults.rewrite),
+        keepalive_s=t.integer("keepalive_s", defaults.keepalive_s, 0, 3600),
+        stun=stun,
+        outbound=t.flag("outbound", defaults.outbound),
+    )
+    t.finish()
+    return nat
+
+
+def _sip_recovery(t: _Table) -> SipRecoveryConfig:
+    defaults = SipRecoveryConfig()
+    retry_min = t.integer("retry_min_s", defaults.retry_min_s, 1, 3600)
+    retry_max = t.integer("retry_max_s", defaults.retry_max_s, 1, 3600)
+    if retry_max < retry_min:
+        t.problem("retry_max_s", f"{retry_max} is less than retry_min_s ({retry_min})")
+        retry_max = retry_min
+    recovery = SipRecoveryConfig(
+        check_s=t.integer("check_s", defaults.check_s, 0, 86400),
+        retry_min_s=retry_min,
+        retry_max_s=retry_max,
+    )
+    t.finish()
+    return recovery
 
 
 def _listen(t: _Table, default: str) -> tuple[str, int]:
@@ -421,6 +491,10 @@ class _Table:
         except InvalidSipUri as err:
             self.problem(key, str(err))
             return None
+
+    def empty(self, key: str) -> _Table:
+        """An absent optional sub-table: its defaults may still have problems to report."""
+        return _Table(self.problems, self.where(key), {})
 
     def table(self, key: str, *, required: bool = False) -> _Table | None:
         raw = self.value(key, "table", (dict,), required)

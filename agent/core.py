@@ -119,7 +119,11 @@ class Agent:
 
     def status_summary(self) -> str:
         reg = self.registration
-        sip = f"SIP {reg.state}" + (f" ({reg.code} {reg.reason})" if reg.code else "")
+        sip = f"SIP {reg.state}" + (f" as {reg.public}" if reg.public else "")
+        if reg.code or reg.state in ("registering", "failed"):
+            sip += f" ({reg.code} {reg.reason})" if reg.code else f" ({reg.reason})"
+        if reg.retry_in_s is not None:
+            sip += f", retry {reg.attempt} in {reg.retry_in_s:.0f}s"
         mqtt = "MQTT off" if self.mqtt is None else f"MQTT {self._mqtt_word()}"
         return f"{sip}; {mqtt}"
 

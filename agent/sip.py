@@ -15,13 +15,14 @@ import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import pjsua2 as pj
 
+from agent import sipnet
 from agent.config import SipConfig
 from agent.messages import IncomingMessage
+from agent.registration import RegState, reg_state_of
 from agent.sip_calls import IncomingCalls
 from agent.sipuri import InvalidSipUri, parse_sip_uri
 
@@ -35,8 +36,6 @@ _TRANSPORTS = {
 }
 # Recreating a Buddy for every reply costs more than keeping a few.
 _BUDDY_CACHE = 32
-# pjsua's default (300 s) leaves a device unreachable for minutes after one failure.
-_REG_RETRY_S = 30
 # A SIP keep-alive: pjsip drops it silently, and it wakes `libHandleEvents` at once.
 _WAKE_DATAGRAM = b"\r\n\r\n"
 # pjsua2 reports no PUBLISH outcome. When pjsua gives its publication up (any failure but 412)
@@ -48,22 +47,6 @@ class SipError(Exception):
     """A SIP request could not be sent (bad URI, no transport)."""
 
 
-@dataclass(frozen=True)
-class RegState:
-    state: str  # "registered" | "unregistered" | "failed" | "direct"
-    code: int
-    reason: str
-    expires: int
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "state": self.state,
-            "code": self.code,
-            "reason": self.reason,
-            "expires": self.expires,
-        }
-
-
 class SipListener(Protocol):
     def on_registration(self, state: RegState) -> None: ...
 
@@ -72,15 +55,6 @@ class SipListener(Protocol):
     def on_message_status(self, token: str | None, to: str, code: int, reason: str) -> None: ...
 
     def on_incoming_call(self, caller: str, source: str) -> int: ...
-
-
-def reg_state_of(code: int, reason: str, expires: int, *, unregistering: bool) -> RegState:
-    """Map a REGISTER outcome to the agent's registration state."""
-    if 200 <= code < 300:
-        state = "unregistered" if unregistering or expires <= 0 else "registered"
-    else:
-        state = "failed"
-    return RegState(state, code, reason, max(expires, 0) if state == "registered" else 0)
 
 
 class _LogWriter(pj.LogWriter):
@@ -102,13 +76,22 @@ class _LogWriter(pj.LogWriter):
             self.publish_failed = True  # acted on by SipStack.poll, outside pjsua's locks
 
 
+class _Endpoint(pj.Endpoint):
+    def __init__(self, stack: SipStack) -> None:
+        super().__init__()
+        self._stack = stack
+
+    def onTransportState(self, prm: pj.OnTransportStateParam) -> None:
+        self._stack._on_transport_state(prm)
+
+
 class _Account(pj.Account):
     def __init__(self, stack: SipStack) -> None:
         super().__init__()
         self._stack = stack
 
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
-        self._stack._on_reg_state(prm.code, prm.reason, prm.expiration)
+        self._stack._on_reg_state(prm.code, prm.reason, prm.expiration, prm.rdata.wholeMsg)
 
     def onInstantMessage(self, prm: pj.OnInstantMessageParam) -> None:
         self._stack._on_instant_message(prm)
@@ -138,6 +121,7 @@ class SipStack:
         self.calls = IncomingCalls()
         self._wake_sock: socket.socket | None = None
         self._unregistering = False
+        self._recovery: sipnet.Recovery | None = None
         self.version = ""
         self.local_address = ""
         # Who may SUBSCRIBE to our presence: from-URI -> (SIP code, reason). Until someone
@@ -149,7 +133,7 @@ class SipStack:
     # -- start and stop ---------------------------------------------------------------
 
     def start(self) -> None:
-        ep = pj.Endpoint()
+        ep = _Endpoint(self)
         with _stdout_silenced():
             # pjlib prints a banner to stdout before libInit installs our log writer.
             ep.libCreate()
@@ -170,12 +154,16 @@ class SipStack:
             4 if pjlog.isEnabledFor(logging.DEBUG) else 2
         )
         cfg.logConfig.decor = 0
+        sipnet.apply_stun(cfg, self.config)
         ep.libInit(cfg)
         tid = self._create_transport()
         self._create_wake_transport()
         ep.libStart()
         ep.audDevManager().setNoDev()  # a messaging agent: never open a sound device
         self._account = _Account(self)
+        if self.config.registrar:
+            self._recovery = sipnet.Recovery(self.config, self._report)
+            self._recovery.keeper.started()  # create() sends the first REGISTER
         self._account.create(self._account_config(tid))
         log.info(
             "SIP account %s on %s %s (pjproject %s)",
@@ -187,10 +175,7 @@ class SipStack:
 
     def _create_transport(self) -> int:
         assert self._ep is not None
-        tc = pj.TransportConfig()
-        tc.port = self.config.listen_port
-        if self.config.listen_host not in ("0.0.0.0", "", "[::]"):
-            tc.boundAddress = self.config.listen_host.strip("[]")
+        tc = sipnet.transport_config(self.config)
         tid = self._ep.transportCreate(_TRANSPORTS[self.config.transport], tc)
         self.local_address = self._ep.transportGetInfo(tid).localName
         return tid
@@ -218,8 +203,6 @@ class SipStack:
         if c.registrar:
             ac.regConfig.registrarUri = _with_transport(c.registrar, c.transport)
             ac.regConfig.timeoutSec = c.reg_expires
-            ac.regConfig.retryIntervalSec = _REG_RETRY_S
-            ac.regConfig.firstRetryIntervalSec = 5
         # pjsua opens RTP sockets for every incoming INVITE before the agent can reject it.
         # No audio is ever sent: keep them on loopback, on any free port (default: 4000 on
         # every interface, where a taken port costs an error line per call).
@@ -231,6 +214,7 @@ class SipStack:
         # pjsua PUBLISHes only after setOnlineStatus, and again after each re-registration
         # that finds its publication gone (see agent.sip_presence).
         ac.presConfig.publishEnabled = c.presence == "publish"
+        sipnet.apply_nat(ac, c)
         return ac
 
     @property
@@ -243,6 +227,7 @@ class SipStack:
         if self._ep is None:
             return
         account = self._account
+        self._recovery = None  # no retries while we leave
         if account is not None and self.config.registrar and account.getInfo().regIsActive:
             self._unregistering = True
             try:
@@ -273,6 +258,8 @@ class SipStack:
         self._ep.libHandleEvents(max(0, timeout_ms))
         for hook in self.poll_hooks:
             hook()
+        if self._recovery is not None:
+            self._recovery.tick(time.monotonic(), self._account)
 
     def take_publish_failure(self) -> bool:
         """True once after pjsua logged that it gave its publication up."""
@@ -345,10 +332,24 @@ class SipStack:
 
     # -- callbacks (owner thread, inside poll) ------------------------------------------
 
-    def _on_reg_state(self, code: int, reason: str, expires: int) -> None:
+    def _on_reg_state(self, code: int, reason: str, expires: int, response: str) -> None:
         state = reg_state_of(code, reason, expires, unregistering=self._unregistering)
         if self._unregistering and state.state != "failed":
             self._unregistering = False
+        if self._recovery is not None:
+            state = self._recovery.on_result(state, response)
+        self.listener.on_registration(state)
+
+    def _on_transport_state(self, prm: pj.OnTransportStateParam) -> None:
+        refusal = sipnet.transport_trouble(prm)
+        if self._recovery is None or prm.state != pj.PJSIP_TP_STATE_DISCONNECTED:
+            return
+        if refusal:
+            self._recovery.tls_refusal = refusal
+        elif self.config.transport != "udp":
+            self._recovery.connection_lost(time.monotonic())
+
+    def _report(self, state: RegState) -> None:
         self.listener.on_registration(state)
 
     def _on_instant_message(self, prm: pj.OnInstantMessageParam) -> None:

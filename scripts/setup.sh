@@ -21,6 +21,9 @@ if [ "$with_tests" = 1 ]; then
   packages+=(baresip-core)  # a second, independent presence watcher in the tests
   # The install tests boot a Debian bookworm container with systemd as PID 1.
   packages+=(systemd-container debootstrap)
+  # The network tests: Kamailio's TLS listener, a CA made with openssl, namespaces with an
+  # nftables NAT router, and a STUN server and client.
+  packages+=(kamailio-tls-modules openssl iproute2 nftables stun-server stun-client)
 fi
 
 missing=()

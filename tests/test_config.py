@@ -27,6 +27,9 @@ from agent.config import (
     MqttConfig,
     OutputConfig,
     SipConfig,
+    SipNatConfig,
+    SipRecoveryConfig,
+    SipTlsConfig,
     UserRights,
     WatchdogConfig,
     embedded_default,
@@ -116,6 +119,23 @@ register_expires = 600
 user_agent = "porch/1"
 realm = "pbx"
 
+[sip.tls]
+ca_file = "ca.pem"
+verify = true
+cert_file = "client.crt"
+key_file = "client.key"
+
+[sip.nat]
+rewrite = false
+keepalive_s = 25
+stun = "stun.example.org:3479"
+outbound = false
+
+[sip.recovery]
+check_s = 120
+retry_min_s = 5
+retry_max_s = 300
+
 [access]
 allow = [
     "sip:owner@PBX.example.org:5060",
@@ -190,7 +210,8 @@ outbox_stuck_s = 900
 
 
 def test_a_full_config_builds_the_model(tmp_path: Path) -> None:
-    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    for name in ("ca.pem", "client.crt", "client.key"):
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")
     (tmp_path / "ha.totp").write_text("MFRGGZDFMZTWQ2LKNNWG23TPOA\n")
     (tmp_path / "agent.toml").write_text(FULL_TOML)
     config = load_config(str(tmp_path / "agent.toml"))
@@ -209,6 +230,16 @@ def test_a_full_config_builds_the_model(tmp_path: Path) -> None:
             reg_expires=600,
             user_agent="porch/1",
             realm="pbx",
+            tls=SipTlsConfig(
+                ca_file=str(tmp_path / "ca.pem"),
+                verify=True,
+                cert_file=str(tmp_path / "client.crt"),
+                key_file=str(tmp_path / "client.key"),
+            ),
+            nat=SipNatConfig(
+                rewrite=False, keepalive_s=25, stun="stun.example.org:3479", outbound=False
+            ),
+            recovery=SipRecoveryConfig(check_s=120, retry_min_s=5, retry_max_s=300),
         ),
         access=AccessConfig(
             allow=("sip:owner@pbx.example.org", "sip:bob@pbx.example.org"),
@@ -389,10 +420,25 @@ BAD = [
     ("sip.listen", "0.0.0.0:70000", "port 70000 is out of range 0..65535"),
     ("sip.listen", 5060, "string expected, got integer"),
     ("sip.presence", "publsh", "'publsh' is not one of: publish, serve, off"),
-    ("sip.register_expires", 59, "59 is out of range 60..86400"),
+    ("sip.register_expires", 9, "9 is out of range 10..86400"),
     ("sip.register_expires", "300", "integer expected, got string"),
     ("sip.user_agent", ["x"], "string expected, got array"),
     ("sip.realm", "", "must not be empty"),
+    ("sip.tls", "yes", "table expected, got string"),
+    ("sip.tls.ca_file", "/nonexistent/ca.pem", "no such file '/nonexistent/ca.pem'"),
+    ("sip.tls.verify", "no", "boolean expected, got string"),
+    ("sip.nat.rewrite", 1, "boolean expected, got integer"),
+    ("sip.nat.keepalive_s", 3601, "3601 is out of range 0..3600"),
+    ("sip.nat.stun", "stun://x", "'stun://x' is not host or host:port (e.g. 'stun.example.org')"),
+    (
+        "sip.nat.stun",
+        "stun.example.org:0",
+        "'stun.example.org:0' is not host or host:port (e.g. 'stun.example.org')",
+    ),
+    ("sip.nat.outbound", "true", "boolean expected, got string"),
+    ("sip.recovery.check_s", -1, "-1 is out of range 0..86400"),
+    ("sip.recovery.retry_min_s", 0, "0 is out of range 1..3600"),
+    ("sip.recovery.retry_max_s", 1.5, "integer expected, got float"),
     ("access", [], "table expected, got array"),
     ("access.allow", "sip:owner@pbx", "array of strings expected, got string"),
     ("access.on_forbidden", "drop", "'drop' is not one of: reply, silent"),
@@ -481,6 +527,22 @@ BAD_COMBINATIONS = [
         "mqtt.password: set either password or password_file, not both",
     ),
     ({"access.allow": ["sip:a@b", 3]}, "access.allow[1]: string expected, got integer"),
+    (
+        {"sip.tls.cert_file": "/nonexistent/c.pem", "sip.tls.key_file": __file__},
+        "sip.tls.cert_file: no such file '/nonexistent/c.pem'",
+    ),
+    (
+        {"sip.tls.cert_file": __file__, "sip.tls.key_file": "/nonexistent/k.pem"},
+        "sip.tls.key_file: no such file '/nonexistent/k.pem'",
+    ),
+    (
+        {"sip.recovery.retry_min_s": 30, "sip.recovery.retry_max_s": 10},
+        "sip.recovery.retry_max_s: 10 is less than retry_min_s (30)",
+    ),
+    (
+        {"sip.registrar": "sips:pbx.example.org", "sip.transport": "udp"},
+        "sip.transport: 'udp' cannot reach a sips: URI; use 'tls'",
+    ),
     ({"access.allow": ["sip:a@b", "owner"]}, "access.allow[1]: not a SIP URI: 'owner'"),
     (
         {"access.require_code": ["gate", "gat"]},
@@ -733,6 +795,31 @@ def test_a_config_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
 def test_enum_values_are_case_insensitive() -> None:
     config = parse_config(edited({"sip.transport": "TCP", "sip.presence": "Off"}))
     assert (config.sip.transport, config.sip.presence) == ("tcp", "off")
+
+
+def test_a_client_certificate_needs_its_key(tmp_path: Path) -> None:
+    (tmp_path / "c.pem").write_text("x")
+    text = edited({"sip.tls.cert_file": str(tmp_path / "c.pem")})
+    assert problems_of(text) == (
+        "sip.tls.key_file: a client certificate needs both cert_file and key_file",
+    )
+
+
+def test_tls_verifies_against_the_system_store_by_default() -> None:
+    config = parse_config(edited({"sip.transport": "tls"}))
+    assert config.sip.tls.verify is True
+    assert config.sip.tls.ca_file == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_a_sips_registrar_means_tls() -> None:
+    config = parse_config(edited({"sip.registrar": "sips:pbx.example.org"}))
+    assert config.sip.transport == "tls"
+
+
+def test_nat_and_recovery_defaults_suit_a_home_router() -> None:
+    sip = parse_config(edited({})).sip
+    assert sip.nat == SipNatConfig(rewrite=True, keepalive_s=15, stun=None, outbound=True)
+    assert sip.recovery == SipRecoveryConfig(check_s=60, retry_min_s=2, retry_max_s=60)
 
 
 def test_access_allow_takes_an_mqtt_identity() -> None:

@@ -28,7 +28,9 @@ class AgentProcess:
         *,
         watchdog_usec: int | None = None,
         extra_env: dict[str, str] | None = None,
+        netns: str | None = None,
     ) -> None:
+        """``netns``: run the agent inside that network namespace (see lab.netns)."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "agent.toml"
@@ -44,9 +46,10 @@ class AgentProcess:
         env.update(extra_env or {})
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        prefix = ["ip", "netns", "exec", netns] if netns else []
         with self.log.open("ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, str(AGENT_MAIN), str(self.config_path)],
+                [*prefix, sys.executable, str(AGENT_MAIN), str(self.config_path)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=err,

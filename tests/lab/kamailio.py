@@ -10,7 +10,9 @@ from pathlib import Path
 from types import TracebackType
 
 from . import kamailio_cfg
+from .certs import CertPair
 from .childproc import ChildProcess
+from .netns import socket_in
 from .ports import free_port
 from .waiting import require_binary, wait_until
 
@@ -41,11 +43,24 @@ class Kamailio:
         users: Mapping[str, str] = DEFAULT_USERS,
         domain: str = "sipagent.test",
         shm_mb: int = 64,
+        *,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+        tls: CertPair | None = None,
+        tls_client_ca: Path | None = None,
     ) -> None:
+        """``host``/``netns``: listen on ``host`` inside network namespace ``netns`` (see
+        lab.netns); ``tls``: also a TLS listener on ``tls_port`` with that certificate;
+        ``tls_client_ca``: that listener demands a client certificate signed by this CA."""
         self.workdir = Path(workdir)
         # Finished transactions linger for tm's wait timer: thousands per second need more.
         self.shm_mb = shm_mb
         self.port = port if port is not None else free_port()
+        self._host = host
+        self.netns = netns
+        self.tls = tls
+        self.tls_client_ca = tls_client_ca
+        self.tls_port = free_port("tcp") if tls is not None else None
         self.users: dict[str, str] = dict(users)
         self.domain = domain
         self.log = self.workdir / "kamailio.log"
@@ -60,7 +75,12 @@ class Kamailio:
 
     @property
     def host(self) -> str:
-        return "127.0.0.1"
+        return self._host
+
+    @property
+    def tls_uri(self) -> str:
+        """The registrar over TLS (``sips:`` would work as well; the tests use both)."""
+        return f"sip:{self.host}:{self.tls_port};transport=tls"
 
     @property
     def proxy_uri(self) -> str:
@@ -83,6 +103,26 @@ class Kamailio:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.rundir.mkdir(exist_ok=True)
         kamailio_cfg.write_dbtext(self.dbdir)
+        tls = None
+        if self.tls is not None:
+            assert self.tls_port is not None
+            tls_cfg = self.workdir / "tls.cfg"
+            lines = [
+                "[server:default]",
+                "method = TLSv1.2+",
+                f"private_key = {self.tls.key}",
+                f"certificate = {self.tls.cert}",
+            ]
+            if self.tls_client_ca is None:
+                lines += ["verify_certificate = no", "require_certificate = no"]
+            else:
+                lines += [
+                    "verify_certificate = yes",
+                    "require_certificate = yes",
+                    f"ca_list = {self.tls_client_ca}",
+                ]
+            tls_cfg.write_text("\n".join(lines) + "\n")
+            tls = (self.tls_port, tls_cfg)
         self.cfg_path.write_text(
             kamailio_cfg.render(
                 port=self.port,
@@ -90,9 +130,13 @@ class Kamailio:
                 users=self.users,
                 dbdir=self.dbdir,
                 secret=self._secret,
+                host=self.host,
+                tls=tls,
             )
         )
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         argv = [
+            *prefix,
             binary,
             "-f", str(self.cfg_path),
             "-DD",  # stay in the foreground (a child of the tests) but fork the workers
@@ -153,15 +197,19 @@ class Kamailio:
         if reply is None or not reply.startswith("SIP/2.0 200"):
             return False
         # Kamailio opens its TCP listener in the same startup step, but the tests use TCP too.
-        try:
-            with socket.create_connection((self.host, self.port), timeout=0.25):
-                return True
-        except OSError:
-            return False
+        ports = [self.port] + ([self.tls_port] if self.tls_port else [])
+        for port in ports:
+            with socket_in(self.netns, socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.settimeout(0.25)
+                try:
+                    sock.connect((self.host, port))
+                except OSError:
+                    return False
+        return True
 
     def options(self, timeout: float = 1.0) -> str | None:
         """Send one OPTIONS over UDP; the reply text, or None if none came within ``timeout``."""
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        with socket_in(self.netns, socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind((self.host, 0))
             local_port = sock.getsockname()[1]
             token = secrets.token_hex(8)

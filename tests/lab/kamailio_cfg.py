@@ -82,8 +82,17 @@ def _nullable(header: str) -> str:
     return " ".join(columns)
 
 
-def render(*, port: int, domain: str, users: Mapping[str, str], dbdir: Path, secret: str) -> str:
-    """The complete kamailio.cfg text."""
+def render(
+    *,
+    port: int,
+    domain: str,
+    users: Mapping[str, str],
+    dbdir: Path,
+    secret: str,
+    host: str = "127.0.0.1",
+    tls: tuple[int, Path] | None = None,
+) -> str:
+    """The complete kamailio.cfg text; `tls` = (port, tls.cfg path) adds a TLS listener."""
     check_credential("domain", domain)
     for user, password in users.items():
         check_credential("user", user)
@@ -93,8 +102,16 @@ def render(*, port: int, domain: str, users: Mapping[str, str], dbdir: Path, sec
     user_lines = "\n".join(
         f'\t$sht(users=>{user}) = "{password}";' for user, password in sorted(users.items())
     )
+    tls_lines = ""
+    if tls is not None:
+        tls_lines = (
+            f"enable_tls=yes\nlisten=tls:{host}:{tls[0]}\n"
+            f'loadmodule "tls.so"\nmodparam("tls", "config", "{tls[1]}")\n'
+        )
     return (
         _TEMPLATE.replace("@PORT@", str(port))
+        .replace("@HOST@", host)
+        .replace("@TLS@\n", tls_lines)
         .replace("@DOMAIN@", domain)
         .replace("@DBURL@", f"text://{dbdir}")
         .replace("@SECRET@", secret)
@@ -116,8 +133,9 @@ use_dns_cache=no
 auto_aliases=no
 children=2
 tcp_children=2
-listen=udp:127.0.0.1:@PORT@
-listen=tcp:127.0.0.1:@PORT@
+listen=udp:@HOST@:@PORT@
+listen=tcp:@HOST@:@PORT@
+@TLS@
 # The domain does not resolve: it only has to be "myself" (clients use the outbound proxy).
 alias="@DOMAIN@"
 

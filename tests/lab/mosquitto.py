@@ -8,6 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .childproc import ChildProcess
+from .netns import socket_in
 from .ports import free_port
 from .waiting import require_binary, wait_until
 
@@ -15,9 +16,17 @@ from .waiting import require_binary, wait_until
 class Mosquitto:
     """One broker on 127.0.0.1:``port``, anonymous, persistent, everything under ``workdir``."""
 
-    host = "127.0.0.1"
-
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+    ) -> None:
+        """``host``/``netns``: listen on ``host`` inside network namespace ``netns``."""
+        self.host = host
+        self.netns = netns
         self.workdir = Path(workdir)
         self.port = port if port is not None else free_port("tcp")
         self.log = self.workdir / "mosquitto.log"
@@ -55,8 +64,9 @@ class Mosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(exist_ok=True)
         self.cfg_path.write_text(self._config())
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self._child = ChildProcess(
-            "mosquitto", [binary, "-c", str(self.cfg_path)], self.log, self.workdir
+            "mosquitto", [*prefix, binary, "-c", str(self.cfg_path)], self.log, self.workdir
         )
         self._child.start()
         try:
@@ -71,11 +81,13 @@ class Mosquitto:
     def _accepts(self) -> bool:
         assert self._child is not None
         self._child.check_alive()
-        try:
-            with socket.create_connection((self.host, self.port), timeout=0.25):
-                return True
-        except OSError:
-            return False
+        with socket_in(self.netns, socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.25)
+            try:
+                sock.connect((self.host, self.port))
+            except OSError:
+                return False
+            return True
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (mosquitto saves its persistence file) and wait."""

@@ -80,10 +80,15 @@ class Peer:
         log_level: int = 1,
         name: str | None = None,
         timeout: float = 10.0,
+        netns: str | None = None,
     ) -> Peer:
-        """Launch peer_main.py and wait for its ``ready`` event (stderr goes to a log)."""
+        """Launch peer_main.py and wait for its ``ready`` event (stderr goes to a log).
+
+        ``netns``: run it inside that network namespace (see lab.netns).
+        """
         name = name or f"{uri.removeprefix('sip:').split('@')[0]}-{next(_SEQ)}"
-        argv = [python, str(PEER_MAIN), "--uri", uri, "--transport", transport]
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        argv = [*prefix, python, str(PEER_MAIN), "--uri", uri, "--transport", transport]
         argv += ["--listen", listen, "--realm", realm, "--log-level", str(log_level)]
         for flag, value in (
             ("--registrar", registrar),
