@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import socket
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -14,6 +13,7 @@ from .certs import CertPair
 from .childproc import ChildProcess
 from .netns import socket_in
 from .ports import free_port
+from .sipoptions import sip_options
 from .waiting import require_binary, wait_until
 
 DEFAULT_USERS: Mapping[str, str] = {
@@ -209,31 +209,4 @@ class Kamailio:
 
     def options(self, timeout: float = 1.0) -> str | None:
         """Send one OPTIONS over UDP; the reply text, or None if none came within ``timeout``."""
-        with socket_in(self.netns, socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind((self.host, 0))
-            local_port = sock.getsockname()[1]
-            token = secrets.token_hex(8)
-            request = (
-                f"OPTIONS sip:{self.host}:{self.port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP {self.host}:{local_port};branch=z9hG4bK{token};rport\r\n"
-                "Max-Forwards: 70\r\n"
-                f"From: <sip:lab-probe@{self.host}>;tag={token}\r\n"
-                f"To: <sip:{self.host}:{self.port}>\r\n"
-                f"Call-ID: {token}@{self.host}\r\n"
-                "CSeq: 1 OPTIONS\r\n"
-                "Content-Length: 0\r\n\r\n"
-            )
-            sock.sendto(request.encode(), (self.host, self.port))
-            deadline = time.monotonic() + timeout
-            while (left := deadline - time.monotonic()) > 0:
-                sock.settimeout(left)
-                try:
-                    data = sock.recv(65535)
-                except TimeoutError:
-                    return None
-                except ConnectionRefusedError:
-                    return None  # ICMP port unreachable: not listening yet
-                text = data.decode(errors="replace")
-                if token in text:
-                    return text
-            return None
+        return sip_options(self.host, self.port, timeout, netns=self.netns)

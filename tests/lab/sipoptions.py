@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import secrets
 import socket
+import time
+
+from .netns import socket_in
 
 
-def sip_options(host: str, port: int, timeout: float = 1.0) -> str | None:
-    """The reply's text, or None if nothing answered within `timeout` seconds."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def sip_options(host: str, port: int, timeout: float = 1.0, netns: str | None = None) -> str | None:
+    """The reply's text, or None if nothing answered within `timeout` seconds.
+
+    With `netns`, the probe is sent from inside that network namespace.
+    """
+    with socket_in(netns, socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((host, 0))
         local_port = sock.getsockname()[1]
         token = secrets.token_hex(8)
@@ -23,9 +29,16 @@ def sip_options(host: str, port: int, timeout: float = 1.0) -> str | None:
             "Content-Length: 0\r\n\r\n"
         )
         sock.sendto(request.encode(), (host, port))
-        sock.settimeout(timeout)
-        try:
-            data, _ = sock.recvfrom(65535)
-        except TimeoutError:
-            return None
-        return data.decode(errors="replace")
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                data = sock.recv(65535)
+            except TimeoutError:
+                return None
+            except ConnectionRefusedError:
+                return None  # ICMP port unreachable: not listening yet
+            text = data.decode(errors="replace")
+            if token in text:
+                return text
+        return None
