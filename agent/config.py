@@ -169,6 +169,10 @@ class MqttConfig:
     tls: bool
     ca_file: str | None
     identity: str  # whom commands on <base>/command act as, for access rules
+    reconnect_max_s: int  # longest pause between reconnect attempts (paho doubles from 1 s)
+    send_timeout_s: int  # how long B/message/send waits for SIP registration
+    send_retries: int  # further attempts after a transient SIP failure (408, 5xx)
+    notify_to: str | None  # Home Assistant notify entity's recipient; None: no notify entity
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,17 @@ DEFAULT_PRESENCE = PresenceConfig("available", "", None, ())
 
 
 @dataclass(frozen=True)
+class OutboxConfig:
+    path: str | None  # None: $STATE_DIRECTORY/outbox.db, else /var/lib/sipagent (agent.outbox)
+    capacity: int  # most events kept while the broker is away
+    when_full: str  # drop_oldest | refuse
+    synchronous: str  # normal (survives a crash) | full (survives a power cut too)
+
+
+DEFAULT_OUTBOX = OutboxConfig(None, 10000, "drop_oldest", "normal")
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str  # debug | info | warning | error
 
@@ -279,6 +294,7 @@ class Config:
     watchdog: WatchdogConfig
     source: str  # the file it came from, or "<embedded default>"
     presence: PresenceConfig = DEFAULT_PRESENCE
+    outbox: OutboxConfig = DEFAULT_OUTBOX
 
 
 def parse_config(text: str, *, source: str = "<string>", base_dir: str | None = None) -> Config:

@@ -24,6 +24,7 @@ from agent.config import (
     InvalidPin,
     LogConfig,
     MqttConfig,
+    OutboxConfig,
     OutputConfig,
     SipConfig,
     SipNatConfig,
@@ -70,11 +71,12 @@ def build_config(raw: Mapping[str, Any], *, source: str, base_dir: str | None) -
     presence_table = root.table("presence") or _Table(problems, "presence", {})
     presence = presence_config(presence_table, sip, gpio)
     watchdog = _watchdog(root.table("watchdog") or _Table.detached("watchdog"))
+    outbox = _outbox(root.table("outbox") or _Table.detached("outbox"), base_dir)
     root.finish()
     check_output_names(problems, access, gpio, calls)
     if problems:
         raise ConfigError(problems)
-    return Config(device, sip, access, mqtt, gpio, log, calls, watchdog, source, presence)
+    return Config(device, sip, access, mqtt, gpio, log, calls, watchdog, source, presence, outbox)
 
 
 def _device(t: _Table) -> DeviceConfig:
@@ -214,9 +216,36 @@ def _mqtt(t: _Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
         tls=tls,
         ca_file=_existing_file(t, "ca_file", base_dir),
         identity=_identity(t, "identity", "mqtt:local"),
+        reconnect_max_s=t.integer("reconnect_max", 30, 1, 3600),
+        send_timeout_s=t.integer("send_timeout", 30, 1, 3600),
+        send_retries=t.integer("send_retries", 2, 0, 10),
+        notify_to=_notify_to(t),
     )
     t.finish()
     return mqtt if host is not None else None  # [mqtt] without a host: MQTT is off
+
+
+def _notify_to(t: _Table) -> str | None:
+    text = t.text("notify_to")
+    if text is None:
+        return None
+    try:
+        return str(parse_sip_uri(text))
+    except InvalidSipUri as err:
+        t.problem("notify_to", str(err))
+        return None
+
+
+def _outbox(t: _Table, base_dir: str | None) -> OutboxConfig:
+    path = t.text("path")
+    outbox = OutboxConfig(
+        path=_resolve(path, base_dir) if path is not None else None,
+        capacity=t.integer("capacity", 10000, 1, 10_000_000),
+        when_full=t.choice("when_full", ("drop_oldest", "refuse"), "drop_oldest"),
+        synchronous=t.choice("synchronous", ("normal", "full"), "normal"),
+    )
+    t.finish()
+    return outbox
 
 
 def _existing_file(t: _Table, key: str, base_dir: str | None) -> str | None:

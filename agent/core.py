@@ -8,30 +8,23 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
 from agent import commands
 from agent.access import identity_of
+from agent.bridge import Bridge, Link
 from agent.calls import handle_call
 from agent.config import Config, OutputConfig
 from agent.dispatch import Dispatcher
-from agent.events import (
-    Event,
-    InputChanged,
-    MqttConnected,
-    MqttDisconnected,
-    MqttMessage,
-    StopRequested,
-)
+from agent.events import Event, InputChanged, MqttConnected, MqttDisconnected, StopRequested
 from agent.logfields import journal_fields
-from agent.messages import CommandOutcome, IncomingMessage, relay_record, reply_target, to_json
+from agent.messages import CommandOutcome, IncomingMessage, reply_target
+from agent.outbox import Outbox
 from agent.presence import PresenceError
 from agent.presence_keeper import PresenceKeeper
 from agent.service import Notifier
 from agent.sip import RegState, SipError
-from agent.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +37,6 @@ class Sip(Protocol):
     def send_message(
         self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
     ) -> None: ...
-
-
-class Publisher(Protocol):
-    connected: bool
-
-    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None: ...
 
 
 class OutputPins(Protocol):
@@ -82,9 +69,10 @@ class Agent:
         config: Config,
         sip: Sip,
         outputs: OutputPins,
-        mqtt: Publisher | None,
+        mqtt: Link | None,
         notifier: Notifier,
         presence: PresenceKeeper | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.config = config
         self.presence = presence
@@ -92,7 +80,12 @@ class Agent:
         self.outputs = outputs
         self.mqtt = mqtt
         self.notifier = notifier
-        self.topics = Topics(config.mqtt.base_topic) if config.mqtt else None
+        # Everything MQTT-facing lives in the bridge; without a broker there is none.
+        self.bridge: Bridge | None = None
+        if mqtt is not None:
+            if outbox is None:
+                raise ValueError("an MQTT link needs an outbox")
+            self.bridge = Bridge(config, mqtt, outbox, sip, self)
         self.registration = RegState("direct", 0, "no registrar", 0)
         if config.sip.registrar:
             self.registration = RegState("unregistered", 0, "not yet registered", 0)
@@ -107,6 +100,7 @@ class Agent:
         """Called once the SIP stack runs: direct mode is ready at once."""
         if not self.config.sip.registrar:
             self._become_ready()
+        self._sip_ready_changed()
         self._publish_registration()
         if self.presence is not None:
             self.presence.start()
@@ -153,20 +147,31 @@ class Agent:
         if state != previous:
             self.notifier.status(self.status_summary())
             self._publish_registration()
+            self._sip_ready_changed()
+
+    def _sip_ready_changed(self) -> None:
+        if self.bridge is not None:
+            self.bridge.sip_ready(self.registration.state in ("registered", "direct"))
 
     def on_message(self, msg: IncomingMessage) -> None:
-        allowed, outcome = self._handle_message(msg)
+        known = self.config.access.rights_of(identity_of(msg.from_uri)) is not None  # no I/O
+        # pjsua 2.15 has already answered 200: store the message before anything else,
+        # so that neither a broker outage nor a crash from here on can lose it.
+        if self.bridge is not None and not self.bridge.accept(msg, known):
+            return  # a retransmission of a request already accepted (and acted on)
+        allowed, outcome = self._handle_message(msg, known)
         if outcome is not None:
             self._reply(msg, outcome.result)
-        if self.topics is not None:
-            self._publish(self.topics.message_in, to_json(relay_record(msg, allowed, outcome)))
+        if self.bridge is not None:
+            self.bridge.settle(msg, allowed, outcome)
 
-    def _handle_message(self, msg: IncomingMessage) -> tuple[bool, CommandOutcome | None]:
+    def _handle_message(
+        self, msg: IncomingMessage, known: bool
+    ) -> tuple[bool, CommandOutcome | None]:
         """Decide what a message means; returns (authorized, command outcome or None)."""
         content_type = msg.content_type.split(";")[0].strip().lower()
         if content_type not in COMMAND_CONTENT_TYPES or commands.is_reply(msg.body):
             log.info("message %s from %s relayed (not a command)", msg.id, msg.from_uri)
-            known = self.config.access.rights_of(identity_of(msg.from_uri)) is not None
             return known, None
         outcome = self.dispatcher.handle(msg.from_uri, msg.body, content_type, "SIP")
         return outcome.authorized, CommandOutcome(outcome.name, outcome.target, outcome.reply)
@@ -190,16 +195,15 @@ class Agent:
             reason,
             extra=journal_fields(recipient=to, sip_status=code),
         )
-        if token is not None and self.topics is not None:
-            outcome = {"id": token, "to": to, "ok": ok, "code": code, "reason": reason}
-            self._publish(self.topics.message_sent, json.dumps(outcome))
+        if self.bridge is not None:
+            self.bridge.on_message_status(token, to, code, reason)
 
     def on_incoming_call(self, caller: str, source: str) -> int:
         """Every call is rejected; the SIP status to reject it with."""
         c = self.config
         outcome = handle_call(caller, source, c.calls, c.access, self.dispatcher)
-        if self.topics is not None:
-            self._publish(self.topics.call_in, json.dumps(outcome.record()))
+        if self.bridge is not None:
+            self.bridge.event(self.bridge.topics.call_in, outcome.record())
         return outcome.code
 
     # -- commands' view of the device (commands.Controls) --------------------------------
@@ -231,6 +235,7 @@ class Agent:
             f"outputs: {outs or 'none'}",
             self.status_summary(),
             *(self.presence.status_lines() if self.presence is not None else ()),
+            *([self.bridge.status_line()] if self.bridge is not None else ()),
             f"uptime {_duration(time.monotonic() - self.started)}",
         ]
 
@@ -252,9 +257,9 @@ class Agent:
 
     def on_output_changed(self, name: str, on: bool) -> None:
         """Listener for the GPIO adapter: every change of an output is announced."""
-        if self.topics is not None:
-            payload = self.outputs.state_payload(name)
-            self._publish(self.topics.output_state(name), payload, retain=True)
+        if self.bridge is not None:
+            topic = self.bridge.topics.output_state(name)
+            self.bridge.publish_state(topic, self.outputs.state_payload(name))
         if self.presence is not None:
             self.presence.on_output_changed()
 
@@ -264,18 +269,31 @@ class Agent:
         match event:
             case StopRequested(reason):
                 self.stop_reason = self.stop_reason or reason
-            case MqttConnected():
-                self._announce_state()
-                self.notifier.status(self.status_summary())
-            case MqttDisconnected():
-                self.notifier.status(self.status_summary())
-            case MqttMessage(topic, payload):
-                self._on_mqtt_message(topic, payload)
             case InputChanged(name, active):
                 if self.presence is not None:
                     self.presence.on_input(name, active)
+            case _ if self.bridge is not None:
+                self.bridge.handle(event)
+        if isinstance(event, MqttConnected | MqttDisconnected):
+            self.notifier.status(self.status_summary())
 
-    def _announce_state(self) -> None:
+    def flush(self) -> None:
+        """Once per loop turn, after the inbox was drained: batched work of the bridge."""
+        if self.bridge is not None:
+            self.bridge.flush()
+
+    def stopping(self) -> None:
+        """Before the adapters stop: open MQTT sends are reported (durably), not dropped."""
+        if self.bridge is not None:
+            self.bridge.outgoing.abandon("agent stopped before the MESSAGE was sent")
+            self.bridge.flush()
+
+    def on_mqtt_presence(self, text: str) -> None:
+        """`B/presence/set`, routed here by the bridge."""
+        if self.presence is not None:
+            self.presence.on_mqtt_set(text)
+
+    def announce_state(self) -> None:
         """Retained state again after a (re)connect: the broker may have lost it."""
         for name in self.output_names():
             self.on_output_changed(name, self.outputs.output_is_on(name))
@@ -283,87 +301,12 @@ class Agent:
         if self.presence is not None:
             self.presence.announce()
 
-    def _on_mqtt_message(self, topic: str, payload: bytes) -> None:
-        assert self.topics is not None
-        text = payload.decode("utf-8", errors="replace")
-        if topic == self.topics.message_send:
-            self._mqtt_send(text)
-        elif topic == self.topics.command:
-            self._mqtt_command(text)
-        elif (name := self.topics.output_name_from_set(topic)) is not None:
-            self._mqtt_set_output(name, text)
-        elif topic == self.topics.presence_set and self.presence is not None:
-            self.presence.on_mqtt_set(text)
-
-    def _mqtt_send(self, text: str) -> None:
-        assert self.topics is not None
-        token = str(uuid.uuid4())
-        to = ""
-        try:
-            try:
-                request = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"invalid JSON: {err.msg}") from None
-            if not isinstance(request, dict):
-                raise ValueError('expected a JSON object {"to": "sip:…", "body": "…"}')
-            token = str(request.get("id") or token)
-            to, body = request.get("to"), request.get("body")
-            if not isinstance(to, str) or not isinstance(body, str):
-                raise ValueError('"to" and "body" must be strings')
-            content_type = request.get("content_type", "text/plain")
-            self.sip.send_message(to, body, str(content_type), token=token)
-        except (ValueError, SipError) as err:
-            log.warning("message/send refused: %s", err)
-            outcome = {"id": token, "to": to, "ok": False, "code": None, "reason": str(err)}
-            self._publish(self.topics.message_sent, json.dumps(outcome))
-
-    def _mqtt_command(self, text: str) -> None:
-        assert self.topics is not None
-        identity = self.config.mqtt.identity if self.config.mqtt else ""
-        outcome = self.dispatcher.handle(identity, text, "text/plain", "MQTT")
-        # MQTT always gets an answer: the broker's ACLs, not silence, keep strangers out.
-        result = outcome.reply or "error: forbidden"
-        reply = {"command": text, "ok": outcome.ok, "result": result}
-        self._publish(self.topics.command_result, json.dumps(reply))
-
-    def _mqtt_set_output(self, name: str, text: str) -> None:
-        if name not in self.output_names():
-            log.warning("MQTT set for unknown output %r ignored", name)
-            return
-        word = text.strip().upper()
-        if word in ("ON", "OFF"):
-            self.set_output(name, word == "ON")
-        elif word == "TOGGLE":
-            self.set_output(name, not self.outputs.output_is_on(name))
-        elif (level := _json_level(text)) is not None:
-            # A PWM level ({"level": 40}) gets the same checks as `set <name> 40%`.
-            result = commands.execute(commands.Command("set", name, (f"{level}%",)), self)
-            log.log(logging.INFO if result.ok else logging.WARNING, "MQTT set: %s", result.reply)
-        else:
-            log.warning("MQTT set %s: %r is not ON, OFF or TOGGLE", name, _excerpt(text))
-
     # -- helpers ----------------------------------------------------------------------
 
     def _publish_registration(self) -> None:
-        if self.topics is not None:
+        if self.bridge is not None:
             payload = json.dumps(self.registration.as_dict())
-            self._publish(self.topics.registration, payload, retain=True)
-
-    def _publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
-        if self.mqtt is not None:
-            self.mqtt.publish(topic, payload, retain=retain)
-
-
-def _json_level(text: str) -> float | None:
-    """The level of a `{"level": 40}` payload, or None."""
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        return None
-    level = data.get("level") if isinstance(data, dict) else None
-    if isinstance(level, int | float) and not isinstance(level, bool):
-        return float(level)
-    return None
+            self.bridge.publish_state(self.bridge.topics.registration, payload)
 
 
 def _excerpt(text: str, limit: int = 60) -> str:

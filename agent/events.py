@@ -42,4 +42,13 @@ class InputChanged:
     active: bool
 
 
-Event = StopRequested | MqttConnected | MqttDisconnected | MqttMessage | InputChanged
+@dataclass(frozen=True)
+class MqttPublished:
+    """The broker acknowledged the publish with this message id (PUBACK for QoS 1)."""
+
+    mid: int
+
+
+Event = (
+    StopRequested | MqttConnected | MqttDisconnected | MqttMessage | InputChanged | MqttPublished
+)

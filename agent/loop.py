@@ -14,11 +14,13 @@ from types import FrameType
 from agent.capabilities import log_capabilities
 from agent.config import Config
 from agent.core import Agent
+from agent.events import MqttPublished
 from agent.gpio import Outputs
 from agent.health import Health, HealthPolicy
 from agent.inbox import Inbox
 from agent.inputs import Inputs
 from agent.mqtt import MqttLink
+from agent.outbox import Outbox, default_path
 from agent.presence_keeper import PresenceKeeper
 from agent.service import Notifier
 from agent.sip import SipStack
@@ -58,6 +60,17 @@ class Runner:
             else None
         )
         self.sip = SipStack(config.sip)
+        # The outbox exists for the MQTT relay; without a broker nothing needs keeping.
+        self.outbox = (
+            Outbox(
+                config.outbox.path or default_path(),
+                capacity=config.outbox.capacity,
+                when_full=config.outbox.when_full,
+                synchronous=config.outbox.synchronous,
+            )
+            if self.mqtt is not None
+            else None
+        )
         self.inputs = Inputs(config.gpio.inputs, self.inbox.put)
         self.presence = PresenceKeeper(
             config,
@@ -70,7 +83,13 @@ class Runner:
         )
         self.sip.subscribe_policy = self.presence.authorize_watcher
         self.agent = Agent(
-            config, self.sip, self.outputs, self.mqtt, self.notifier, presence=self.presence
+            config,
+            self.sip,
+            self.outputs,
+            self.mqtt,
+            self.notifier,
+            presence=self.presence,
+            outbox=self.outbox,
         )
         self.sip.listener = self.agent
         self.outputs.set_listener(self.agent.on_output_changed)
@@ -125,18 +144,28 @@ class Runner:
             for event in self.inbox.drain():
                 self.agent.handle(event)
             self.timers.run_due()
+            self.agent.flush()
 
     def _shutdown(self) -> None:
         started = time.monotonic()
         reason = self.agent.stop_reason or "error"
         log.info("stopping (%s)", reason)
         self.notifier.stopping(f"stopping ({reason})")
+        self.agent.stopping()
         self.outputs.apply_safe()
         self.presence.close()
         self.sip.shutdown(timeout_s=1.0)
         self.inbox.set_waker(None)
         if self.mqtt is not None:
             self.mqtt.stop()
+            # Acknowledgements that arrived while stopping need not be sent again next time;
+            # nothing else is acted on after the outputs went to their safe state.
+            for event in self.inbox.drain():
+                if isinstance(event, MqttPublished):
+                    self.agent.handle(event)
+            self.agent.flush()
+        if self.outbox is not None:
+            self.outbox.close()
         self.inputs.close()
         self.outputs.close()
         log.info("stopped in %.2fs", time.monotonic() - started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,8 @@ class IncomingMessage:
     transport: str  # "udp" | "tcp" | "tls"
     received: datetime
     id: str
+    # Identifies the SIP request (Call-ID, CSeq, From tag): a retransmission has the same.
+    request_key: str | None = None
 
     @classmethod
     def new(
@@ -35,6 +38,7 @@ class IncomingMessage:
         source: str,
         transport: str,
         received: datetime | None = None,
+        request_key: str | None = None,
     ) -> IncomingMessage:
         return cls(
             from_uri=from_uri,
@@ -46,7 +50,35 @@ class IncomingMessage:
             transport=transport,
             received=received or datetime.now(UTC),
             id=str(uuid.uuid4()),
+            request_key=request_key,
         )
+
+
+_TAG = re.compile(r";\s*tag\s*=\s*([^;,\s]+)", re.IGNORECASE)
+
+
+def request_key(raw: str) -> str | None:
+    """Call-ID, CSeq and From tag of a raw SIP request: what its retransmissions share."""
+    head = raw.split("\r\n\r\n", 1)[0].split("\n\n", 1)[0]
+    call_id = cseq = None
+    from_tag = ""
+    for line in head.splitlines()[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        name, value = name.strip().lower(), value.strip()
+        if name in ("call-id", "i"):
+            call_id = value
+        elif name == "cseq":
+            cseq = " ".join(value.split())
+        elif name in ("from", "f"):
+            # The tag is a header parameter: after the closing '>' when there is one.
+            params = value.rsplit(">", 1)[-1]
+            match = _TAG.search(params)
+            from_tag = match.group(1) if match else ""
+    if not call_id or not cseq:
+        return None
+    return f"{call_id}|{cseq}|{from_tag}"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import pjsua2 as pj
 
 from agent import sipnet
 from agent.config import SipConfig
-from agent.messages import IncomingMessage
+from agent.messages import IncomingMessage, request_key
 from agent.registration import RegState, reg_state_of
 from agent.sip_calls import IncomingCalls
 from agent.sipuri import InvalidSipUri, parse_sip_uri
@@ -361,6 +361,7 @@ class SipStack:
             content_type=prm.contentType,
             source=prm.rdata.srcAddress,
             transport=self.config.transport,
+            request_key=request_key(prm.rdata.wholeMsg),
         )
         self.listener.on_message(msg)
 

@@ -41,6 +41,11 @@ class Topics:
     def registration(self) -> str:
         return f"{self.base}/registration"
 
+    @property
+    def outbox(self) -> str:
+        """Retained: the outbox's fill level and what its full policy dropped or refused."""
+        return f"{self.base}/outbox"
+
     def output_state(self, name: str) -> str:
         return f"{self.base}/output/{name}/state"
 
@@ -75,5 +80,10 @@ class Topics:
         return f"{self.base}/buddy/{contact_id}/state"
 
     def subscriptions(self) -> tuple[str, ...]:
-        """The topics the agent listens on."""
+        """The topics the agent listens on (Home Assistant's status topic is added by the link)."""
         return (self.message_send, self.command, self.output_set_pattern, self.presence_set)
+
+
+def ha_status_topic(discovery_prefix: str) -> str:
+    """Home Assistant publishes `online` here when it (re)starts: time to announce again."""
+    return f"{discovery_prefix}/status"

@@ -25,6 +25,7 @@ from agent.config import (
     InvalidPin,
     LogConfig,
     MqttConfig,
+    OutboxConfig,
     OutputConfig,
     SipConfig,
     SipNatConfig,
@@ -54,6 +55,7 @@ VALID: dict[str, Any] = {
         "inputs": {"door": {"pin": "GPIO27"}},
     },
     "log": {"level": "info"},
+    "outbox": {"capacity": 100},
 }
 
 
@@ -169,6 +171,16 @@ discovery_prefix = ""
 tls = true
 ca_file = "ca.pem"
 identity = "<sip:HA@pbx.example.org;transport=tcp>"
+reconnect_max = 5
+send_timeout = 10
+send_retries = 0
+notify_to = "<sip:Owner@pbx.example.org>"
+
+[outbox]
+path = "state/outbox.db"
+capacity = 500
+when_full = "refuse"
+synchronous = "FULL"
 
 [gpio]
 pin_factory = "mock"
@@ -266,6 +278,10 @@ def test_a_full_config_builds_the_model(tmp_path: Path) -> None:
             tls=True,
             ca_file=str(tmp_path / "ca.pem"),
             identity="sip:HA@pbx.example.org",
+            reconnect_max_s=5,
+            send_timeout_s=10,
+            send_retries=0,
+            notify_to="sip:Owner@pbx.example.org",
         ),
         gpio=GpioConfig(
             pin_factory="mock",
@@ -279,6 +295,12 @@ def test_a_full_config_builds_the_model(tmp_path: Path) -> None:
         calls=CallConfig(reject_code=486, action="pulse gate 2s"),
         watchdog=WatchdogConfig(registration_grace_s=120, outbox_stuck_s=900),
         source=str(tmp_path / "agent.toml"),
+        outbox=OutboxConfig(
+            path=str(tmp_path / "state" / "outbox.db"),
+            capacity=500,
+            when_full="refuse",
+            synchronous="full",
+        ),
     )
     assert config.gpio.output("gate") == config.gpio.outputs[0]
     assert config.gpio.output("gat") is None
@@ -318,6 +340,9 @@ def test_a_minimal_config_gets_every_default() -> None:
         calls=CallConfig(reject_code=603, action=None),
         watchdog=WatchdogConfig(registration_grace_s=300, outbox_stuck_s=600),
         source="<string>",
+        outbox=OutboxConfig(
+            path=None, capacity=10000, when_full="drop_oldest", synchronous="normal"
+        ),
     )
 
 
@@ -345,6 +370,10 @@ def test_derived_defaults() -> None:
         tls=True,
         ca_file=None,
         identity="mqtt:local",
+        reconnect_max_s=30,
+        send_timeout_s=30,
+        send_retries=2,
+        notify_to=None,
     )
     assert config.gpio.output("gate") == OutputConfig(
         "gate", "GPIO17", True, True, True, False, 100, 0, 100, 1.0, 60.0
@@ -466,6 +495,15 @@ BAD = [
     ("mqtt.ca_file", "/nonexistent/ca.pem", "no such file '/nonexistent/ca.pem'"),
     ("mqtt.identity", "sip:ha@", "not a SIP URI: 'sip:ha@' (empty host)"),
     ("mqtt.identity", "", "must not be empty"),
+    ("mqtt.reconnect_max", 0, "0 is out of range 1..3600"),
+    ("mqtt.send_timeout", "30s", "integer expected, got string"),
+    ("mqtt.send_retries", 11, "11 is out of range 0..10"),
+    ("mqtt.notify_to", "owner@pbx", "not a SIP URI: 'owner@pbx'"),
+    ("outbox", "outbox.db", "table expected, got string"),
+    ("outbox.path", "", "must not be empty"),
+    ("outbox.capacity", 0, "0 is out of range 1..10000000"),
+    ("outbox.when_full", "block", "'block' is not one of: drop_oldest, refuse"),
+    ("outbox.synchronous", "off", "'off' is not one of: normal, full"),
     ("gpio.pin_factory", "wiringpi", f"'wiringpi' is not one of: {FACTORIES}"),
     ("gpio.outputs", ["gate"], "table expected, got array"),
     ("gpio.outputs.gate", "GPIO17", "table expected, got string"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from test_messages import message
@@ -10,6 +12,7 @@ from test_messages import message
 from agent.config import OutputConfig, parse_config
 from agent.core import Agent
 from agent.events import MqttConnected, MqttMessage, StopRequested
+from agent.outbox import Outbox, OutboxError
 from agent.service import Notifier
 from agent.sip import RegState, SipError
 
@@ -49,15 +52,24 @@ class FakeSip:
 
 class FakeMqtt:
     connected = True
+    session = 1
 
     def __init__(self) -> None:
         self.published: list[tuple[str, str, bool]] = []
+        self.turn_ends: Callable[[], None] = lambda: None
 
     def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
         text = payload.decode() if isinstance(payload, bytes) else payload
         self.published.append((topic, text, retain))
 
+    def publish_event(
+        self, topic: str, payload: bytes | str, *, retain: bool = False, session: int | None = None
+    ) -> int | None:
+        self.publish(topic, payload, retain=retain)
+        return len(self.published)
+
     def last(self, topic: str) -> str:
+        self.turn_ends()  # as the owner loop does after each turn: events go out
         return [p for t, p, _ in self.published if t == topic][-1]
 
 
@@ -95,13 +107,21 @@ class FakePins:
 
 
 @pytest.fixture
-def parts(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def parts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
 
-    def build(on_forbidden: str = "reply") -> tuple[Agent, FakeSip, FakeMqtt, FakePins]:
+    def build(
+        on_forbidden: str = "reply", registered: bool = True
+    ) -> tuple[Agent, FakeSip, FakeMqtt, FakePins]:
         config = parse_config(CONFIG.format(on_forbidden=on_forbidden))
         sip, mqtt, pins = FakeSip(), FakeMqtt(), FakePins()
-        agent = Agent(config, sip, pins, mqtt, Notifier())
+        outbox = Outbox(str(tmp_path / f"outbox-{on_forbidden}.db"))
+        agent = Agent(config, sip, pins, mqtt, Notifier(), outbox=outbox)
+        mqtt.turn_ends = agent.flush
+        agent.started_sip()
+        if registered:
+            agent.on_registration(RegState("registered", 200, "OK", 300))
+        agent.handle(MqttConnected())
         return agent, sip, mqtt, pins
 
     return build
@@ -158,6 +178,7 @@ def test_mqtt_send_goes_out_and_its_outcome_comes_back(parts) -> None:  # type: 
         "ok": True,
         "code": 200,
         "reason": "OK",
+        "attempts": 1,
     }
 
 
@@ -197,7 +218,7 @@ def test_output_set_topic(parts) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_registration_makes_ready_once_and_is_published(parts) -> None:  # type: ignore[no-untyped-def]
-    agent, _, mqtt, _ = parts()
+    agent, _, mqtt, _ = parts(registered=False)
     assert agent.ready is False
     agent.on_registration(RegState("failed", 401, "Unauthorized", 0))
     assert agent.ready is False
@@ -218,3 +239,20 @@ def test_reconnect_announces_retained_state_and_stop_is_recorded(parts) -> None:
     agent.handle(StopRequested("SIGTERM"))
     agent.handle(StopRequested("later"))
     assert agent.stop_reason == "SIGTERM"
+
+
+def test_status_reports_the_outbox(parts) -> None:  # type: ignore[no-untyped-def]
+    agent, _, _, _ = parts()
+    assert "outbox 0/10000 pending, 0 dropped" in agent.status_lines()
+
+
+def test_an_outbox_that_cannot_store_does_not_silence_the_relay(parts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    agent, _, mqtt, pins = parts()
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OutboxError("cannot store into the outbox 'x': database or disk is full")
+
+    monkeypatch.setattr(agent.bridge.delivery.outbox, "add", disk_full)
+    agent.on_message(message(body="on gate"))
+    assert pins.state["gate"] is True
+    assert json.loads(mqtt.last("sipagent/porch/message/in"))["command"]["result"] == "ok: gate on"

@@ -11,7 +11,13 @@ import pytest
 from agent.access import authorize
 from agent.events import MqttConnected, StopRequested
 from agent.inbox import Inbox
-from agent.messages import CommandOutcome, IncomingMessage, relay_record, reply_target
+from agent.messages import (
+    CommandOutcome,
+    IncomingMessage,
+    relay_record,
+    reply_target,
+    request_key,
+)
 from agent.sip import reg_state_of
 from agent.topics import Topics
 
@@ -137,3 +143,31 @@ def test_inbox_loses_nothing_across_threads() -> None:
 )
 def test_registration_states(code: int, expires: int, unregistering: bool, state: str) -> None:
     assert reg_state_of(code, "x", expires, unregistering=unregistering).state == state
+
+
+RAW = (
+    "MESSAGE sip:agent@127.0.0.1 SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n"
+    "{from_header}\r\n"
+    "To: <sip:agent@127.0.0.1>\r\n"
+    "{call_id}\r\n"
+    "CSeq:  7   MESSAGE\r\n"
+    "Content-Length: 12\r\n\r\n"
+    "Call-ID: body"
+)
+
+
+@pytest.mark.parametrize(
+    ("from_header", "call_id", "key"),
+    [
+        ("From: <sip:o@h>;tag=abc", "Call-ID: c1@h", "c1@h|7 MESSAGE|abc"),
+        ('f: "A;tag=no" <sip:o@h;tag=no>;tag=yes', "i: c2", "c2|7 MESSAGE|yes"),
+        ("From: sip:o@h;TAG=x1", "call-id: c3", "c3|7 MESSAGE|x1"),
+        ("From: <sip:o@h>", "Call-ID: c4", "c4|7 MESSAGE|"),
+        ("From: <sip:o@h>;tag=a", "X-Nothing: 1", None),
+    ],
+)
+def test_request_key_is_what_retransmissions_share(
+    from_header: str, call_id: str, key: str | None
+) -> None:
+    assert request_key(RAW.format(from_header=from_header, call_id=call_id)) == key

@@ -39,11 +39,14 @@ class AgentProcess:
         self.notify = NotifyListener(workdir / "notify.sock")
         env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path), "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+        # As systemd's StateDirectory= would: the outbox lives in the test's own directory.
+        env["STATE_DIRECTORY"] = str(workdir)
         env.pop("WATCHDOG_USEC", None)
         env.pop("WATCHDOG_PID", None)
         if watchdog_usec is not None:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
         env.update(extra_env or {})
+        self.env = env
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         prefix = ["ip", "netns", "exec", netns] if netns else []
@@ -128,6 +131,16 @@ class AgentProcess:
 
     def terminate(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
+
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL: no shutdown at all, as after a crash or a power-less watchdog reset."""
+        self.proc.kill()
+        self.proc.wait(timeout)
+
+    @property
+    def outbox_path(self) -> Path:
+        """The agent's outbox database (STATE_DIRECTORY is the workdir unless overridden)."""
+        return Path(self.env["STATE_DIRECTORY"]) / "outbox.db"
 
     def wait_exit(self, timeout: float = 10.0) -> dict[str, Any]:
         """The exit report: {"code": …, "pins": {"GPIO17": False, …}}."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 
 from .kamailio import Kamailio
@@ -24,6 +25,8 @@ def agent_toml(
     on_forbidden: str = "reply",
     log_level: str = "debug",
     presence: str = "off",
+    inputs: Mapping[str, int] | None = None,
+    mqtt_options: Mapping[str, object] | None = None,
     extra: str = "",
     access_extra: str = "",
     output_extra: Mapping[str, str] | None = None,
@@ -48,9 +51,13 @@ def agent_toml(
     lines += ["[access]", "allow = [" + ", ".join(f'"{a}"' for a in allowed) + "]"]
     lines += [f'on_forbidden = "{on_forbidden}"', access_extra, ""]
     if mosquitto is not None:
-        lines += ["[mqtt]", f'host = "{mosquitto.host}"', f"port = {mosquitto.port}", ""]
+        lines += ["[mqtt]", f'host = "{mosquitto.host}"', f"port = {mosquitto.port}"]
+        lines += [f"{key} = {json.dumps(value)}" for key, value in (mqtt_options or {}).items()]
+        lines += [""]
     lines += ["[log]", f'level = "{log_level}"', "", "[gpio]", 'pin_factory = "mock"', ""]
     for name, pin in outputs.items():
         lines += [f"[gpio.outputs.{name}]", f'pin = "GPIO{pin}"']
         lines += [(output_extra or {}).get(name, ""), ""]
+    for name, pin in (inputs or {}).items():
+        lines += [f"[gpio.inputs.{name}]", f'pin = "GPIO{pin}"', ""]
     return "\n".join(lines) + "\n" + extra

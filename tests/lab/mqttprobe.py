@@ -52,6 +52,9 @@ class MqttProbe:
         clean_session: bool = True,
         timeout: float = 10.0,
         qos: int = 1,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.topics = list(topics)
         self.qos = qos
@@ -74,6 +77,10 @@ class MqttProbe:
         )
         # Quick retries: a broker restart in a test takes well under a second.
         client.reconnect_delay_set(min_delay=0.1, max_delay=1.0)  # type: ignore[arg-type]
+        if username is not None:
+            client.username_pw_set(username, password)
+        if ca_file is not None:
+            client.tls_set(ca_certs=ca_file)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe

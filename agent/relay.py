@@ -1,0 +1,144 @@
+"""Ordered, at-least-once delivery of the outbox to the broker (owner thread only).
+
+Rows leave the outbox in id order through a bounded window of unacknowledged publishes; a
+row is deleted only after the broker's PUBACK. When the connection drops, the window is
+forgotten (the MQTT link made paho forget it too) and the next connection starts again at
+the oldest row still stored, so a subscriber sees every event, in order, possibly more than
+once after an outage; each record's stable `id` lets it drop the repeats.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from agent.outbox import Added, Outbox, OutboxError
+
+log = logging.getLogger(__name__)
+
+# Unacknowledged publishes at once: enough to keep a loopback or LAN broker busy at thousands
+# per second, few enough that an outage repeats little.
+WINDOW = 128
+# How long a SIP retransmission can follow its original (RFC 3261 Timer F/J: 64*T1), doubled.
+SEEN_KEEP_S = 128.0
+STATUS_EVERY_S = 1.0
+
+
+class EventLink(Protocol):
+    session: int
+
+    def publish_event(
+        self, topic: str, payload: bytes | str, *, retain: bool = False, session: int | None = None
+    ) -> int | None: ...
+
+
+class Delivery:
+    """Moves rows from the outbox to the link, in order, and removes them once acknowledged."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        link: EventLink,
+        on_status: Callable[[dict[str, object]], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.outbox = outbox
+        self._link = link
+        self._on_status = on_status
+        self._clock = clock
+        self._in_flight: dict[int, int] = {}  # paho mid -> outbox row id
+        self._cursor = 0  # the highest row id published on the current connection
+        self._session: int | None = None  # the link's connection we deliver on, None: none
+        self._acked: list[int] = []
+        self._status_dirty = True
+        self._status_at = -STATUS_EVERY_S
+        self._seen_pruned_at = clock()
+
+    def add(self, topic: str, payload: bytes, dedupe_key: str | None = None) -> Added:
+        """Store an event durably; it goes out with the next `pump`."""
+        added = self.outbox.add(topic, payload, dedupe_key)
+        if added.dropped:
+            log.warning(
+                "outbox full (%d): dropped the %d oldest event(s), %d dropped so far",
+                self.outbox.capacity,
+                added.dropped,
+                self.outbox.dropped,
+            )
+        elif added.refused:
+            log.warning(
+                "outbox full (%d): refused an event for %s, %d refused so far",
+                self.outbox.capacity,
+                topic,
+                self.outbox.refused,
+            )
+        self._status_dirty = True
+        return added
+
+    def pump(self) -> None:
+        """Publish what the window has room for, oldest first."""
+        room = WINDOW - len(self._in_flight)
+        if room <= 0 or self._session is None:
+            return
+        for row in self.outbox.after(self._cursor, room):
+            # Pinned to the connection `restart` saw: on a newer one, rows after the cursor
+            # would overtake the ones the old connection lost.
+            mid = self._link.publish_event(row.topic, row.payload, session=self._session)
+            if mid is None:
+                return  # disconnected under us: the next connection starts over
+            self._in_flight[mid] = row.id
+            self._cursor = row.id
+
+    def on_published(self, mid: int) -> None:
+        row_id = self._in_flight.pop(mid, None)
+        if row_id is not None:
+            self._acked.append(row_id)
+
+    def restart(self, session: int | None) -> None:
+        """The connection changed (None: none now): the unacknowledged go again, oldest first."""
+        self._in_flight.clear()
+        self._cursor = 0
+        self._session = session
+        self._flush_acked()
+        self._status_dirty = True
+
+    def flush(self) -> None:
+        """Once per loop turn: delete acknowledged rows in one transaction, report status."""
+        self._flush_acked()
+        now = self._clock()
+        if self._status_dirty and now - self._status_at >= STATUS_EVERY_S:
+            # Reported at most once a second: the fill level changes with every message.
+            self._status_dirty = False
+            self._status_at = now
+            self._on_status(self.status())
+        if now - self._seen_pruned_at >= SEEN_KEEP_S:
+            self._seen_pruned_at = now
+            self.outbox.forget_seen(SEEN_KEEP_S)
+
+    def _flush_acked(self) -> None:
+        if self._acked:
+            try:
+                self.outbox.remove(self._acked)
+            except OutboxError as err:
+                # Kept for the next turn; at worst they are delivered once more.
+                log.error("delivered events not removed from the outbox: %s", err)
+                return
+            self._acked = []
+            self._status_dirty = True
+
+    def status(self) -> dict[str, object]:
+        box = self.outbox
+        return {
+            "pending": box.pending,
+            "capacity": box.capacity,
+            "when_full": box.when_full,
+            "dropped": box.dropped,
+            "refused": box.refused,
+        }
+
+    def summary(self) -> str:
+        box = self.outbox
+        lost = box.refused if box.when_full == "refuse" else box.dropped
+        verb = "refused" if box.when_full == "refuse" else "dropped"
+        return f"outbox {box.pending}/{box.capacity} pending, {lost} {verb}"

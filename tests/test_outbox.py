@@ -1,0 +1,186 @@
+"""The outbox (real SQLite in tmp) and the delivery window over it (a recording fake link)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.outbox import Outbox, OutboxError, default_path
+from agent.relay import WINDOW, Delivery
+
+
+def _open(tmp_path: Path, **kwargs: object) -> Outbox:
+    return Outbox(str(tmp_path / "state" / "outbox.db"), **kwargs)  # type: ignore[arg-type]
+
+
+def test_rows_come_back_in_order_and_survive_reopening(tmp_path: Path) -> None:
+    box = _open(tmp_path)
+    ids = [box.add("t", f"m{i}".encode()).id for i in range(5)]
+    assert ids == sorted(ids)
+    box.remove(ids[:2])
+    box.close()
+    again = _open(tmp_path)
+    assert [r.payload for r in again.after(0, 10)] == [b"m2", b"m3", b"m4"]
+    assert again.pending == 3
+    # Ids are never reused, even after the newest rows were delivered and deleted.
+    again.remove([r.id for r in again.after(0, 10)])
+    assert again.add("t", b"next").id == ids[-1] + 1
+
+
+def test_a_committed_row_survives_sigkill(tmp_path: Path) -> None:
+    db = tmp_path / "outbox.db"
+    code = (
+        "import os, signal, sys\n"
+        "from agent.outbox import Outbox\n"
+        "box = Outbox(sys.argv[1])\n"
+        "box.add('t', b'kept')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", code, str(db)], env=env, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert [r.payload for r in Outbox(str(db)).after(0, 10)] == [b"kept"]
+
+
+def test_a_retransmission_is_stored_once_even_after_reopening(tmp_path: Path) -> None:
+    box = _open(tmp_path)
+    assert box.add("t", b"a", dedupe_key="cid|1 MESSAGE|tag").id is not None
+    assert box.add("t", b"a", dedupe_key="cid|1 MESSAGE|tag").duplicate
+    box.close()
+    again = _open(tmp_path)
+    assert again.add("t", b"a", dedupe_key="cid|1 MESSAGE|tag").duplicate
+    assert again.add("t", b"b", dedupe_key="cid|2 MESSAGE|tag").id is not None
+    assert again.pending == 2
+
+
+def test_full_drop_oldest_counts_what_it_dropped(tmp_path: Path) -> None:
+    box = _open(tmp_path, capacity=3)
+    for i in range(5):
+        box.add("t", str(i).encode())
+    assert [r.payload for r in box.after(0, 10)] == [b"2", b"3", b"4"]
+    assert (box.pending, box.dropped) == (3, 2)
+    box.close()
+    assert _open(tmp_path, capacity=3).dropped == 2  # the counter is persistent
+
+
+def test_full_refuse_keeps_the_oldest(tmp_path: Path) -> None:
+    box = _open(tmp_path, capacity=2, when_full="refuse")
+    results = [box.add("t", str(i).encode()) for i in range(4)]
+    assert [r.refused for r in results] == [False, False, True, True]
+    assert [r.payload for r in box.after(0, 10)] == [b"0", b"1"]
+    assert box.refused == 2
+
+
+def test_an_unusable_path_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutboxError, match="cannot open the outbox"):
+        Outbox(str(tmp_path / "file" / "outbox.db"))
+
+
+def test_default_path_follows_systemd_state_directory() -> None:
+    assert default_path({"STATE_DIRECTORY": "/var/lib/x:/other"}) == "/var/lib/x/outbox.db"
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.session = 1
+        self.up = True
+        self.sent: list[tuple[int, bytes]] = []  # (mid, payload)
+
+    def publish_event(
+        self, topic: str, payload: bytes | str, *, retain: bool = False, session: int | None = None
+    ) -> int | None:
+        if not self.up or session != self.session:
+            return None
+        assert isinstance(payload, bytes)
+        self.sent.append((len(self.sent) + 1, payload))
+        return len(self.sent)
+
+
+def _delivery(tmp_path: Path, **kwargs: object) -> tuple[Delivery, FakeLink, list[dict]]:
+    link, statuses = FakeLink(), []
+    box = _open(tmp_path, **kwargs)
+    return Delivery(box, link, statuses.append, clock=lambda: 100.0), link, statuses
+
+
+def test_nothing_is_sent_before_a_connection_and_all_in_order_after(tmp_path: Path) -> None:
+    delivery, link, _ = _delivery(tmp_path)
+    for i in range(3):
+        delivery.add("t", str(i).encode())
+        delivery.pump()
+    assert link.sent == []
+    delivery.restart(link.session)
+    delivery.pump()
+    assert [p for _, p in link.sent] == [b"0", b"1", b"2"]
+
+
+def test_rows_leave_only_after_their_puback(tmp_path: Path) -> None:
+    delivery, link, statuses = _delivery(tmp_path)
+    delivery.restart(link.session)
+    for i in range(3):
+        delivery.add("t", str(i).encode())
+        delivery.pump()
+    delivery.on_published(2)
+    delivery.flush()
+    assert [r.payload for r in delivery.outbox.after(0, 10)] == [b"0", b"2"]
+    assert statuses[-1]["pending"] == 2
+
+
+def test_the_window_bounds_what_is_unacknowledged(tmp_path: Path) -> None:
+    delivery, link, _ = _delivery(tmp_path)
+    for i in range(WINDOW + 10):
+        delivery.add("t", str(i).encode())
+    delivery.restart(link.session)
+    delivery.pump()
+    assert len(link.sent) == WINDOW
+    delivery.on_published(1)
+    delivery.pump()
+    assert len(link.sent) == WINDOW + 1
+
+
+def test_after_a_reconnect_the_unacknowledged_go_again_from_the_oldest(tmp_path: Path) -> None:
+    delivery, link, _ = _delivery(tmp_path)
+    delivery.restart(link.session)
+    for i in range(4):
+        delivery.add("t", str(i).encode())
+        delivery.pump()
+    delivery.on_published(1)
+    delivery.restart(None)  # disconnected
+    link.session = 2
+    delivery.add("t", b"4")
+    delivery.pump()  # the link is back, but the agent has not seen the Connected event yet
+    assert [p for _, p in link.sent] == [b"0", b"1", b"2", b"3"]
+    delivery.restart(link.session)
+    delivery.pump()
+    assert [p for _, p in link.sent][4:] == [b"1", b"2", b"3", b"4"]
+
+
+def test_a_publish_on_an_outdated_connection_is_not_made(tmp_path: Path) -> None:
+    delivery, link, _ = _delivery(tmp_path)
+    delivery.restart(link.session)
+    link.session = 2  # reconnected behind the agent's back
+    delivery.add("t", b"x")
+    delivery.pump()
+    assert link.sent == []
+
+
+def test_status_reports_the_full_policy(tmp_path: Path) -> None:
+    delivery, _, statuses = _delivery(tmp_path, capacity=1, when_full="drop_oldest")
+    delivery.add("t", b"a")
+    delivery.add("t", b"b")
+    delivery.flush()
+    assert statuses[-1] == {
+        "pending": 1,
+        "capacity": 1,
+        "when_full": "drop_oldest",
+        "dropped": 1,
+        "refused": 0,
+    }
+    assert delivery.summary() == "outbox 1/1 pending, 1 dropped"
+    assert json.dumps(statuses[-1])

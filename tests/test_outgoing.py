@@ -1,0 +1,111 @@
+"""MQTT -> SIP sends: waiting for registration, retries, one report per request."""
+
+from __future__ import annotations
+
+from agent.outgoing import Outgoing, Request
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _outgoing(retries: int = 2, timeout_s: float = 30.0, refuse: str | None = None):  # type: ignore[no-untyped-def]
+    clock, sent, reports = Clock(), [], []
+
+    def send(request: Request) -> None:
+        if refuse:
+            raise ValueError(refuse)
+        sent.append(request.token)
+
+    out = Outgoing(send, reports.append, timeout_s=timeout_s, retries=retries, clock=clock)
+    return out, clock, sent, reports
+
+
+def test_a_send_waits_for_registration_then_goes() -> None:
+    out, clock, sent, reports = _outgoing()
+    out.submit("a", "sip:bob@x", "hi")
+    clock.now = 10
+    out.tick()
+    assert sent == []
+    out.set_ready(True)
+    assert sent == ["a"]
+    assert out.on_status("a", 200, "OK")
+    assert reports == [
+        {"id": "a", "to": "sip:bob@x", "ok": True, "code": 200, "reason": "OK", "attempts": 1}
+    ]
+
+
+def test_a_send_gives_up_when_registration_does_not_come() -> None:
+    out, clock, sent, reports = _outgoing(timeout_s=5)
+    out.submit("a", "sip:bob@x", "hi")
+    clock.now = 5
+    out.tick()
+    assert sent == []
+    assert reports[0]["ok"] is False and reports[0]["code"] is None
+    assert reports[0]["reason"] == "SIP not registered within 5 s"
+
+
+def test_transient_failures_are_retried_a_bounded_number_of_times() -> None:
+    out, clock, sent, reports = _outgoing(retries=2)
+    out.set_ready(True)
+    out.submit("a", "sip:bob@x", "hi")
+    for expected_attempts in (1, 2):
+        assert out.on_status("a", 503, "Service Unavailable")
+        assert reports == []
+        clock.now += 10
+        out.tick()
+        assert len(sent) == expected_attempts + 1
+    out.on_status("a", 408, "Request Timeout")
+    assert (reports[0]["code"], reports[0]["attempts"]) == (408, 3)
+
+
+def test_permanent_failures_are_reported_at_once() -> None:
+    out, _, sent, reports = _outgoing()
+    out.set_ready(True)
+    out.submit("a", "sip:bob@x", "hi")
+    out.on_status("a", 404, "Not Found")
+    assert sent == ["a"]
+    assert (reports[0]["ok"], reports[0]["code"], reports[0]["reason"]) == (False, 404, "Not Found")
+
+
+def test_a_send_that_cannot_start_is_reported() -> None:
+    out, _, _, reports = _outgoing(refuse="no transport")
+    out.set_ready(True)
+    out.submit("a", "sip:bob@x", "hi")
+    assert (reports[0]["ok"], reports[0]["reason"]) == (False, "no transport")
+
+
+def test_a_retry_waits_again_while_unregistered() -> None:
+    out, clock, sent, reports = _outgoing(timeout_s=5)
+    out.set_ready(True)
+    out.submit("a", "sip:bob@x", "hi")
+    out.on_status("a", 503, "Service Unavailable")
+    out.set_ready(False)
+    clock.now = 3
+    out.tick()
+    assert (sent, reports) == (["a"], [])
+    clock.now = 5.5  # past the first deadline: the retry's own wait started at its due time (1 s)
+    out.tick()
+    assert reports == []
+    out.set_ready(True)
+    assert sent == ["a", "a"]
+
+
+def test_an_id_in_use_is_refused_and_unknown_statuses_are_not_ours() -> None:
+    out, _, _, reports = _outgoing()
+    out.submit("a", "sip:bob@x", "hi")
+    out.submit("a", "sip:bob@x", "again")
+    assert reports[0]["reason"] == "id 'a' is already being sent"
+    assert out.on_status("zzz", 200, "OK") is False
+
+
+def test_stopping_reports_what_is_still_open() -> None:
+    out, _, _, reports = _outgoing()
+    out.submit("a", "sip:bob@x", "hi")
+    out.abandon("agent stopped")
+    out.tick()
+    assert [(r["id"], r["ok"], r["reason"]) for r in reports] == [("a", False, "agent stopped")]
