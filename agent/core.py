@@ -83,8 +83,8 @@ class Agent:
         # Everything MQTT-facing lives in the bridge; without a broker there is none.
         self.bridge: Bridge | None = None
         if mqtt is not None:
-            if outbox is None:
-                raise ValueError("an MQTT link needs an outbox")
+            # Without an outbox of its own (unit tests) it gets one in memory: not durable.
+            outbox = outbox if outbox is not None else Outbox(":memory:")
             self.bridge = Bridge(config, mqtt, outbox, sip, self)
         self.registration = RegState("direct", 0, "no registrar", 0)
         if config.sip.registrar:

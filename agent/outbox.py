@@ -113,13 +113,15 @@ class Outbox:
         self.dropped = int(counters.get("dropped", 0))
         self.refused = int(counters.get("refused", 0))
         self._commits = 0
-        self._checkpointer = _Checkpointer(path)
-        self._checkpointer.start()
+        self._checkpointer: _Checkpointer | None = None  # started when first needed
 
     def _committed(self) -> None:
         self._commits += 1
         if self._commits >= CHECKPOINT_EVERY:
             self._commits = 0
+            if self._checkpointer is None:
+                self._checkpointer = _Checkpointer(self.path)
+                self._checkpointer.start()
             self._checkpointer.wanted.set()
 
     # -- the queue ----------------------------------------------------------------------
@@ -218,7 +220,8 @@ class Outbox:
         db.execute("COMMIT")
 
     def close(self) -> None:
-        self._checkpointer.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         try:
             # Fold the WAL back into the database: a clean stop leaves one file behind.
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

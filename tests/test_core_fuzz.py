@@ -12,7 +12,8 @@ from test_messages import message
 
 from agent.config import parse_config
 from agent.core import Agent
-from agent.events import MqttMessage
+from agent.events import MqttConnected, MqttMessage
+from agent.outbox import Outbox
 from agent.service import Notifier
 
 SENDERS = st.sampled_from(
@@ -37,7 +38,10 @@ def no_notify(monkeypatch: pytest.MonkeyPatch) -> None:
 def new_agent() -> Agent:
     """A fresh agent per example: one example's rate limit must not hide the next one's."""
     config = parse_config(CONFIG.format(on_forbidden="reply"))
-    return Agent(config, FakeSip(), FakePins(), FakeMqtt(), Notifier())
+    outbox = Outbox(":memory:")  # the durable outbox's logic, without a file per example
+    agent = Agent(config, FakeSip(), FakePins(), FakeMqtt(), Notifier(), outbox=outbox)
+    agent.handle(MqttConnected())
+    return agent
 
 
 SETTINGS = settings(
@@ -54,6 +58,7 @@ def test_any_message_is_relayed_and_answered_at_most_once(
     assert isinstance(agent.sip, FakeSip) and isinstance(agent.mqtt, FakeMqtt)
     sent, published = len(agent.sip.sent), len(agent.mqtt.published)
     agent.on_message(message(from_uri=sender, body=body, content_type=content_type))
+    agent.flush()  # the end of the owner loop's turn: events go out
     assert len(agent.sip.sent) - sent <= 1
     relayed = [p for t, p, _ in agent.mqtt.published[published:] if t.endswith("/message/in")]
     assert len(relayed) == 1 and json.loads(relayed[0])["body"] == body
