@@ -153,16 +153,18 @@ def test_unique_ids_do_not_depend_on_anything_but_the_device_and_names() -> None
     assert first == renamed
 
 
-def test_a_pwm_output_is_a_light(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = parse_config(CONFIG.format(mqtt_extra=""))
-    lamp = config.gpio.outputs[1]
-    # The PWM flag belongs to the outputs' own issue; discovery reads it when it exists.
-    monkeypatch.setattr(
-        type(lamp), "pwm", property(lambda self: self.name == "lamp"), raising=False
+def test_a_pwm_output_is_a_light() -> None:
+    config = parse_config(
+        CONFIG.format(mqtt_extra="").replace(
+            "[gpio.outputs.lamp]\n", "[gpio.outputs.lamp]\npwm = true\n"
+        )
     )
     configs = announcements(config)
     light = json.loads(configs["homeassistant/light/sipagent_porch/output_lamp/config"])
     assert light["brightness_scale"] == 100
+    assert light["brightness_command_template"] == '{"level": {{ value }}}'
+    assert light["brightness_value_template"] == "{{ value_json.level }}"
+    assert light["state_value_template"] == "{{ value_json.state }}"
     assert "homeassistant/switch/sipagent_porch/output_gate/config" in configs
 
 
