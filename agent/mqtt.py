@@ -8,7 +8,9 @@ unacknowledged publish: the outbox sends those again, in its own order, on the n
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import ssl
 import threading
 from typing import Any
@@ -105,6 +107,12 @@ class MqttLink:
         # Subscriptions do not survive a reconnect with a clean session: renew them here,
         # before `online`: the broker handles our packets in order, so whoever sees
         # `online` can be sure that commands sent to us are no longer dropped.
+        sock = client.socket()
+        if sock is not None:
+            # paho leaves Nagle on: a small publish then waits for the broker's delayed ACK
+            # (40 ms on Linux) whenever the previous one is still unacknowledged.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         topics = list(self.topics.subscriptions())
         if self.config.discovery_prefix:
             topics.append(ha_status_topic(self.config.discovery_prefix))
