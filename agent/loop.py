@@ -50,7 +50,7 @@ class Runner:
             ),
             time.monotonic(),
         )
-        # The outbox plugs in with `runner.health.outbox_probe = …` (agent.health.OutboxProbe).
+        # The outbox plugs in below (`health.outbox_probe`, agent.health.OutboxProbe).
         self.notifier.status_extra = self.health.status_suffix
         self.timers = Timers()
         self.outputs = Outputs(config.gpio, timers=self.timers)
@@ -91,6 +91,8 @@ class Runner:
             presence=self.presence,
             outbox=self.outbox,
         )
+        if self.agent.bridge is not None:
+            self.health.outbox_probe = self.agent.bridge.delivery.health
         self.sip.listener = self.agent
         self.outputs.set_listener(self.agent.on_output_changed)
         self._signal_stop: str | None = None

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from agent.health import OutboxHealth
 from agent.outbox import Added, Outbox, OutboxError
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,14 @@ class Delivery:
         self._status_dirty = True
         self._status_at = -STATUS_EVERY_S
         self._seen_pruned_at = clock()
+        self._progress_at = clock()  # the last sign of delivery: an ack, a connect, a first row
 
     def add(self, topic: str, payload: bytes, dedupe_key: str | None = None) -> Added:
         """Store an event durably; it goes out with the next `pump`."""
+        was_empty = self.outbox.pending == 0
         added = self.outbox.add(topic, payload, dedupe_key)
+        if was_empty:
+            self._progress_at = self._clock()
         if added.dropped:
             log.warning(
                 "outbox full (%d): dropped the %d oldest event(s), %d dropped so far",
@@ -94,12 +99,14 @@ class Delivery:
         row_id = self._in_flight.pop(mid, None)
         if row_id is not None:
             self._acked.append(row_id)
+            self._progress_at = self._clock()
 
     def restart(self, session: int | None) -> None:
         """The connection changed (None: none now): the unacknowledged go again, oldest first."""
         self._in_flight.clear()
         self._cursor = 0
         self._session = session
+        self._progress_at = self._clock()
         self._flush_acked()
         self._status_dirty = True
 
@@ -126,6 +133,16 @@ class Delivery:
                 return
             self._acked = []
             self._status_dirty = True
+
+    def health(self) -> OutboxHealth:
+        """For the watchdog (agent.health): events waiting, and since when none moved.
+
+        Only while connected: a broker that is away is not the agent's sickness, and a
+        restart would only interrupt SIP (the outbox keeps everything until it is back).
+        """
+        pending = self.outbox.pending
+        stuck = pending > 0 and self._session is not None
+        return OutboxHealth(pending, self._progress_at if stuck else None)
 
     def status(self) -> dict[str, object]:
         box = self.outbox

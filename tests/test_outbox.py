@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.health import OutboxHealth
 from agent.outbox import Outbox, OutboxError, default_path
 from agent.relay import WINDOW, Delivery
 
@@ -184,3 +185,19 @@ def test_status_reports_the_full_policy(tmp_path: Path) -> None:
     }
     assert delivery.summary() == "outbox 1/1 pending, 1 dropped"
     assert json.dumps(statuses[-1])
+
+
+def test_health_says_stuck_only_while_connected_and_not_delivering(tmp_path: Path) -> None:
+    link, now = FakeLink(), [100.0]
+    delivery = Delivery(_open(tmp_path), link, lambda s: None, clock=lambda: now[0])
+    assert delivery.health().stuck_since is None  # empty
+    delivery.add("t", b"a")
+    assert delivery.health().stuck_since is None  # not connected: the broker is away
+    now[0] = 200.0
+    delivery.restart(link.session)
+    delivery.pump()
+    now[0] = 300.0
+    assert delivery.health() == OutboxHealth(1, 200.0)  # connected, nothing acknowledged
+    delivery.on_published(1)
+    delivery.flush()
+    assert delivery.health() == OutboxHealth(0, None)
