@@ -100,9 +100,12 @@ def test_broker_outage_loses_nothing_and_keeps_the_order(
 
 
 def test_sigkill_loses_nothing_that_was_accepted(
-    kamailio, mosquitto_factory, agent_factory, peer_factory, device_id
+    kamailio_factory, mosquitto_factory, agent_factory, peer_factory, device_id
 ):
     B = f"sipagent/{device_id}"
+    # A private Kamailio: the killed agent's contact stays registered, and the session
+    # Kamailio would route other tests' requests for sip:agent@ to it.
+    kamailio = kamailio_factory()
     broker = mosquitto_factory()
     probe = _fixed_probe(broker, [f"{B}/message/in"], f"kill-{device_id}")
     config = agent_toml(
@@ -110,7 +113,7 @@ def test_sigkill_loses_nothing_that_was_accepted(
     )
     first = agent_factory(config)
     first.wait_ready()
-    owner = peer_factory("owner")
+    owner = peer_factory("owner", server=kamailio)
     to = kamailio.aor("agent")
 
     # Accepted while the broker is away: only the outbox holds these when the agent dies.
