@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure sipagent as its users feel it, beside baresip, on real parts started here.
 
-    .venv/bin/python scripts/bench.py [--quick] [--json results.json]
+    .venv/bin/python scripts/bench.py [--quick] [--json results.json] [--plot latency.png]
 
 Starts Kamailio and Mosquitto itself (tests/lab), the agent with mock pins, a raw-UDP
 SIP client that timestamps every request (benchlib/sipclient.py), sipp and baresip.
@@ -25,6 +25,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "scripts")]
 from benchlib import agentfigs  # noqa: E402
 from benchlib.baresip import start_baresip  # noqa: E402
 from benchlib.flood import absorb_rate  # noqa: E402
+from benchlib.memlayers import memory_layers  # noqa: E402
+from benchlib.plot import plot_latencies  # noqa: E402
 from benchlib.procstat import idle_figures, row  # noqa: E402
 from lab.kamailio import Kamailio  # noqa: E402
 from lab.mosquitto import Mosquitto  # noqa: E402
@@ -49,7 +51,7 @@ def baresip_figures(work: Path, idle_seconds: float, flood_seconds: float) -> di
     return figures
 
 
-def measure(args: argparse.Namespace, work: Path) -> tuple[list, dict, dict, dict]:
+def measure(args: argparse.Namespace, work: Path) -> tuple[list, dict, dict, dict, dict]:
     kam, mq = Kamailio(work / "kamailio", shm_mb=512), Mosquitto(work / "mosquitto")
     kam.start()
     mq.start()
@@ -73,19 +75,26 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[list, dict, dict, dic
         row("SIGTERM -> exit", stop, "ms", "<= 2000"),
     ]
     baresip = baresip_figures(work, args.idle_seconds, args.flood_seconds)
-    return rows, {**idle, "absorb_rate": absorb}, baresip, sustained
+    latencies = {
+        "MESSAGE -> B/message/in": relay,
+        "command -> pin": to_pin,
+        "command -> reply": to_reply,
+        "B/message/send -> peer": send,
+    }
+    return rows, {**idle, "absorb_rate": absorb}, baresip, sustained, latencies
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[1])
     parser.add_argument("--quick", action="store_true", help="fewer samples, shorter idle")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--plot", type=Path, help="PNG of the latency distributions")
     args = parser.parse_args()
     args.runs, args.samples = (5, 100) if args.quick else (20, 1000)
     args.idle_seconds = 15.0 if args.quick else 60.0
     args.flood_seconds, args.rate, args.sustain_seconds = 3.0, 2000, 5.0
     with tempfile.TemporaryDirectory(prefix="sipagent-bench-") as tmp:
-        rows, agent, baresip, sustained = measure(args, Path(tmp))
+        rows, agent, baresip, sustained, latencies = measure(args, Path(tmp))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"sipagent benchmark on {machine}")
     print(f"{'figure':46} {'n':>5} {'p50':>8} {'p99':>8} {'max':>8}  target")
@@ -106,9 +115,16 @@ def main() -> int:
         ours, theirs = agent[key], baresip[key]
         ratio = f"{ours / theirs:.2f}" if theirs else "-"
         print(f"{name:46} {ours:>9.3f} {theirs:>9.3f} {ratio:>6}  {target}")
+    print("\nresident memory by layer (cumulative, fresh interpreter):")
+    layers = memory_layers(str(REPO))
+    for label, mb in layers:
+        print(f"  {label:46} {mb:6.1f} MB")
+    if args.plot:
+        problem = plot_latencies(latencies, args.plot, f"sipagent latencies on {machine}")
+        print(f"plot: {problem or args.plot}")
     if args.json:
         result = {"machine": machine, "rows": rows, "sustained": sustained, "agent": agent,
-                  "baresip": baresip}  # fmt: skip
+                  "baresip": baresip, "memory_layers": layers}  # fmt: skip
         args.json.write_text(json.dumps(result, indent=2))
     return 0
 
