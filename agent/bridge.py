@@ -22,7 +22,7 @@ from agent.messages import CommandOutcome, IncomingMessage, relay_record, to_jso
 from agent.outbox import Outbox, OutboxError
 from agent.outgoing import Outgoing, Request
 from agent.relay import Delivery
-from agent.sip import SipError
+from agent.sip_send import SipError
 from agent.sipuri import InvalidSipUri, parse_sip_uri
 from agent.topics import Topics, ha_status_topic
 

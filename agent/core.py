@@ -24,7 +24,8 @@ from agent.outbox import Outbox
 from agent.presence import PresenceError
 from agent.presence_keeper import PresenceKeeper
 from agent.service import Notifier
-from agent.sip import RegState, SipError
+from agent.sip import RegState
+from agent.sip_send import SipError
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from agent.presence import (
     render_note,
     request,
 )
-from agent.sip import SipError
+from agent.sip_send import SipError
 from agent.sipuri import InvalidSipUri, address_of_record
 from agent.topics import Topics
 

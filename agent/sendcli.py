@@ -16,7 +16,8 @@ from typing import TypeVar
 from agent import __version__
 from agent.config import SipConfig
 from agent.messages import IncomingMessage
-from agent.sip import RegState, SipError, SipStack
+from agent.sip import RegState, SipStack
+from agent.sip_send import SipError
 from agent.sipuri import InvalidSipUri, parse_sip_uri
 
 log = logging.getLogger(__name__)

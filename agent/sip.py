@@ -13,7 +13,6 @@ import re
 import socket
 import sys
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from typing import ClassVar, Protocol
 
@@ -24,7 +23,8 @@ from agent.config import SipConfig
 from agent.messages import IncomingMessage, request_key
 from agent.registration import RegState, reg_state_of
 from agent.sip_calls import IncomingCalls
-from agent.sipuri import InvalidSipUri, parse_sip_uri
+from agent.sip_send import MessageSender
+from agent.sipuri import parse_sip_uri
 
 log = logging.getLogger(__name__)
 pjlog = logging.getLogger("agent.pjsip")
@@ -34,17 +34,11 @@ _TRANSPORTS = {
     "tcp": pj.PJSIP_TRANSPORT_TCP,
     "tls": pj.PJSIP_TRANSPORT_TLS,
 }
-# Recreating a Buddy for every reply costs more than keeping a few.
-_BUDDY_CACHE = 32
 # A SIP keep-alive: pjsip drops it silently, and it wakes `libHandleEvents` at once.
 _WAKE_DATAGRAM = b"\r\n\r\n"
 # pjsua2 reports no PUBLISH outcome. When pjsua gives its publication up (any failure but 412)
 # it logs this line (agent.sip_presence acts on it).
 _PUBLISH_FAILED = "publication (PUBLISH) failed"
-
-
-class SipError(Exception):
-    """A SIP request could not be sent (bad URI, no transport)."""
 
 
 class SipListener(Protocol):
@@ -116,8 +110,7 @@ class SipStack:
         self._ep: pj.Endpoint | None = None
         self._account: _Account | None = None
         self._log_writer = _LogWriter()
-        self._buddies: OrderedDict[str, pj.Buddy] = OrderedDict()
-        self._pending: dict[tuple[str, str], deque[str | None]] = {}
+        self._sender = MessageSender()
         self.calls = IncomingCalls()
         self._wake_sock: socket.socket | None = None
         self._unregistering = False
@@ -238,7 +231,7 @@ class SipStack:
                 deadline = time.monotonic() + timeout_s
                 while self._unregistering and time.monotonic() < deadline:
                     self._ep.libHandleEvents(20)
-        self._buddies.clear()
+        self._sender.close()
         self.calls.hang_up_all()
         if account is not None:
             account.shutdown()
@@ -295,40 +288,8 @@ class SipStack:
         self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
     ) -> None:
         """Send a MESSAGE; its outcome comes back through `on_message_status(token, …)`."""
-        try:
-            uri = str(parse_sip_uri(to))
-        except InvalidSipUri as err:
-            raise SipError(str(err)) from None
         assert self._account is not None
-        buddy = self._buddy(uri)
-        prm = pj.SendInstantMessageParam()
-        prm.content = body
-        prm.contentType = content_type
-        try:
-            buddy.sendInstantMessage(prm)
-        except pj.Error as err:
-            raise SipError(f"cannot send to {uri}: {err.reason}") from None
-        # pjsua2 cannot carry a Python token through userData; correlate by (uri, body).
-        self._pending.setdefault((uri, body), deque()).append(token)
-
-    def _buddy(self, uri: str) -> pj.Buddy:
-        buddy = self._buddies.get(uri)
-        if buddy is not None:
-            self._buddies.move_to_end(uri)
-            return buddy
-        bc = pj.BuddyConfig()
-        bc.uri = uri
-        bc.subscribe = False
-        buddy = pj.Buddy()
-        try:
-            buddy.create(self._account, bc)
-        except pj.Error as err:
-            raise SipError(f"cannot send to {uri}: {err.reason}") from None
-        self._buddies[uri] = buddy
-        if len(self._buddies) > _BUDDY_CACHE:
-            # The IM status goes to the account, so dropping an idle buddy loses nothing.
-            self._buddies.popitem(last=False)
-        return buddy
+        self._sender.send(self._account, to, body, content_type, token)
 
     # -- callbacks (owner thread, inside poll) ------------------------------------------
 
@@ -372,16 +333,8 @@ class SipStack:
 
     def _on_message_status(self, to: str, body: str, code: int, reason: str) -> None:
         # 1xx are provisional; only a final answer settles the send.
-        if code < 200:
-            return
-        key = (to, body)
-        queue = self._pending.get(key)
-        token = None
-        if queue:
-            token = queue.popleft()
-            if not queue:
-                del self._pending[key]
-        self.listener.on_message_status(token, to, code, reason)
+        if code >= 200:
+            self.listener.on_message_status(self._sender.settle(to, body), to, code, reason)
 
 
 class _NoListener:

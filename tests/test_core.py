@@ -14,7 +14,8 @@ from agent.core import Agent
 from agent.events import MqttConnected, MqttMessage, StopRequested
 from agent.outbox import Outbox, OutboxError
 from agent.service import Notifier
-from agent.sip import RegState, SipError
+from agent.sip import RegState
+from agent.sip_send import SipError
 
 CONFIG = """
 [device]

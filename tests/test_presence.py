@@ -26,8 +26,8 @@ from agent.presence import (
 )
 from agent.presence_keeper import CLOSED, PresenceKeeper
 from agent.service import Notifier
-from agent.sip import SipError
 from agent.sip_presence import BuddyState, retry_delay
+from agent.sip_send import SipError
 from agent.topics import Topics
 
 # --- the model ---------------------------------------------------------------------------------
