@@ -59,7 +59,8 @@ def agent_config(
         + table("sip.tls", tls)
         + table("sip.nat", nat)
         + table("sip.recovery", recovery)
-        + (f'[mqtt]\nhost = "{mqtt.host}"\nport = {mqtt.port}\n' if mqtt else "")
+        # A send asked for while offline waits send_timeout before it fails: keep it short.
+        + (f'[mqtt]\nhost = "{mqtt.host}"\nport = {mqtt.port}\nsend_timeout = 3\n' if mqtt else "")
         + f'\n[access]\nallow = ["{server.aor("owner")}"]\n\n[log]\nlevel = "debug"\n\n'
         '[gpio]\npin_factory = "mock"\n\n[gpio.outputs.lamp]\npin = "GPIO17"\n'
     )
@@ -365,7 +366,7 @@ def test_message_asked_for_while_offline_fails_with_a_reason_and_works_after(
             wait_status(agent, r"SIP failed \(network down", timeout=5)
             request = {"to": internet_kamailio.aor("owner"), "body": "door opened", "id": "m1"}
             probe.publish("sipagent/net/message/send", json.dumps(request))
-            sent = probe.wait_for("sipagent/net/message/sent", timeout=40).json()
+            sent = probe.wait_for("sipagent/net/message/sent", timeout=15).json()
             assert sent["id"] == "m1" and sent["ok"] is False and sent["reason"], sent
             mark = len(_statuses(agent))
             nat_lab.wifi_up()
