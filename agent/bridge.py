@@ -63,7 +63,7 @@ class Bridge:
         assert config.mqtt is not None
         self.config = config
         self.mqtt = config.mqtt
-        self.topics = Topics(config.mqtt.base_topic)
+        self.topics = Topics.of(config.mqtt)
         self.link = link
         self.sip = sip
         self.device = device
@@ -189,6 +189,8 @@ class Bridge:
             self._mqtt_send(text)
         elif topic == self.topics.command:
             self._mqtt_command(text)
+        elif (group := self.topics.group_of_command(topic)) is not None:
+            self._mqtt_command(text, group)
         elif (name := self.topics.output_name_from_set(topic)) is not None:
             self._mqtt_set_output(name, text)
         elif topic == self.topics.presence_set:
@@ -248,13 +250,16 @@ class Bridge:
 
     # -- B/command, B/output/<name>/set ---------------------------------------------------
 
-    def _mqtt_command(self, text: str) -> None:
-        outcome = self.device.dispatcher.handle(self.mqtt.identity, text, "text/plain", "MQTT")
+    def _mqtt_command(self, text: str, group: str | None = None) -> None:
+        """`B/command`, or a group's command (same rules): the result on our own topic."""
+        via = "MQTT" if group is None else f"MQTT group {group}"
+        outcome = self.device.dispatcher.handle(self.mqtt.identity, text, "text/plain", via)
         # MQTT always gets an answer: the broker's ACLs, not silence, keep strangers out.
         result = outcome.reply or "error: forbidden"
-        self.event(
-            self.topics.command_result, {"command": text, "ok": outcome.ok, "result": result}
-        )
+        record: dict[str, object] = {"command": text, "ok": outcome.ok, "result": result}
+        if group is not None:
+            record["group"] = group  # whoever sent it to the fleet knows which answers are its
+        self.event(self.topics.command_result, record)
 
     def _mqtt_set_output(self, name: str, text: str) -> None:
         names: Sequence[str] = self.device.output_names()

@@ -173,6 +173,9 @@ class MqttConfig:
     send_timeout_s: int  # how long B/message/send waits for SIP registration
     send_retries: int  # further attempts after a transient SIP failure (408, 5xx)
     notify_to: str | None  # Home Assistant notify entity's recipient; None: no notify entity
+    # Fleet commands: also heard on <group_prefix>/<name>/command for each name.
+    groups: tuple[str, ...] = ()
+    group_prefix: str = "sipagent/group"
 
 
 @dataclass(frozen=True)

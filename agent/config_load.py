@@ -220,9 +220,24 @@ def _mqtt(t: _Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
         send_timeout_s=t.integer("send_timeout", 30, 1, 3600),
         send_retries=t.integer("send_retries", 2, 0, 10),
         notify_to=_notify_to(t),
+        groups=_groups(t),
+        group_prefix=_topic(t, "group_prefix", "sipagent/group"),
     )
     t.finish()
     return mqtt if host is not None else None  # [mqtt] without a host: MQTT is off
+
+
+def _groups(t: _Table) -> tuple[str, ...]:
+    """mqtt.groups: the fleets this agent belongs to, each a plain topic level."""
+    names: list[str] = []
+    for path, name in t.texts("groups"):
+        if not _NAME.fullmatch(name):
+            t.problems.append(f"{path}: {name!r}: a group name must match [a-z0-9_-]+")
+        elif name in names:
+            t.problems.append(f"{path}: group {name!r} is listed twice")
+        else:
+            names.append(name)
+    return tuple(names)
 
 
 def _notify_to(t: _Table) -> str | None:

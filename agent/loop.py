@@ -55,9 +55,7 @@ class Runner:
         self.timers = Timers()
         self.outputs = Outputs(config.gpio, timers=self.timers)
         self.mqtt = (
-            MqttLink(config.mqtt, Topics(config.mqtt.base_topic), self.inbox)
-            if config.mqtt
-            else None
+            MqttLink(config.mqtt, Topics.of(config.mqtt), self.inbox) if config.mqtt else None
         )
         self.sip = SipStack(config.sip)
         # The outbox exists for the MQTT relay; without a broker nothing needs keeping.

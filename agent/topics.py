@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.config import MqttConfig
+
 
 @dataclass(frozen=True)
 class Topics:
     base: str
+    groups: tuple[str, ...] = ()  # fleet groups (mqtt.groups): commands for all members
+    group_prefix: str = "sipagent/group"
+
+    @classmethod
+    def of(cls, mqtt: MqttConfig) -> Topics:
+        return cls(mqtt.base_topic, mqtt.groups, mqtt.group_prefix)
 
     @property
     def availability(self) -> str:
@@ -32,6 +40,14 @@ class Topics:
     @property
     def command_result(self) -> str:
         return f"{self.base}/command/result"
+
+    def group_command(self, group: str) -> str:
+        """`<group_prefix>/<group>/command`: one command line for every member of the group."""
+        return f"{self.group_prefix}/{group}/command"
+
+    def group_of_command(self, topic: str) -> str | None:
+        """The group whose command topic this is (one of ours), or None."""
+        return next((g for g in self.groups if topic == self.group_command(g)), None)
 
     @property
     def call_in(self) -> str:
@@ -81,7 +97,8 @@ class Topics:
 
     def subscriptions(self) -> tuple[str, ...]:
         """The topics the agent listens on (Home Assistant's status topic is added by the link)."""
-        return (self.message_send, self.command, self.output_set_pattern, self.presence_set)
+        own = (self.message_send, self.command, self.output_set_pattern, self.presence_set)
+        return own + tuple(self.group_command(g) for g in self.groups)
 
 
 def ha_status_topic(discovery_prefix: str) -> str:

@@ -175,6 +175,8 @@ reconnect_max = 5
 send_timeout = 10
 send_retries = 0
 notify_to = "<sip:Owner@pbx.example.org>"
+groups = ["porch-lights", "all"]
+group_prefix = "home/group"
 
 [outbox]
 path = "state/outbox.db"
@@ -282,6 +284,8 @@ def test_a_full_config_builds_the_model(tmp_path: Path) -> None:
             send_timeout_s=10,
             send_retries=0,
             notify_to="sip:Owner@pbx.example.org",
+            groups=("porch-lights", "all"),
+            group_prefix="home/group",
         ),
         gpio=GpioConfig(
             pin_factory="mock",
@@ -499,6 +503,9 @@ BAD = [
     ("mqtt.send_timeout", "30s", "integer expected, got string"),
     ("mqtt.send_retries", 11, "11 is out of range 0..10"),
     ("mqtt.notify_to", "owner@pbx", "not a SIP URI: 'owner@pbx'"),
+    ("mqtt.groups", "fleet", "array of strings expected, got string"),
+    ("mqtt.group_prefix", "sipagent/+", "'sipagent/+' must not contain '+' or '#'"),
+    ("mqtt.group_prefix", "", "must not be empty"),
     ("outbox", "outbox.db", "table expected, got string"),
     ("outbox.path", "", "must not be empty"),
     ("outbox.capacity", 0, "0 is out of range 1..10000000"),
@@ -552,6 +559,13 @@ def test_each_bad_value_is_reported_as_one_line(key: str, value: Any, problem: s
 
 # Bad values that take more than one key to set up: (edits, the one expected line).
 BAD_COMBINATIONS = [
+    (
+        {"mqtt.groups": ["porch", "Porch Lights"]},
+        "mqtt.groups[1]: 'Porch Lights': a group name must match [a-z0-9_-]+",
+    ),
+    ({"mqtt.groups": ["a/b"]}, "mqtt.groups[0]: 'a/b': a group name must match [a-z0-9_-]+"),
+    ({"mqtt.groups": ["all", "all"]}, "mqtt.groups[1]: group 'all' is listed twice"),
+    ({"mqtt.groups": ["all", 3]}, "mqtt.groups[1]: string expected, got integer"),
     (
         {"sip.password_file": "/nonexistent/pw"},
         "sip.password: set either password or password_file, not both",
