@@ -95,9 +95,7 @@ def test_a_fleet_registers_obeys_one_group_command_and_shows_its_presence(
 
         def seen(predicate) -> set[str]:  # type: ignore[no-untyped-def]
             return {
-                e["uri"]
-                for e in list(watcher.events)
-                if e.get("event") == "buddy" and predicate(e)
+                e["uri"] for e in list(watcher.events) if e.get("event") == "buddy" and predicate(e)
             }
 
         wait_until(
@@ -114,9 +112,7 @@ def test_a_fleet_registers_obeys_one_group_command_and_shows_its_presence(
         fleet.probe.publish(fleet.group_command, "presence busy")
         results = fleet.wait_results("presence busy")
         assert all(json.loads(m.payload)["ok"] for m in results.values())
-        wait_until(
-            lambda: seen(_is_busy) >= set(aors), 15, "the watcher to see every member busy"
-        )
+        wait_until(lambda: seen(_is_busy) >= set(aors), 15, "the watcher to see every member busy")
         # Each member answered each command once: results travel in order through each
         # member's outbox, so a second answer to `on lamp` would have come before this one.
         assert all(len(msgs) == 1 for msgs in fleet.results("on lamp").values())
