@@ -64,15 +64,18 @@ def _is_busy(event: dict[str, object]) -> bool:
     return event["basic"] == "open" and event["activity"] == "busy"
 
 
-def group_command(fleet: Fleet, command: str) -> tuple[float, dict[int, float]]:
-    """Publish `command` once to the group; (publish time, member -> seconds to its result)."""
+def group_command(fleet: Fleet, command: str) -> tuple[float, dict[int, float], float]:
+    """Publish `command` once to the group: (publish time, member -> seconds to its result,
+    the members' CPU time meanwhile in ms per member)."""
+    before = sum(s.cpu_s for s in fleet.stats())
     sent = time.time()
     fleet.probe.publish(fleet.group_command, command)
     results = fleet.wait_results(command, timeout=60)
+    cpu_ms = 1000 * (sum(s.cpu_s for s in fleet.stats()) - before) / fleet.count
     bad = {i: m.json() for i, m in results.items() if not m.json()["ok"]}
     if bad:
         raise SystemExit(f"{command!r} failed on members: {bad}")
-    return sent, {i: m.received - sent for i, m in results.items()}
+    return sent, {i: m.received - sent for i, m in results.items()}, cpu_ms
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
             )
             figures["watcher_all_online_s"] = round(time.time() - t1, 2)
 
-            _, lamp = group_command(fleet, "on lamp")
+            _, lamp, lamp_cpu = group_command(fleet, "on lamp")
             pins = sum(fleet.agent(i).pin(LAMP) for i in fleet.members)
             once = all(len(m) == 1 for m in fleet.results("on lamp").values())
             figures["on_lamp"] = {
@@ -120,9 +123,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
                 "pins_on": pins,
                 "last_result_s": round(max(lamp.values()), 3),
                 "p50_result_s": round(statistics.median(lamp.values()), 3),
+                "cpu_ms_per_member": round(lamp_cpu, 1),
             }
 
-            sent, busy_results = group_command(fleet, "presence busy")
+            sent, busy_results, busy_cpu = group_command(fleet, "presence busy")
 
             def all_busy() -> dict[str, float] | None:
                 found = buddies(watcher, _is_busy, sent)
@@ -133,6 +137,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
             figures["presence_busy"] = {
                 "results": len(busy_results),
                 "last_result_s": round(max(busy_results.values()), 3),
+                "cpu_ms_per_member": round(busy_cpu, 1),
                 "notifies": len(notify),
                 "notify_p50_s": round(statistics.median(notify), 3),
                 "notify_p99_s": round(pct(notify, 0.99), 3),
