@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+from lab.configs import agent_toml
 from lab.fleet import Fleet
 from lab.kamailio import numbered_users
+from lab.mqttprobe import MqttProbe
 from lab.waiting import wait_until
 from test_core import FakeMqtt, FakePins, FakeSip
 
@@ -117,3 +120,42 @@ def test_a_fleet_registers_obeys_one_group_command_and_shows_its_presence(
         # member's outbox, so a second answer to `on lamp` would have come before this one.
         assert all(len(msgs) == 1 for msgs in fleet.results("on lamp").values())
         assert all(len(msgs) == 1 for msgs in fleet.results("presence busy").values())
+
+
+def test_group_subscription_is_renewed_after_the_broker_restarts(
+    kamailio, mosquitto_factory, agent_factory, device_id
+) -> None:
+    broker = mosquitto_factory()
+    B = f"sipagent/{device_id}"
+    agent = agent_factory(
+        agent_toml(
+            kamailio,
+            mosquitto=broker,
+            device_id=device_id,
+            allow=("mqtt:local",),
+            mqtt_options={"groups": ["porch-lights"], "discovery_prefix": ""},
+        )
+    )
+    agent.wait_ready()
+    with MqttProbe(broker.host, broker.port, topics=(f"{B}/#",)) as probe:
+        probe.wait_for(f"{B}/availability", lambda m: m.payload == b"online", consume=False)
+        restarted = time.time()
+        broker.restart()
+        probe.wait_connected(connects=2)
+        # `online` comes after the subscriptions: from then on the group topic is heard. The
+        # broker is persistent: its retained `online` of before comes back with the retain flag,
+        # the agent's new one (live) without.
+        probe.wait_for(
+            f"{B}/availability",
+            lambda m: m.payload == b"online" and not m.retain and m.received > restarted,
+            timeout=15,
+        )
+        probe.publish("sipagent/group/porch-lights/command", "on lamp")
+        result = probe.wait_for(f"{B}/command/result").json()
+        assert result == {
+            "command": "on lamp",
+            "ok": True,
+            "result": "ok: lamp on",
+            "group": "porch-lights",
+        }
+        assert agent.pin(LAMP) is True
