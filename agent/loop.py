@@ -17,6 +17,7 @@ from agent.core import Agent
 from agent.events import MqttPublished
 from agent.gpio import Outputs
 from agent.health import Health, HealthPolicy
+from agent.heap import HeapTrimmer
 from agent.inbox import Inbox
 from agent.inputs import Inputs
 from agent.mqtt import MqttLink
@@ -94,6 +95,7 @@ class Runner:
         self.sip.listener = self.agent
         self.outputs.set_listener(self.agent.on_output_changed)
         self._signal_stop: str | None = None
+        self.heap = HeapTrimmer()
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop; safe from any thread and from a signal handler."""
@@ -141,6 +143,8 @@ class Runner:
                 # Round up: waking a little before a pulse's end would only wait again.
                 wait = min(wait, timer + 0.0005)
             self.sip.poll(int(wait * 1000 + 0.5))
+            self.heap.seen(self.sip.messages_received, now)
+            self.heap.due(now)
             for event in self.inbox.drain():
                 self.agent.handle(event)
             self.timers.run_due()

@@ -111,6 +111,7 @@ class SipStack:
         self._account: _Account | None = None
         self._log_writer = _LogWriter()
         self._sender = MessageSender()
+        self.messages_received = 0  # for agent.heap: when traffic stops, memory can go back
         self.calls = IncomingCalls()
         self._wake_sock: socket.socket | None = None
         self._unregistering = False
@@ -314,6 +315,7 @@ class SipStack:
         self.listener.on_registration(state)
 
     def _on_instant_message(self, prm: pj.OnInstantMessageParam) -> None:
+        self.messages_received += 1
         msg = IncomingMessage.new(
             from_uri=prm.fromUri,
             to_uri=prm.toUri,

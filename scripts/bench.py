@@ -62,6 +62,7 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[list, dict, dict, dic
         send = agentfigs.send_latency(work, kam, mq, args.samples)
         sustained = agentfigs.sustained(work, kam, mq, args.rate, args.sustain_seconds)
         idle = agentfigs.agent_idle(work, kam, mq, args.idle_seconds)
+        growth = agentfigs.memory_growth(work, mq, args.growth_messages, rate=2000)
     finally:
         kam.stop()
         mq.stop()
@@ -81,7 +82,7 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[list, dict, dict, dic
         "command -> reply": to_reply,
         "B/message/send -> peer": send,
     }
-    return rows, {**idle, "absorb_rate": absorb}, baresip, sustained, latencies
+    return rows, {**idle, "absorb_rate": absorb, "growth": growth}, baresip, sustained, latencies
 
 
 def main() -> int:
@@ -92,6 +93,7 @@ def main() -> int:
     args = parser.parse_args()
     args.runs, args.samples = (5, 100) if args.quick else (20, 1000)
     args.idle_seconds = 15.0 if args.quick else 60.0
+    args.growth_messages = 10_000 if args.quick else 100_000
     args.flood_seconds, args.rate, args.sustain_seconds = 3.0, 2000, 5.0
     with tempfile.TemporaryDirectory(prefix="sipagent-bench-") as tmp:
         rows, agent, baresip, sustained, latencies = measure(args, Path(tmp))
@@ -115,6 +117,12 @@ def main() -> int:
         ours, theirs = agent[key], baresip[key]
         ratio = f"{ours / theirs:.2f}" if theirs else "-"
         print(f"{name:46} {ours:>9.3f} {theirs:>9.3f} {ratio:>6}  {target}")
+    g = agent["growth"]
+    label = f"memory growth after {g['messages']} MESSAGEs (MB)"
+    growth = g["rss_after_mb"] - g["rss_before_mb"]
+    print(f"{label:46} {growth:>9.3f} {'':>9} {'':>6}  <= 5   ({g['rss_before_mb']:.1f} -> "
+          f"peak {g['rss_peak_mb']:.1f} -> {g['rss_after_mb']:.1f} MB after the quiet period, "
+          f"{g['relayed']} relayed)")  # fmt: skip
     print("\nresident memory by layer (cumulative, fresh interpreter):")
     layers = memory_layers(str(REPO))
     for label, mb in layers:

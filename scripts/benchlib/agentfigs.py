@@ -15,6 +15,8 @@ from lab.mosquitto import Mosquitto
 from lab.ports import free_port
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.heap import QUIET_S
+
 from .flood import FloodResult, absorb_rate
 from .procstat import idle_figures
 from .sipclient import RawSipClient
@@ -226,3 +228,43 @@ def agent_absorb(work: Path, seconds: float) -> tuple[int, list[FloodResult]]:
     result = absorb_rate(f"127.0.0.1:{port}", "agent", work, FLOOD_RATES, seconds)
     agent.close()
     return result
+
+
+def memory_growth(work: Path, mq: Mosquitto, count: int, rate: int) -> dict[str, float]:
+    """Resident memory idle, then after `count` MESSAGEs relayed (direct mode, outbox on)."""
+    port = free_port()
+    toml = agent_toml(
+        listen=f"127.0.0.1:{port}", mosquitto=mq, device_id="growth", log_level="warning",
+        on_forbidden="silent",
+    )  # fmt: skip
+    agent = AgentProcess(work / "growth", toml)
+    agent.wait_ready(30)
+    sub = Subscriber(mq, "sipagent/growth/message/in")
+    before = idle_figures(agent.proc.pid, 5.0, settle=2.0)["idle_rss_mb"]
+    # Straight to the agent (no proxy, no challenge): the agent's own memory is the question.
+    sender = RawSipClient("owner", "", "127.0.0.1", ("127.0.0.1", port))
+    start = time.monotonic()
+    for i in range(count):
+        while (due := start + i / rate - time.monotonic()) > 0:
+            while sender.receive(due) is not None:
+                due = 0
+            sender.retransmit()
+        sender.send_message(f"sip:agent@127.0.0.1:{port}", f"ok: growth {i}")
+    deadline = time.monotonic() + 60
+    while (sender.pending or sub.count < count) and time.monotonic() < deadline:
+        sender.receive(0.05)
+        sender.retransmit()
+    # pjsip keeps each transaction 32 s (Timer J); the agent trims the heap after that.
+    peak = idle_figures(agent.proc.pid, 1.0, settle=0.0)["idle_rss_mb"]
+    after = idle_figures(agent.proc.pid, 5.0, settle=QUIET_S + 5)["idle_rss_mb"]
+    relayed = len(sub.arrivals)
+    sub.close()
+    sender.close()
+    agent.close()
+    return {
+        "messages": count,
+        "relayed": relayed,
+        "rss_before_mb": before,
+        "rss_peak_mb": peak,
+        "rss_after_mb": after,
+    }
