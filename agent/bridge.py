@@ -33,6 +33,9 @@ class Link(Protocol):
     connected: bool
     session: int
 
+    @property
+    def broker(self) -> str: ...  # "host:port" connected to (or tried next)
+
     def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None: ...
 
     def publish_event(

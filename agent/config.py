@@ -13,6 +13,8 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agent.brokers import Broker
+
 DEFAULT_CONFIG_PATH = "/etc/sipagent/agent.toml"
 
 # A config that runs on any machine: no registrar, no broker, mock pins.
@@ -176,6 +178,9 @@ class MqttConfig:
     # Fleet commands: also heard on <group_prefix>/<name>/command for each name.
     groups: tuple[str, ...] = ()
     group_prefix: str = "sipagent/group"
+    # mqtt.hosts (or just mqtt.host:mqtt.port), the preferred first; agent.brokers has the policy.
+    brokers: tuple[Broker, ...] = ()
+    failback_s: int = 300  # look back at the preferred broker this often; 0: never
 
 
 @dataclass(frozen=True)

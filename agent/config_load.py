@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent import __version__
+from agent.brokers import Broker
 from agent.config import (
     Config,
     ConfigError,
@@ -203,9 +204,11 @@ def _mqtt(t: _Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
         else:
             t.problem("host", f"{host!r} is not a host name or IP address")
     tls = t.flag("tls", False)
+    port = t.integer("port", 8883 if tls else 1883, 1, 65535)
+    brokers = _brokers(t, host, port)
     mqtt = MqttConfig(
-        host=host or "",
-        port=t.integer("port", 8883 if tls else 1883, 1, 65535),
+        host=brokers[0].host if brokers else "",
+        port=port,
         username=t.text("username"),
         password=_secret(t, base_dir),
         client_id=t.text("client_id", f"sipagent-{device_id}") or "",
@@ -222,9 +225,47 @@ def _mqtt(t: _Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
         notify_to=_notify_to(t),
         groups=_groups(t),
         group_prefix=_topic(t, "group_prefix", "sipagent/group"),
+        brokers=brokers,
+        failback_s=t.integer("failback", 300, 0, 86400),
     )
     t.finish()
-    return mqtt if host is not None else None  # [mqtt] without a host: MQTT is off
+    # [mqtt] without a host: MQTT is off
+    return mqtt if host is not None or "hosts" in t.raw else None
+
+
+def _brokers(t: _Table, host: str | None, port: int) -> tuple[Broker, ...]:
+    """mqtt.hosts (each "host" or "host:port", port defaulting to mqtt.port), or mqtt.host."""
+    entries = t.texts("hosts")
+    if "hosts" not in t.raw:
+        return (Broker(host, port),) if host else ()
+    if host is not None:
+        t.problem("hosts", "set either mqtt.host or mqtt.hosts, not both")
+    if not entries and isinstance(t.raw["hosts"], list):
+        t.problem("hosts", "must list at least one broker")
+    brokers: list[Broker] = []
+    for path, entry in entries:
+        broker = _broker(entry, port)
+        if isinstance(broker, str):
+            t.problems.append(f"{path}: {broker}")
+        elif broker in brokers:
+            t.problems.append(f"{path}: {entry!r} is listed twice")
+        else:
+            brokers.append(broker)
+    return tuple(brokers)
+
+
+def _broker(entry: str, default_port: int) -> Broker | str:
+    """The broker of one mqtt.hosts entry, or what is wrong with it."""
+    if is_host(entry):  # a bare IPv6 address has colons but no port
+        return Broker(entry, default_port)
+    bad = f"{entry!r} is not a broker: host or host:port, port 1..65535 ([v6]:port for IPv6)"
+    try:
+        host, port = split_host_port(entry)
+    except ValueError:
+        return bad
+    if port == 0:
+        return bad
+    return Broker(host, port)
 
 
 def _groups(t: _Table) -> tuple[str, ...]:

@@ -123,7 +123,9 @@ class Agent:
         return f"{sip}; {mqtt}"
 
     def _mqtt_word(self) -> str:
-        return "connected" if self.mqtt is not None and self.mqtt.connected else "disconnected"
+        if self.mqtt is None or not self.mqtt.connected:
+            return "disconnected"
+        return f"connected to {self.mqtt.broker}"  # which of mqtt.hosts, after a failover
 
     # -- SIP callbacks ----------------------------------------------------------------
 

@@ -4,6 +4,10 @@ Delivery order is the agent's job, not paho's (FIELD-NOTES.md: paho re-sends wha
 holds after a reconnect, not always in order, and loses it when the process dies). So this
 link publishes only while a connection is up, and when one drops it makes paho forget every
 unacknowledged publish: the outbox sends those again, in its own order, on the next connect.
+
+With several brokers (mqtt.hosts) the link also picks the broker: agent.brokers decides,
+paho's thread moves on after each failure, and a small thread looks back at the preferred
+broker while connected elsewhere.
 """
 
 from __future__ import annotations
@@ -19,12 +23,16 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from agent.brokers import Broker, BrokerChoice
 from agent.config import MqttConfig
 from agent.events import MqttConnected, MqttDisconnected, MqttMessage, MqttPublished
 from agent.inbox import Inbox
 from agent.topics import Topics, ha_status_topic
 
 log = logging.getLogger(__name__)
+
+# How long the failback check waits for the preferred broker to accept a TCP connection.
+PROBE_TIMEOUT_S = 5.0
 
 ONLINE, OFFLINE = b"online", b"offline"
 
@@ -41,6 +49,16 @@ class MqttLink:
         # Guards `connected` against paho's thread: a publish either happens before the
         # disconnect callback wipes paho's queue, or is refused after it.
         self._lock = threading.Lock()
+        brokers = config.brokers or (Broker(config.host, config.port),)
+        self._choice = BrokerChoice(brokers, config.failback_s)  # under _lock
+        self._switching = False  # a failback closed the connection on purpose
+        self._stopping = threading.Event()
+        self._wake = threading.Event()  # a connect changed when to look back
+        self._failback: threading.Thread | None = None
+        if len(brokers) > 1 and config.failback_s > 0:
+            self._failback = threading.Thread(
+                target=self._failback_loop, name="mqtt-failback", daemon=True
+            )
         client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=config.client_id, clean_session=True
         )
@@ -57,25 +75,39 @@ class MqttLink:
         client.max_inflight_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         self._client = client
 
+    @property
+    def broker(self) -> str:
+        """The broker connected to, or being tried next."""
+        with self._lock:
+            return str(self._choice.current)
+
     def start(self) -> None:
-        self._client.connect_async(self.config.host, self.config.port, self.config.keepalive)
+        broker = self._choice.current
+        self._client.connect_async(broker.host, broker.port, self.config.keepalive)
         self._client.loop_start()
-        log.info("MQTT connecting to %s:%d", self.config.host, self.config.port)
+        if self._failback is not None:
+            self._failback.start()
+        log.info("MQTT connecting to %s", broker)
 
     def stop(self) -> None:
         """Say goodbye (availability offline) and stop the network thread."""
+        self._stopping.set()  # before the goodbye: it must not be taken for a stale will
         if self.connected:
             info = self._client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=1.0)
             except (RuntimeError, ValueError) as err:
                 log.warning("MQTT goodbye not confirmed: %s", err)
+        self._wake.set()
         self._client.disconnect()
         self._client.loop_stop()
+        if self._failback is not None and self._failback.is_alive():
+            self._failback.join(timeout=PROBE_TIMEOUT_S + 1)
 
     def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
         """Publish state now, or drop it while disconnected: state is announced on connect."""
@@ -102,7 +134,8 @@ class MqttLink:
         self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
     ) -> None:
         if rc.is_failure:
-            log.warning("MQTT broker %s refused the connection: %s", self.config.host, rc)
+            # The broker closes the connection next: _on_disconnect moves on.
+            log.warning("MQTT broker %s refused the connection: %s", self.broker, rc)
             return
         # Subscriptions do not survive a reconnect with a clean session: renew them here,
         # before `online`: the broker handles our packets in order, so whoever sees
@@ -113,7 +146,8 @@ class MqttLink:
             # (40 ms on Linux) whenever the previous one is still unacknowledged.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        topics = list(self.topics.subscriptions())
+        # Our own availability too: see _on_message.
+        topics = [*self.topics.subscriptions(), self.topics.availability]
         if self.config.discovery_prefix:
             topics.append(ha_status_topic(self.config.discovery_prefix))
         client.subscribe([(t, self.config.qos) for t in topics])
@@ -121,7 +155,10 @@ class MqttLink:
         with self._lock:
             self.connected = True
             self.session += 1
-        log.info("MQTT connected to %s:%d", self.config.host, self.config.port)
+            self._choice.connected()
+            broker = self._choice.current
+        self._wake.set()
+        log.info("MQTT connected to %s", broker)
         self._inbox.put(MqttConnected())
 
     def _on_disconnect(
@@ -131,11 +168,76 @@ class MqttLink:
             was = self.connected
             self.connected = False
             _forget_unacknowledged(client)
+            lost = self._choice.current
+            if self._switching:
+                self._switching = False  # already pointed at the preferred broker
+            else:
+                self._next_broker(client)
+            following = self._choice.current
         if was:
-            log.warning("MQTT connection to %s lost: %s", self.config.host, rc)
+            log.warning("MQTT connection to %s lost: %s; next try %s", lost, rc, following)
             self._inbox.put(MqttDisconnected(str(rc)))
 
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        with self._lock:
+            failed = self._choice.current
+            self._next_broker(client)
+            following = self._choice.current
+        log.info("MQTT broker %s unreachable; next try %s", failed, following)
+
+    def _next_broker(self, client: paho.Client) -> None:
+        """Point paho's next reconnect (after its backoff) at the next broker (lock held)."""
+        broker = self._choice.failed()
+        # paho's `host` setter refuses while a connection is still being torn down, and
+        # its own reconnect only ever retries the same host: set what reconnect() reads.
+        client._host = broker.host
+        client._port = broker.port
+
+    # -- the failback thread -------------------------------------------------------------
+
+    def _failback_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._lock:
+                delay = self._choice.failback_in() if self.connected else None
+            if delay is None or delay > 0:
+                self._wake.wait(delay)
+                self._wake.clear()
+                continue
+            preferred = self._choice.preferred
+            accepts = _accepts(preferred)
+            with self._lock:
+                if self._stopping.is_set() or not self.connected:
+                    continue
+                if self._choice.failback_in() != 0:
+                    continue  # the connection changed while we looked
+                if not accepts:
+                    self._choice.failback_refused()
+                    log.info("MQTT preferred broker %s still unreachable", preferred)
+                    continue
+                current = self._choice.current
+                self._choice.fail_back()
+                self._switching = True
+                self._client._host = preferred.host
+                self._client._port = preferred.port
+                sock = self._client.socket()
+            log.warning("MQTT failing back from %s to the preferred broker %s", current, preferred)
+            if sock is not None:
+                # Not SSLSocket.shutdown: that unwraps TLS under paho's reading thread. paho
+                # sees the end of the stream, reports the disconnect and reconnects to the
+                # preferred broker; the old one publishes our will (offline) there.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if message.topic == self.topics.availability:
+            # A live (not retained) `offline` while we are connected is the will of an earlier
+            # connection arriving late: from a bridged or clustered broker after a failover,
+            # or a broker noticing a half-open connection only now. It would leave the
+            # retained state wrong; say `online` again.
+            if message.payload == OFFLINE and not message.retain and not self._stopping.is_set():
+                log.info("MQTT stale will (offline) seen on %s: online again", message.topic)
+                client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+            return
         self._inbox.put(MqttMessage(message.topic, message.payload))
 
     def _on_publish(
@@ -143,6 +245,15 @@ class MqttLink:
     ) -> None:
         # Called with paho's message lock held: post, nothing more.
         self._inbox.put(MqttPublished(mid))
+
+
+def _accepts(broker: Broker) -> bool:
+    """Whether the broker accepts a TCP connection now."""
+    try:
+        with socket.create_connection((broker.host, broker.port), timeout=PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
 
 
 def _forget_unacknowledged(client: paho.Client) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from agent import __version__
+from agent.brokers import Broker
 from agent.config import (
     EMBEDDED_DEFAULT,
     AccessConfig,
@@ -286,6 +287,8 @@ def test_a_full_config_builds_the_model(tmp_path: Path) -> None:
             notify_to="sip:Owner@pbx.example.org",
             groups=("porch-lights", "all"),
             group_prefix="home/group",
+            brokers=(Broker("broker.lan", 8884),),
+            failback_s=300,
         ),
         gpio=GpioConfig(
             pin_factory="mock",
@@ -378,6 +381,7 @@ def test_derived_defaults() -> None:
         send_timeout_s=30,
         send_retries=2,
         notify_to=None,
+        brokers=(Broker("localhost", 8883),),
     )
     assert config.gpio.output("gate") == OutputConfig(
         "gate", "GPIO17", True, True, True, False, 100, 0, 100, 1.0, 60.0
@@ -390,6 +394,72 @@ def test_an_mqtt_table_without_host_means_no_mqtt_but_is_still_checked() -> None
     assert problems_of(edited({"mqtt.host": DELETE, "mqtt.qos": 3})) == (
         "mqtt.qos: 3 is out of range 0..2",
     )
+
+
+def test_mqtt_hosts_lists_brokers_in_order_with_the_default_port() -> None:
+    config = parse_config(
+        edited(
+            {
+                "mqtt.host": DELETE,
+                "mqtt.port": 1884,
+                "mqtt.hosts": ["a.lan:1883", "b.lan", "10.0.0.3:8883", "[::1]:1885", "::2"],
+                "mqtt.failback": 60,
+            }
+        )
+    )
+    assert config.mqtt is not None
+    assert config.mqtt.brokers == (
+        Broker("a.lan", 1883),
+        Broker("b.lan", 1884),
+        Broker("10.0.0.3", 8883),
+        Broker("::1", 1885),
+        Broker("::2", 1884),
+    )
+    assert (config.mqtt.host, config.mqtt.failback_s) == ("a.lan", 60)
+    assert [str(b) for b in config.mqtt.brokers[3:]] == ["[::1]:1885", "[::2]:1884"]
+
+
+def test_mqtt_host_alone_is_one_broker_and_failback_defaults_to_300() -> None:
+    config = parse_config(edited({}))
+    assert config.mqtt is not None
+    assert config.mqtt.brokers == (Broker(config.mqtt.host, config.mqtt.port),)
+    assert config.mqtt.failback_s == 300
+
+
+BAD = "is not a broker: host or host:port, port 1..65535 ([v6]:port for IPv6)"
+
+
+@pytest.mark.parametrize(
+    ("edits", "problems"),
+    [
+        (
+            {"mqtt.hosts": ["a.lan", "b.lan"]},
+            ("mqtt.hosts: set either mqtt.host or mqtt.hosts, not both",),
+        ),
+        ({"mqtt.host": DELETE, "mqtt.hosts": []}, ("mqtt.hosts: must list at least one broker",)),
+        (
+            {"mqtt.host": DELETE, "mqtt.hosts": "a.lan,b.lan"},
+            ("mqtt.hosts: array of strings expected, got string",),
+        ),
+        (
+            {"mqtt.host": DELETE, "mqtt.hosts": ["a.lan", 1883, "mqtt://b", "c:0", "d:70000"]},
+            (
+                "mqtt.hosts[1]: string expected, got integer",
+                f"mqtt.hosts[2]: 'mqtt://b' {BAD}",
+                f"mqtt.hosts[3]: 'c:0' {BAD}",
+                f"mqtt.hosts[4]: 'd:70000' {BAD}",
+            ),
+        ),
+        (
+            {"mqtt.host": DELETE, "mqtt.port": 1883, "mqtt.hosts": ["a.lan", "a.lan:1883"]},
+            ("mqtt.hosts[1]: 'a.lan:1883' is listed twice",),
+        ),
+        ({"mqtt.failback": -1}, ("mqtt.failback: -1 is out of range 0..86400",)),
+        ({"mqtt.failback": "5m"}, ("mqtt.failback: integer expected, got string",)),
+    ],
+)
+def test_mqtt_hosts_problems(edits: dict[str, Any], problems: tuple[str, ...]) -> None:
+    assert problems_of(edited(edits)) == problems
 
 
 def test_the_embedded_default_is_valid() -> None:

@@ -54,6 +54,7 @@ class FakeSip:
 class FakeMqtt:
     connected = True
     session = 1
+    broker = "broker:1883"
 
     def __init__(self) -> None:
         self.published: list[tuple[str, str, bool]] = []

@@ -216,6 +216,7 @@ class FakePins:
 
 class FakeMqtt:
     connected = True
+    broker = "broker:1883"
 
     def __init__(self) -> None:
         self.published: list[tuple[str, str, bool]] = []
