@@ -119,3 +119,23 @@ def _pending(db: Path) -> int:
         return -1
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
         return int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+
+def test_starts_on_the_next_broker_when_the_first_is_down_and_corrects_a_late_will(
+    kamailio, mosquitto_factory, agent_factory, device_id
+):
+    availability = f"sipagent/{device_id}/availability"
+    first, second = mosquitto_factory(), mosquitto_factory()
+    first.stop()
+    agent = agent_factory(_hosts_toml(kamailio, [first, second], device_id))
+    agent.wait_ready()
+    wait_until(lambda: _connected_to(agent, second), 20, "the agent on B, A being down")
+
+    # A will of an earlier connection arriving late (from a bridged broker, say) must not
+    # leave consumers with `offline` while the agent is connected.
+    with MqttProbe(second.host, second.port, [availability]) as probe:
+        probe.wait_for(availability, lambda m: m.payload == b"online")
+        probe.publish(availability, b"offline", retain=True)  # as a will is
+        probe.wait_for(availability, lambda m: m.payload == b"online" and not m.retain)
+    with MqttProbe(second.host, second.port, [availability]) as fresh:
+        fresh.wait_for(availability, lambda m: m.retain and m.payload == b"online")
