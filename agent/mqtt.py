@@ -107,7 +107,7 @@ class MqttLink:
         self._client.disconnect()
         self._client.loop_stop()
         if self._failback is not None and self._failback.is_alive():
-            self._failback.join(timeout=PROBE_TIMEOUT_S + 1)
+            self._failback.join(timeout=1.0)  # a probe under way ends on its own
 
     def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
         """Publish state now, or drop it while disconnected: state is announced on connect."""
