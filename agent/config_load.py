@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent import __version__
-from agent.brokers import Broker
 from agent.config import (
     Config,
     ConfigError,
@@ -36,6 +35,7 @@ from agent.config import (
     parse_pin,
     split_host_port,
 )
+from agent.config_brokers import read_brokers
 from agent.config_presence import input_config, presence_config
 from agent.durations import InvalidDuration, parse_duration
 from agent.sipuri import InvalidSipUri, SipUri, address_of_record, parse_sip_uri
@@ -205,7 +205,7 @@ def _mqtt(t: _Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
             t.problem("host", f"{host!r} is not a host name or IP address")
     tls = t.flag("tls", False)
     port = t.integer("port", 8883 if tls else 1883, 1, 65535)
-    brokers = _brokers(t, host, port)
+    brokers = read_brokers(t, host, port)
     mqtt = MqttConfig(
         host=brokers[0].host if brokers else "",
         port=port,
@@ -231,41 +231,6 @@ def _mqtt(t: _Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
     t.finish()
     # [mqtt] without a host: MQTT is off
     return mqtt if host is not None or "hosts" in t.raw else None
-
-
-def _brokers(t: _Table, host: str | None, port: int) -> tuple[Broker, ...]:
-    """mqtt.hosts (each "host" or "host:port", port defaulting to mqtt.port), or mqtt.host."""
-    entries = t.texts("hosts")
-    if "hosts" not in t.raw:
-        return (Broker(host, port),) if host else ()
-    if host is not None:
-        t.problem("hosts", "set either mqtt.host or mqtt.hosts, not both")
-    if not entries and isinstance(t.raw["hosts"], list):
-        t.problem("hosts", "must list at least one broker")
-    brokers: list[Broker] = []
-    for path, entry in entries:
-        broker = _broker(entry, port)
-        if isinstance(broker, str):
-            t.problems.append(f"{path}: {broker}")
-        elif broker in brokers:
-            t.problems.append(f"{path}: {entry!r} is listed twice")
-        else:
-            brokers.append(broker)
-    return tuple(brokers)
-
-
-def _broker(entry: str, default_port: int) -> Broker | str:
-    """The broker of one mqtt.hosts entry, or what is wrong with it."""
-    if is_host(entry):  # a bare IPv6 address has colons but no port
-        return Broker(entry, default_port)
-    bad = f"{entry!r} is not a broker: host or host:port, port 1..65535 ([v6]:port for IPv6)"
-    try:
-        host, port = split_host_port(entry)
-    except ValueError:
-        return bad
-    if port == 0:
-        return bad
-    return Broker(host, port)
 
 
 def _groups(t: _Table) -> tuple[str, ...]:
