@@ -1,7 +1,6 @@
 """Reading [access] and [calls]: who may do what, one-time code secrets, call handling.
 
-Kept apart from `agent.config_load` (whose `_Table` it uses) because rights are a concept
-of their own; the same rules apply: every problem is noted as `key: problem`.
+Kept apart from `agent.config_load` because rights are a concept of their own; the same rules apply: every problem is noted as `key: problem`.
 """
 
 from __future__ import annotations
@@ -9,19 +8,17 @@ from __future__ import annotations
 import os
 
 from agent.config import AccessConfig, CallConfig, GpioConfig, UserRights
-from agent.config_load import _MQTT_IDENTITY, _NAME, _resolve, _Table
+from agent.config_table import MQTT_IDENTITY, NAME, Table, resolve_path
 from agent.sipuri import InvalidSipUri, address_of_record
 from agent.totp import InvalidSecret, decode_secret
 
 
-def read_access(t: _Table, base_dir: str | None) -> AccessConfig:
+def read_access(t: Table, base_dir: str | None) -> AccessConfig:
     allow: list[str] = []
     for path, text in t.texts("allow"):
         try:
             # An MQTT identity (mqtt.identity, for B/command) is named as it is configured.
-            aor = (
-                text.strip() if _MQTT_IDENTITY.fullmatch(text.strip()) else address_of_record(text)
-            )
+            aor = text.strip() if MQTT_IDENTITY.fullmatch(text.strip()) else address_of_record(text)
         except InvalidSipUri as err:
             t.problems.append(f"{path}: {err}")
             continue
@@ -42,7 +39,7 @@ def read_access(t: _Table, base_dir: str | None) -> AccessConfig:
     return access
 
 
-def _users(t: _Table, allow: list[str], base_dir: str | None) -> tuple[UserRights, ...]:
+def _users(t: Table, allow: list[str], base_dir: str | None) -> tuple[UserRights, ...]:
     """access.users."<identity>": rights of one sender (keys are URIs, so quoted in TOML)."""
     from agent.commands import COMMANDS  # the language names the commands rights refer to
 
@@ -53,10 +50,10 @@ def _users(t: _Table, allow: list[str], base_dir: str | None) -> tuple[UserRight
     for key in outer.raw:
         if outer.table(key) is None:
             continue
-        sub = _Table(t.problems, f"{outer.path}.{json_key(key)}", outer.raw[key])
+        sub = Table(t.problems, f"{outer.path}.{json_key(key)}", outer.raw[key])
         try:
             identity = (
-                key.strip() if _MQTT_IDENTITY.fullmatch(key.strip()) else address_of_record(key)
+                key.strip() if MQTT_IDENTITY.fullmatch(key.strip()) else address_of_record(key)
             )
         except InvalidSipUri as err:
             outer.problem(json_key(key), str(err))
@@ -80,17 +77,17 @@ def _users(t: _Table, allow: list[str], base_dir: str | None) -> tuple[UserRight
 
 def json_key(key: str) -> str:
     """A table key as TOML writes it when it needs quotes (URIs have dots and colons)."""
-    return key if _NAME.fullmatch(key) else '"' + key.replace('"', '\\"') + '"'
+    return key if NAME.fullmatch(key) else '"' + key.replace('"', '\\"') + '"'
 
 
-def _names(t: _Table, key: str) -> tuple[str, ...] | None:
+def _names(t: Table, key: str) -> tuple[str, ...] | None:
     if key not in t.raw:
         t.value(key, "array of strings", (list,))  # marks the key as known
         return None
     return tuple(dict.fromkeys(text.strip().lower() for _, text in t.texts(key)))
 
 
-def _totp_secret(t: _Table, base_dir: str | None) -> bytes | None:
+def _totp_secret(t: Table, base_dir: str | None) -> bytes | None:
     """`totp_secret` (base32), or the contents of `totp_secret_file` (systemd credentials first)."""
     inline = t.text("totp_secret")
     file = t.text("totp_secret_file")
@@ -100,7 +97,7 @@ def _totp_secret(t: _Table, base_dir: str | None) -> bytes | None:
     key, text = "totp_secret", inline
     if file is not None:
         key = "totp_secret_file"
-        path = _resolve(file, os.environ.get("CREDENTIALS_DIRECTORY") or base_dir)
+        path = resolve_path(file, os.environ.get("CREDENTIALS_DIRECTORY") or base_dir)
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
@@ -143,7 +140,7 @@ def check_output_names(
             problems.append(f"calls.action: unknown output {target!r} (outputs: {known})")
 
 
-def read_calls(t: _Table) -> CallConfig:
+def read_calls(t: Table) -> CallConfig:
     calls = CallConfig(
         reject_code=t.integer("reject_code", 603, 300, 699),
         action=t.text("action"),

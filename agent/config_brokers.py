@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from agent.brokers import Broker
 from agent.config import is_host, split_host_port
-
-if TYPE_CHECKING:
-    from agent.config_load import _Table
+from agent.config_table import Table
 
 
-def read_brokers(t: _Table, host: str | None, port: int) -> tuple[Broker, ...]:
+def read_brokers(t: Table, host: str | None, port: int) -> tuple[Broker, ...]:
     """mqtt.hosts (each "host" or "host:port", port defaulting to mqtt.port), or mqtt.host."""
     entries = t.texts("hosts")
     if "hosts" not in t.raw:

@@ -1,14 +1,12 @@
-"""Reading TOML into the Config tree: every default and every check lives here.
+"""Reading TOML into the Config tree: every default and every check lives here, or in a
+config_* companion for a concept of its own (access, presence, brokers).
 
-Each table is read key by key through `_Table`, which notes a problem instead of stopping, so one
-run reports everything wrong with a file. A key that is read is a known key; whatever is left in a
-table afterwards is reported as unknown, with the closest known key as a suggestion.
+Each table is read key by key through `agent.config_table.Table`, which notes a problem
+instead of stopping, so one run reports everything wrong with a file.
 """
 
 from __future__ import annotations
 
-import datetime
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -35,44 +33,33 @@ from agent.config import (
     parse_pin,
     split_host_port,
 )
+from agent.config_access import check_output_names, read_access, read_calls
 from agent.config_brokers import read_brokers
 from agent.config_presence import input_config, presence_config
+from agent.config_table import NAME, Table, resolve_path
 from agent.durations import InvalidDuration, parse_duration
-from agent.sipuri import InvalidSipUri, SipUri, address_of_record, parse_sip_uri
-
-_MQTT_IDENTITY = re.compile(r"mqtt:[A-Za-z0-9_.-]+")
-_NAME = re.compile(r"[a-z0-9_-]+")
-_TOML_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (
-    (bool, "boolean"),  # before int: bool is an int subclass
-    (str, "string"),
-    (int, "integer"),
-    (float, "float"),
-    (list, "array"),
-    (dict, "table"),
-    ((datetime.date, datetime.time), "date/time"),
-)
+from agent.sipuri import InvalidSipUri, address_of_record, parse_sip_uri
 
 
 def build_config(raw: Mapping[str, Any], *, source: str, base_dir: str | None) -> Config:
     """Validate parsed TOML and build the Config; raise ConfigError listing every problem."""
-    # [access] and [calls] are read in their own module, which uses this module's _Table.
-    from agent.config_access import check_output_names, read_access, read_calls
+    # [access] and [calls] are read in their own module, which uses this module's Table.
 
     problems: list[str] = []
-    root = _Table(problems, "", raw)
-    device = _device(root.table("device", required=True) or _Table.detached("device"))
-    sip = _sip(root.table("sip", required=True) or _Table.detached("sip"), base_dir)
-    access = read_access(root.table("access") or _Table.detached("access"), base_dir)
+    root = Table(problems, "", raw)
+    device = _device(root.table("device", required=True) or Table.detached("device"))
+    sip = _sip(root.table("sip", required=True) or Table.detached("sip"), base_dir)
+    access = read_access(root.table("access") or Table.detached("access"), base_dir)
     mqtt_table = root.table("mqtt")
     mqtt = _mqtt(mqtt_table, device.id, base_dir) if mqtt_table else None
-    gpio = _gpio(root.table("gpio") or _Table.detached("gpio"))
-    log = _log(root.table("log") or _Table.detached("log"))
-    calls = read_calls(root.table("calls") or _Table.detached("calls"))
+    gpio = _gpio(root.table("gpio") or Table.detached("gpio"))
+    log = _log(root.table("log") or Table.detached("log"))
+    calls = read_calls(root.table("calls") or Table.detached("calls"))
     # Not detached: presence_config also reports problems spanning tables (sip.presence).
-    presence_table = root.table("presence") or _Table(problems, "presence", {})
+    presence_table = root.table("presence") or Table(problems, "presence", {})
     presence = presence_config(presence_table, sip, gpio)
-    watchdog = _watchdog(root.table("watchdog") or _Table.detached("watchdog"))
-    outbox = _outbox(root.table("outbox") or _Table.detached("outbox"), base_dir)
+    watchdog = _watchdog(root.table("watchdog") or Table.detached("watchdog"))
+    outbox = _outbox(root.table("outbox") or Table.detached("outbox"), base_dir)
     root.finish()
     check_output_names(problems, access, gpio, calls)
     if problems:
@@ -80,9 +67,9 @@ def build_config(raw: Mapping[str, Any], *, source: str, base_dir: str | None) -
     return Config(device, sip, access, mqtt, gpio, log, calls, watchdog, source, presence, outbox)
 
 
-def _device(t: _Table) -> DeviceConfig:
+def _device(t: Table) -> DeviceConfig:
     device_id = t.text("id", required=True)
-    if device_id is not None and not _NAME.fullmatch(device_id):
+    if device_id is not None and not NAME.fullmatch(device_id):
         t.problem("id", f"{device_id!r} must match [a-z0-9_-]+")
     device_id = device_id or "sipagent"
     name = t.text("name", device_id)
@@ -90,7 +77,7 @@ def _device(t: _Table) -> DeviceConfig:
     return DeviceConfig(id=device_id, name=name or device_id)
 
 
-def _sip(t: _Table, base_dir: str | None) -> SipConfig:
+def _sip(t: Table, base_dir: str | None) -> SipConfig:
     uri = t.sip_uri("uri", required=True)
     if uri is not None and uri.user is None:
         t.problem("uri", f"{str(uri)!r} has no user part (e.g. 'sip:porch@{uri.hostport}')")
@@ -131,7 +118,7 @@ def _sip(t: _Table, base_dir: str | None) -> SipConfig:
 SYSTEM_CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
 
-def _sip_tls(t: _Table, transport: str, base_dir: str | None) -> SipTlsConfig:
+def _sip_tls(t: Table, transport: str, base_dir: str | None) -> SipTlsConfig:
     defaults = SipTlsConfig()
     ca_file = _existing_file(t, "ca_file", base_dir)
     verify = t.flag("verify", defaults.verify)
@@ -151,7 +138,7 @@ def _sip_tls(t: _Table, transport: str, base_dir: str | None) -> SipTlsConfig:
     return SipTlsConfig(ca_file, verify, cert_file, key_file)
 
 
-def _sip_nat(t: _Table) -> SipNatConfig:
+def _sip_nat(t: Table) -> SipNatConfig:
     defaults = SipNatConfig()
     stun = t.text("stun")
     if stun is not None:
@@ -171,7 +158,7 @@ def _sip_nat(t: _Table) -> SipNatConfig:
     return nat
 
 
-def _sip_recovery(t: _Table) -> SipRecoveryConfig:
+def _sip_recovery(t: Table) -> SipRecoveryConfig:
     defaults = SipRecoveryConfig()
     retry_min = t.integer("retry_min_s", defaults.retry_min_s, 1, 3600)
     retry_max = t.integer("retry_max_s", defaults.retry_max_s, 1, 3600)
@@ -187,7 +174,7 @@ def _sip_recovery(t: _Table) -> SipRecoveryConfig:
     return recovery
 
 
-def _listen(t: _Table, default: str) -> tuple[str, int]:
+def _listen(t: Table, default: str) -> tuple[str, int]:
     text = t.text("listen", default) or default
     try:
         return split_host_port(text)
@@ -196,7 +183,7 @@ def _listen(t: _Table, default: str) -> tuple[str, int]:
         return split_host_port(default)
 
 
-def _mqtt(t: _Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
+def _mqtt(t: Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
     host = t.text("host")
     if host is not None and not is_host(host):
         if re.fullmatch(r".+:\d+", host):
@@ -233,11 +220,11 @@ def _mqtt(t: _Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
     return mqtt if host is not None or "hosts" in t.raw else None
 
 
-def _groups(t: _Table) -> tuple[str, ...]:
+def _groups(t: Table) -> tuple[str, ...]:
     """mqtt.groups: the fleets this agent belongs to, each a plain topic level."""
     names: list[str] = []
     for path, name in t.texts("groups"):
-        if not _NAME.fullmatch(name):
+        if not NAME.fullmatch(name):
             t.problems.append(f"{path}: {name!r}: a group name must match [a-z0-9_-]+")
         elif name in names:
             t.problems.append(f"{path}: group {name!r} is listed twice")
@@ -246,7 +233,7 @@ def _groups(t: _Table) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _notify_to(t: _Table) -> str | None:
+def _notify_to(t: Table) -> str | None:
     text = t.text("notify_to")
     if text is None:
         return None
@@ -257,10 +244,10 @@ def _notify_to(t: _Table) -> str | None:
         return None
 
 
-def _outbox(t: _Table, base_dir: str | None) -> OutboxConfig:
+def _outbox(t: Table, base_dir: str | None) -> OutboxConfig:
     path = t.text("path")
     outbox = OutboxConfig(
-        path=_resolve(path, base_dir) if path is not None else None,
+        path=resolve_path(path, base_dir) if path is not None else None,
         capacity=t.integer("capacity", 10000, 1, 10_000_000),
         when_full=t.choice("when_full", ("drop_oldest", "refuse"), "drop_oldest"),
         synchronous=t.choice("synchronous", ("normal", "full"), "normal"),
@@ -269,17 +256,17 @@ def _outbox(t: _Table, base_dir: str | None) -> OutboxConfig:
     return outbox
 
 
-def _existing_file(t: _Table, key: str, base_dir: str | None) -> str | None:
+def _existing_file(t: Table, key: str, base_dir: str | None) -> str | None:
     path = t.text(key)
     if path is None:
         return None
-    path = _resolve(path, base_dir)
+    path = resolve_path(path, base_dir)
     if not os.path.isfile(path):
         t.problem(key, f"no such file {path!r}")
     return path
 
 
-def _topic(t: _Table, key: str, default: str, *, empty_ok: bool = False) -> str:
+def _topic(t: Table, key: str, default: str, *, empty_ok: bool = False) -> str:
     topic = t.text(key, default, empty_ok=empty_ok)
     if topic is None:
         return default
@@ -292,7 +279,7 @@ def _topic(t: _Table, key: str, default: str, *, empty_ok: bool = False) -> str:
     return topic
 
 
-def _identity(t: _Table, key: str, default: str) -> str:
+def _identity(t: Table, key: str, default: str) -> str:
     identity = t.text(key, default) or default
     if not identity.lower().startswith(("sip:", "sips:")) and "<" not in identity:
         return identity
@@ -303,7 +290,7 @@ def _identity(t: _Table, key: str, default: str) -> str:
         return identity
 
 
-def _gpio(t: _Table) -> GpioConfig:
+def _gpio(t: Table) -> GpioConfig:
     factories = ("auto", "lgpio", "rpigpio", "pigpio", "native", "mock")
     pin_factory = t.choice("pin_factory", factories, "auto")
     used: dict[str, str] = {}  # pin -> the key that claimed it first
@@ -351,7 +338,7 @@ def _gpio(t: _Table) -> GpioConfig:
     return GpioConfig(pin_factory, tuple(outputs), tuple(inputs))
 
 
-def _duration(t: _Table, key: str, default: float, low: float, high: float) -> float:
+def _duration(t: Table, key: str, default: float, low: float, high: float) -> float:
     """A duration: "500ms", "2s", "1m", or a number of seconds."""
     value = t.value(key, "duration (e.g. '2s') or seconds", (str, int, float))
     if value is None:
@@ -367,7 +354,7 @@ def _duration(t: _Table, key: str, default: float, low: float, high: float) -> f
     return seconds
 
 
-def _claim_pin(t: _Table, used: dict[str, str]) -> str:
+def _claim_pin(t: Table, used: dict[str, str]) -> str:
     value = t.value("pin", "string or integer", (str, int), True)
     if value is None:
         return ""
@@ -383,13 +370,13 @@ def _claim_pin(t: _Table, used: dict[str, str]) -> str:
     return pin
 
 
-def _log(t: _Table) -> LogConfig:
+def _log(t: Table) -> LogConfig:
     level = t.choice("level", ("debug", "info", "warning", "error"), "info")
     t.finish()
     return LogConfig(level=level)
 
 
-def _watchdog(t: _Table) -> WatchdogConfig:
+def _watchdog(t: Table) -> WatchdogConfig:
     watchdog = WatchdogConfig(
         registration_grace_s=t.integer("registration_grace_s", 300, 10, 86400),
         outbox_stuck_s=t.integer("outbox_stuck_s", 600, 10, 86400),
@@ -398,7 +385,7 @@ def _watchdog(t: _Table) -> WatchdogConfig:
     return watchdog
 
 
-def _secret(t: _Table, base_dir: str | None) -> str | None:
+def _secret(t: Table, base_dir: str | None) -> str | None:
     """`password`, or the contents of `password_file` (systemd credentials first)."""
     password = t.text("password")
     file = t.text("password_file")
@@ -407,7 +394,7 @@ def _secret(t: _Table, base_dir: str | None) -> str | None:
         return password
     if file is None:
         return password
-    path = _resolve(file, os.environ.get("CREDENTIALS_DIRECTORY") or base_dir)
+    path = resolve_path(file, os.environ.get("CREDENTIALS_DIRECTORY") or base_dir)
     try:
         with open(path, encoding="utf-8") as f:
             secret = f.read()
@@ -422,155 +409,3 @@ def _secret(t: _Table, base_dir: str | None) -> str | None:
     if not secret:
         t.problem("password_file", f"{path!r} is empty")
     return secret
-
-
-def _resolve(path: str, base_dir: str | None) -> str:
-    return path if os.path.isabs(path) or not base_dir else os.path.join(base_dir, path)
-
-
-def _is_a(value: object, types: tuple[type, ...]) -> bool:
-    if isinstance(value, bool):  # TOML booleans are not integers
-        return bool in types
-    return isinstance(value, types)
-
-
-def _type_name(value: object) -> str:
-    return next((name for kind, name in _TOML_TYPES if isinstance(value, kind)), "value")
-
-
-class _Table:
-    """One TOML table being read: typed getters note problems and return defaults instead."""
-
-    def __init__(self, problems: list[str], path: str, raw: Mapping[str, Any]) -> None:
-        self.problems = problems
-        self.path = path
-        self.raw = raw
-        self._known: list[str] = []
-
-    @classmethod
-    def detached(cls, path: str) -> _Table:
-        """An empty stand-in for a missing table whose absence was already reported."""
-        return cls([], path, {})
-
-    def where(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{self.where(key)}: {message}")
-
-    def value(
-        self, key: str, expected: str, types: tuple[type, ...], required: bool = False
-    ) -> Any:
-        """The value of `key` if its type is one of `types`; None if absent or wrong."""
-        self._known.append(key)
-        if key not in self.raw:
-            if required:
-                self.problem(key, f"required {'table' if dict in types else 'key'} is missing")
-            return None
-        value = self.raw[key]
-        if not _is_a(value, types):
-            self.problem(key, f"{expected} expected, got {_type_name(value)}")
-            return None
-        return value
-
-    def text(
-        self,
-        key: str,
-        default: str | None = None,
-        *,
-        required: bool = False,
-        empty_ok: bool = False,
-    ) -> str | None:
-        value = self.value(key, "string", (str,), required)
-        if value == "" and not empty_ok:
-            self.problem(key, "must not be empty")
-            return default
-        return default if value is None else value
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.text(key)
-        if value is None:
-            return default
-        if value.lower() not in choices:
-            self.problem(key, f"{value!r} is not one of: {', '.join(choices)}")
-            return default
-        return value.lower()
-
-    def integer(self, key: str, default: int, low: int, high: int) -> int:
-        value = self.value(key, "integer", (int,))
-        if value is None:
-            return default
-        if not low <= value <= high:
-            self.problem(key, f"{value} is out of range {low}..{high}")
-            return default
-        return int(value)
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.value(key, "boolean", (bool,))
-        return default if value is None else bool(value)
-
-    def on_off(self, key: str, default: bool) -> bool:
-        value = self.value(key, "'on', 'off' or a boolean", (str, bool))
-        if value is None:
-            return default
-        if isinstance(value, bool):
-            return value
-        if value.lower() not in ("on", "off", "true", "false"):
-            self.problem(key, f"{value!r} is not one of: on, off")
-            return default
-        return value.lower() in ("on", "true")
-
-    def texts(self, key: str) -> list[tuple[str, str]]:
-        """(key path, string) for each item of an array of strings."""
-        items = self.value(key, "array of strings", (list,)) or []
-        found: list[tuple[str, str]] = []
-        for i, item in enumerate(items):
-            path = f"{self.where(key)}[{i}]"
-            if isinstance(item, str):
-                found.append((path, item))
-            else:
-                self.problems.append(f"{path}: string expected, got {_type_name(item)}")
-        return found
-
-    def sip_uri(self, key: str, *, required: bool = False) -> SipUri | None:
-        text = self.text(key, required=required)
-        if text is None:
-            return None
-        try:
-            return parse_sip_uri(text)
-        except InvalidSipUri as err:
-            self.problem(key, str(err))
-            return None
-
-    def empty(self, key: str) -> _Table:
-        """An absent optional sub-table: its defaults may still have problems to report."""
-        return _Table(self.problems, self.where(key), {})
-
-    def table(self, key: str, *, required: bool = False) -> _Table | None:
-        raw = self.value(key, "table", (dict,), required)
-        return None if raw is None else _Table(self.problems, self.where(key), raw)
-
-    def tables(self, key: str) -> list[tuple[str, _Table]]:
-        """The named sub-tables of `key` (e.g. gpio.outputs.<name>), in file order."""
-        outer = self.table(key)
-        if outer is None:
-            return []
-        found: list[tuple[str, _Table]] = []
-        for name in outer.raw:
-            sub = outer.table(name)
-            if sub is None:
-                continue
-            if not _NAME.fullmatch(name):
-                outer.problem(name, "name must match [a-z0-9_-]+")
-            found.append((name, sub))
-        return found
-
-    def finish(self) -> None:
-        """Report every key that no getter asked for."""
-        for key, value in self.raw.items():
-            if key in self._known:
-                continue
-            kind = "unknown table" if not self.path and isinstance(value, dict) else "unknown key"
-            close = difflib.get_close_matches(key, self._known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            self.problem(key, kind + hint)

@@ -1,13 +1,10 @@
 """Reading the presence keys: input rules ([gpio.inputs.<name>]) and the [presence] table.
 
 Part of the loader (agent.config_load), apart because presence is a concept of its own: the
-same `_Table` getters, the same `key: problem` lines.
+same `Table` getters, the same `key: problem` lines.
 """
 
 from __future__ import annotations
-
-import re
-from typing import TYPE_CHECKING
 
 from agent.config import (
     GpioConfig,
@@ -17,16 +14,12 @@ from agent.config import (
     SipConfig,
     WatchConfig,
 )
+from agent.config_table import NAME, Table, type_name
 from agent.presence import PresenceError, normalize_status, template_fields
 from agent.sipuri import InvalidSipUri, address_of_record, parse_sip_uri
 
-if TYPE_CHECKING:
-    from agent.config_load import _Table
 
-_NAME = re.compile(r"[a-z0-9_-]+")
-
-
-def input_config(t: _Table, name: str, pin: str, pull_up: bool, bounce_ms: int) -> InputConfig:
+def input_config(t: Table, name: str, pin: str, pull_up: bool, bounce_ms: int) -> InputConfig:
     """An input's presence rules and messages (see agent.presence_keeper)."""
     level = t.choice("active_state", ("low", "high"), "") or None
     message_to: list[str] = []
@@ -52,7 +45,7 @@ def input_config(t: _Table, name: str, pin: str, pull_up: bool, bounce_ms: int) 
     )
 
 
-def _input_rule(parent: _Table, key: str) -> InputRule:
+def _input_rule(parent: Table, key: str) -> InputRule:
     t = parent.table(key) or type(parent)(parent.problems, parent.where(key), {})
     status = t.text("status")
     if status is not None:
@@ -65,7 +58,7 @@ def _input_rule(parent: _Table, key: str) -> InputRule:
     return rule
 
 
-def presence_config(t: _Table, sip: SipConfig, gpio: GpioConfig) -> PresenceConfig:
+def presence_config(t: Table, sip: SipConfig, gpio: GpioConfig) -> PresenceConfig:
     registrar_problem = any(p.startswith("sip.registrar:") for p in t.problems)
     if sip.presence == "publish" and sip.registrar is None and not registrar_problem:
         t.problems.append(
@@ -91,12 +84,10 @@ def presence_config(t: _Table, sip: SipConfig, gpio: GpioConfig) -> PresenceConf
     outer = t.table("watch")
     for contact_id, value in (outer.raw if outer else {}).items():
         path = f"{t.where('watch')}.{contact_id}"
-        if not _NAME.fullmatch(contact_id):
+        if not NAME.fullmatch(contact_id):
             t.problems.append(f"{path}: name must match [a-z0-9_-]+")
         elif not isinstance(value, str):
-            from agent.config_load import _type_name  # loaded by now: it calls us
-
-            t.problems.append(f"{path}: SIP URI string expected, got {_type_name(value)}")
+            t.problems.append(f"{path}: SIP URI string expected, got {type_name(value)}")
         else:
             try:
                 watch.append(WatchConfig(contact_id, str(parse_sip_uri(value))))
@@ -113,7 +104,7 @@ def presence_config(t: _Table, sip: SipConfig, gpio: GpioConfig) -> PresenceConf
     return PresenceConfig(status, note, None if watchers is None else tuple(watchers), tuple(watch))
 
 
-def _check_template(t: _Table, key: str, text: str | None, names: set[str]) -> None:
+def _check_template(t: Table, key: str, text: str | None, names: set[str]) -> None:
     """A note or message template may name inputs and outputs: `door {door}`."""
     if not text:
         return
