@@ -1,6 +1,7 @@
 """Reading [access] and [calls]: who may do what, one-time code secrets, call handling.
 
-Kept apart from `agent.config_load` because rights are a concept of their own; the same rules apply: every problem is noted as `key: problem`.
+Kept apart from `agent.config_load` because rights are a concept of their own; the same
+rules apply: every problem is noted as `key: problem`.
 """
 
 from __future__ import annotations
