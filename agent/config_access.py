@@ -6,10 +6,8 @@ rules apply: every problem is noted as `key: problem`.
 
 from __future__ import annotations
 
-import os
-
 from agent.config import AccessConfig, CallConfig, GpioConfig, UserRights
-from agent.config_table import MQTT_IDENTITY, NAME, Table, resolve_path
+from agent.config_table import MQTT_IDENTITY, NAME, Table, read_secret
 from agent.sipuri import InvalidSipUri, address_of_record
 from agent.totp import InvalidSecret, decode_secret
 
@@ -90,21 +88,7 @@ def _names(t: Table, key: str) -> tuple[str, ...] | None:
 
 def _totp_secret(t: Table, base_dir: str | None) -> bytes | None:
     """`totp_secret` (base32), or the contents of `totp_secret_file` (systemd credentials first)."""
-    inline = t.text("totp_secret")
-    file = t.text("totp_secret_file")
-    if inline is not None and file is not None:
-        t.problem("totp_secret", "set either totp_secret or totp_secret_file, not both")
-        return None
-    key, text = "totp_secret", inline
-    if file is not None:
-        key = "totp_secret_file"
-        path = resolve_path(file, os.environ.get("CREDENTIALS_DIRECTORY") or base_dir)
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError) as err:
-            t.problem(key, f"cannot read {path!r}: {getattr(err, 'strerror', None) or err}")
-            return None
+    text, key = read_secret(t, "totp_secret", base_dir)
     if text is None:
         return None
     try:

@@ -36,7 +36,7 @@ from agent.config import (
 from agent.config_access import check_output_names, read_access, read_calls
 from agent.config_brokers import read_brokers
 from agent.config_presence import input_config, presence_config
-from agent.config_table import NAME, Table, resolve_path
+from agent.config_table import NAME, Table, read_secret, resolve_path
 from agent.durations import InvalidDuration, parse_duration
 from agent.sipuri import InvalidSipUri, address_of_record, parse_sip_uri
 
@@ -84,7 +84,7 @@ def _sip(t: Table, base_dir: str | None) -> SipConfig:
     registrar = t.sip_uri("registrar")
     proxy = t.sip_uri("proxy")
     username = t.text("username", uri.user if uri and uri.user else "")
-    password = _secret(t, base_dir)
+    password = read_secret(t, "password", base_dir)[0]
     secure = any(u is not None and u.scheme == "sips" for u in (uri, registrar, proxy))
     transport = t.choice("transport", ("udp", "tcp", "tls"), "tls" if secure else "udp")
     if secure and transport != "tls":
@@ -197,7 +197,7 @@ def _mqtt(t: Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
         host=brokers[0].host if brokers else "",
         port=port,
         username=t.text("username"),
-        password=_secret(t, base_dir),
+        password=read_secret(t, "password", base_dir)[0],
         client_id=t.text("client_id", f"sipagent-{device_id}") or "",
         base_topic=_topic(t, "base_topic", f"sipagent/{device_id}"),
         qos=t.integer("qos", 1, 0, 2),
@@ -383,29 +383,3 @@ def _watchdog(t: Table) -> WatchdogConfig:
     )
     t.finish()
     return watchdog
-
-
-def _secret(t: Table, base_dir: str | None) -> str | None:
-    """`password`, or the contents of `password_file` (systemd credentials first)."""
-    password = t.text("password")
-    file = t.text("password_file")
-    if password is not None and file is not None:
-        t.problem("password", "set either password or password_file, not both")
-        return password
-    if file is None:
-        return password
-    path = resolve_path(file, os.environ.get("CREDENTIALS_DIRECTORY") or base_dir)
-    try:
-        with open(path, encoding="utf-8") as f:
-            secret = f.read()
-    except OSError as err:
-        t.problem("password_file", f"cannot read {path!r}: {err.strerror or err}")
-        return None
-    except UnicodeDecodeError:
-        t.problem("password_file", f"{path!r} is not UTF-8 text")
-        return None
-    if secret.endswith("\n"):  # editors and `echo` add one; the secret itself has none
-        secret = secret.removesuffix("\n").removesuffix("\r")
-    if not secret:
-        t.problem("password_file", f"{path!r} is empty")
-    return secret

@@ -32,6 +32,34 @@ _TOML_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (
 )
 
 
+def read_secret(t: Table, key: str, base_dir: str | None) -> tuple[str | None, str]:
+    """`key` inline, or the contents of `<key>_file` (looked up in systemd's credentials
+    directory first): the secret, and the key it came from (for problems about its value)."""
+    inline = t.text(key)
+    file_key = f"{key}_file"
+    file = t.text(file_key)
+    if inline is not None and file is not None:
+        t.problem(key, f"set either {key} or {file_key}, not both")
+        return None, key
+    if file is None:
+        return inline, key
+    path = resolve_path(file, os.environ.get("CREDENTIALS_DIRECTORY") or base_dir)
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = f.read()
+    except OSError as err:
+        t.problem(file_key, f"cannot read {path!r}: {err.strerror or err}")
+        return None, file_key
+    except UnicodeDecodeError:
+        t.problem(file_key, f"{path!r} is not UTF-8 text")
+        return None, file_key
+    if secret.endswith("\n"):  # editors and `echo` add one; the secret itself has none
+        secret = secret.removesuffix("\n").removesuffix("\r")
+    if not secret:
+        t.problem(file_key, f"{path!r} is empty")
+    return secret, file_key
+
+
 def resolve_path(path: str, base_dir: str | None) -> str:
     return path if os.path.isabs(path) or not base_dir else os.path.join(base_dir, path)
 
