@@ -8,6 +8,8 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from .waiting import log_tail, wait_until
 
@@ -105,3 +107,68 @@ class ChildProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
         return proc.returncode
+
+
+class LabServer:
+    """A server of the lab run as one child process: started and waited for, stopped, restarted.
+
+    A subclass writes its files and returns its command line in `_command()`, says when it
+    answers in `_answers()`, and sets `name`, `workdir`, `log`, `netns` and `start_timeout`.
+    """
+
+    name: str
+    workdir: Path
+    log: Path
+    netns: str | None
+    start_timeout: float
+    _child: ChildProcess | None
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _answers(self) -> bool:
+        raise NotImplementedError
+
+    def _waiting_for(self) -> str:
+        return f"{self.name} to answer"
+
+    def start(self, timeout: float | None = None) -> None:
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self._child = ChildProcess(self.name, [*prefix, *self._command()], self.log, self.workdir)
+        self._child.start()
+        try:
+            wait_until(self._answers, timeout or self.start_timeout, self._waiting_for())
+        except AssertionError:
+            try:
+                self._child.check_alive()  # a crash explains more than a timeout
+            finally:
+                self.stop()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._child is not None:
+            self._child.stop(timeout)
+
+    def restart(self, timeout: float | None = None) -> None:
+        """Stop and start again with the same port and settings."""
+        self.stop()
+        self.start(timeout)
+
+    def running(self) -> bool:
+        return self._child is not None and self._child.alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child else None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

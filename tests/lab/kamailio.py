@@ -6,15 +6,14 @@ import secrets
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 from . import kamailio_cfg
 from .certs import CertPair
-from .childproc import ChildProcess
+from .childproc import ChildProcess, LabServer
 from .netns import socket_in
 from .ports import free_port
 from .sipoptions import sip_options
-from .waiting import require_binary, wait_until
+from .waiting import require_binary
 
 DEFAULT_USERS: Mapping[str, str] = {
     "agent": "agentpw",
@@ -29,7 +28,7 @@ def numbered_users(prefix: str, count: int, start: int = 1) -> dict[str, str]:
     return {f"{prefix}{i}": f"{prefix}{i}pw" for i in range(start, start + count)}
 
 
-class Kamailio:
+class Kamailio(LabServer):
     """One Kamailio listening on UDP and TCP 127.0.0.1:``port``, everything under ``workdir``.
 
     Users are local to ``domain`` (which does not resolve: clients use ``proxy_uri`` /
@@ -96,7 +95,13 @@ class Kamailio:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def start(self, timeout: float = 15.0) -> None:
+    name = "kamailio"
+    start_timeout = 15.0
+
+    def _waiting_for(self) -> str:
+        return f"kamailio to answer OPTIONS on {self.host}:{self.port}"
+
+    def _command(self) -> list[str]:
         binary = require_binary(
             "kamailio", "the Debian packages kamailio and kamailio-presence-modules"
         )
@@ -134,9 +139,7 @@ class Kamailio:
                 tls=tls,
             )
         )
-        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
-        argv = [
-            *prefix,
+        return [
             binary,
             "-f", str(self.cfg_path),
             "-DD",  # stay in the foreground (a child of the tests) but fork the workers
@@ -147,46 +150,6 @@ class Kamailio:
             "-m", str(self.shm_mb),
             "-M", "8",
         ]  # fmt: skip
-        self._child = ChildProcess("kamailio", argv, self.log, self.workdir)
-        self._child.start()
-        try:
-            wait_until(
-                self._answers, timeout, f"kamailio to answer OPTIONS on {self.host}:{self.port}"
-            )
-        except AssertionError:
-            try:
-                self._child.check_alive()  # a crash explains more than a timeout
-            finally:
-                self.stop()
-            raise
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._child is not None:
-            self._child.stop(timeout)
-
-    def restart(self, timeout: float = 15.0) -> None:
-        """Stop and start again on the same port with the same users and secret."""
-        self.stop()
-        self.start(timeout)
-
-    def running(self) -> bool:
-        return self._child is not None and self._child.alive()
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child else None
-
-    def __enter__(self) -> Kamailio:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- probing ---------------------------------------------------------------------------
 

@@ -7,15 +7,14 @@ import socket
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
-from .childproc import ChildProcess
+from .childproc import ChildProcess, LabServer
 from .netns import socket_in
 from .ports import free_port
-from .waiting import require_binary, wait_until
+from .waiting import require_binary
 
 
-class Mosquitto:
+class Mosquitto(LabServer):
     """One broker on 127.0.0.1:``port``, persistent, everything under ``workdir``.
 
     Anonymous unless ``users`` (name -> password) is given; TLS on the same port with
@@ -78,7 +77,13 @@ class Mosquitto:
             ]
         )
 
-    def start(self, timeout: float = 10.0) -> None:
+    name = "mosquitto"
+    start_timeout = 10.0
+
+    def _waiting_for(self) -> str:
+        return f"mosquitto to accept on {self.host}:{self.port}"
+
+    def _command(self) -> list[str]:
         binary = require_binary("mosquitto", "the Debian package mosquitto")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(exist_ok=True)
@@ -89,21 +94,9 @@ class Mosquitto:
             # mosquitto wants hashes: -U rewrites the plain-text file in place.
             tool = require_binary("mosquitto_passwd", "the Debian package mosquitto")
             subprocess.run([tool, "-U", str(passwd)], check=True, capture_output=True)
-        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
-        self._child = ChildProcess(
-            "mosquitto", [*prefix, binary, "-c", str(self.cfg_path)], self.log, self.workdir
-        )
-        self._child.start()
-        try:
-            wait_until(self._accepts, timeout, f"mosquitto to accept on {self.host}:{self.port}")
-        except AssertionError:
-            try:
-                self._child.check_alive()  # a crash explains more than a timeout
-            finally:
-                self.stop()
-            raise
+        return [binary, "-c", str(self.cfg_path)]
 
-    def _accepts(self) -> bool:
+    def _answers(self) -> bool:
         assert self._child is not None
         self._child.check_alive()
         with socket_in(self.netns, socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -113,31 +106,3 @@ class Mosquitto:
             except OSError:
                 return False
             return True
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM (mosquitto saves its persistence file) and wait."""
-        if self._child is not None:
-            self._child.stop(timeout)
-
-    def restart(self, timeout: float = 10.0) -> None:
-        self.stop()
-        self.start(timeout)
-
-    def running(self) -> bool:
-        return self._child is not None and self._child.alive()
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child else None
-
-    def __enter__(self) -> Mosquitto:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
