@@ -141,6 +141,9 @@ class Recovery:
             if note:
                 log.warning("registration of %s: %s", self.uri, note)
             return replace(state, public=self.keeper.public or "")
+        if state.state == "unregistered":
+            self.keeper.unregistered()  # on purpose (shutdown): nothing more to schedule
+            return state
         if state.state != "failed":
             return state
         if self.tls_refusal:

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from lab.agentproc import AgentProcess  # noqa: E402
-from lab.configs import agent_toml  # noqa: E402
+from lab.configs import DOOR_CONFIG, agent_toml  # noqa: E402
 from lab.kamailio import Kamailio  # noqa: E402
 from lab.peer import Peer  # noqa: E402
 from lab.ports import free_port  # noqa: E402
@@ -34,22 +34,6 @@ from lab.waiting import wait_until  # noqa: E402
 
 DOOR = 27
 PER_PROCESS = 20
-DOOR_CONFIG = """
-[gpio.inputs.door]
-pin = "GPIO27"
-bounce_ms = 0
-active_text = "open"
-inactive_text = "closed"
-
-[gpio.inputs.door.when_active]
-status = "busy"
-
-[gpio.inputs.door.when_inactive]
-status = "available"
-
-[presence]
-note = "door {door}"
-"""
 
 
 def pct(values: list[float], q: float) -> float:

@@ -5,29 +5,11 @@ from __future__ import annotations
 import json
 
 from lab.baresip import BaresipWatcher
-from lab.configs import agent_toml
+from lab.configs import DOOR_CONFIG, agent_toml
 from lab.ports import free_port
 from lab.waiting import wait_until
 
 DOOR = 27
-
-# A door contact between GPIO27 and ground: pulled up, so low (active) means "open" here.
-DOOR_CONFIG = """
-[gpio.inputs.door]
-pin = "GPIO27"
-bounce_ms = 0
-active_text = "open"
-inactive_text = "closed"
-
-[gpio.inputs.door.when_active]
-status = "busy"
-
-[gpio.inputs.door.when_inactive]
-status = "available"
-
-[presence]
-note = "door {door}"
-"""
 
 
 def _direct_agent(agent_factory, *, extra: str = DOOR_CONFIG, **kwargs):  # type: ignore[no-untyped-def]

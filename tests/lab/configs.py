@@ -10,6 +10,25 @@ from .mosquitto import Mosquitto
 
 DEFAULT_OUTPUTS: Mapping[str, int] = {"lamp": 17, "gate": 18}
 
+# A door contact on GPIO27 (pulled up: low = active = "open") that makes the device busy,
+# and a presence note that says so: `extra=DOOR_CONFIG`.
+DOOR_CONFIG = """
+[gpio.inputs.door]
+pin = "GPIO27"
+bounce_ms = 0
+active_text = "open"
+inactive_text = "closed"
+
+[gpio.inputs.door.when_active]
+status = "busy"
+
+[gpio.inputs.door.when_inactive]
+status = "available"
+
+[presence]
+note = "door {door}"
+"""
+
 
 def agent_toml(
     kamailio: Kamailio | None = None,
