@@ -16,6 +16,7 @@ from agent.access import identity_of
 from agent.bridge import Bridge, Link
 from agent.calls import handle_call
 from agent.config import Config, OutputConfig
+from agent.counters import Counters
 from agent.dispatch import Dispatcher
 from agent.events import Event, InputChanged, MqttConnected, MqttDisconnected, StopRequested
 from agent.logfields import journal_fields
@@ -74,8 +75,11 @@ class Agent:
         notifier: Notifier,
         presence: PresenceKeeper | None = None,
         outbox: Outbox | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self.config = config
+        # What was refused, dropped or limited, for status and MQTT (shared with the adapters).
+        self.counters = counters if counters is not None else Counters()
         self.presence = presence
         self.sip = sip
         self.outputs = outputs

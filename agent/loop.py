@@ -14,6 +14,7 @@ from types import FrameType
 from agent.capabilities import log_capabilities
 from agent.config import Config
 from agent.core import Agent
+from agent.counters import Counters
 from agent.events import MqttPublished
 from agent.gpio import Outputs
 from agent.health import Health, HealthPolicy
@@ -44,6 +45,7 @@ class Runner:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.inbox = Inbox()
+        self.counters = Counters()
         self.notifier = Notifier()
         self.health = Health(
             HealthPolicy(
@@ -59,6 +61,7 @@ class Runner:
             MqttLink(config.mqtt, Topics.of(config.mqtt), self.inbox) if config.mqtt else None
         )
         self.sip = SipStack(config.sip)
+        self.sip.counters = self.counters
         # The outbox exists for the MQTT relay; without a broker nothing needs keeping.
         self.outbox = (
             Outbox(
@@ -89,6 +92,7 @@ class Runner:
             self.notifier,
             presence=self.presence,
             outbox=self.outbox,
+            counters=self.counters,
         )
         if self.agent.bridge is not None:
             self.health.outbox_probe = self.agent.bridge.delivery.health

@@ -20,6 +20,7 @@ import pjsua2 as pj
 
 from agent import sipnet
 from agent.config import SipConfig
+from agent.counters import Counters
 from agent.messages import IncomingMessage, request_key
 from agent.registration import RegState, reg_state_of
 from agent.sip_calls import IncomingCalls
@@ -112,6 +113,7 @@ class SipStack:
         self._log_writer = _LogWriter()
         self._sender = MessageSender()
         self.messages_received = 0  # for agent.heap: when traffic stops, memory can go back
+        self.counters = Counters()  # the run's shared counters replace this (agent.loop)
         self.calls = IncomingCalls()
         self._wake_sock: socket.socket | None = None
         self._unregistering = False
