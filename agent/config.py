@@ -182,7 +182,7 @@ class MqttConfig:
     brokers: tuple[Broker, ...] = ()
     failback_s: int = 300  # look back at the preferred broker this often; 0: never
     max_payload: int = 16384  # bytes: the largest B/message/send payload read
-    max_pending: int = 1000  # MQTT messages waiting for the owner loop; more are dropped
+    max_pending: int = 5000  # MQTT messages waiting for the owner loop; more are dropped
 
 
 @dataclass(frozen=True)

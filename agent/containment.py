@@ -51,8 +51,13 @@ class Guard:
         self.counters = counters
         self.throttle = throttle or LogThrottle()
 
-    def run(self, what: str, action: Callable[[], object], detail: str = "") -> bool:
-        """Call `action`; False if it raised (then it is logged, counted as `<what>.failed`)."""
+    def run(
+        self, what: str, action: Callable[[], object], detail: Callable[[], str] | None = None
+    ) -> bool:
+        """Call `action`; False if it raised (then it is logged, counted as `<what>.failed`).
+
+        `detail` says what was being handled, for the log; it is asked only on a failure.
+        """
         try:
             action()
         # Deliberately broad: whatever one input makes a handler raise (RecursionError,
@@ -63,16 +68,22 @@ class Guard:
             failed = self.throttle.due(what)
             if failed is not None:
                 since = "" if failed == 1 else f" ({failed} failures since the last report)"
-                log.exception(
-                    "%s failed (%s): dropped, the agent goes on%s", what, detail or "-", since
-                )
+                said = detail() if detail is not None else "-"
+                log.exception("%s failed (%s): dropped, the agent goes on%s", what, said, since)
             return False
         return True
 
 
+_NAMES: dict[type, str] = {}
+
+
 def event_name(event: Event) -> str:
     """`inbox.mqtt_message` for an MqttMessage: the counter's prefix."""
-    return "inbox." + re.sub(r"(?<!^)(?=[A-Z])", "_", type(event).__name__).lower()
+    kind = type(event)
+    name = _NAMES.get(kind)
+    if name is None:
+        name = _NAMES[kind] = "inbox." + re.sub(r"(?<!^)(?=[A-Z])", "_", kind.__name__).lower()
+    return name
 
 
 def describe(event: Event) -> str:

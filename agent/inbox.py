@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from agent.events import FROM_BROKER_CLIENTS, Event, MqttMessage
 
-DEFAULT_MAX_PENDING = 1000
+DEFAULT_MAX_PENDING = 5000
 # Payload bytes waiting at most: 256 payloads of the largest B/message/send (16 KiB).
 MAX_PENDING_BYTES = 4 * 1024 * 1024
 

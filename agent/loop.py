@@ -9,6 +9,7 @@ import logging
 import signal
 import threading
 import time
+from functools import partial
 from types import FrameType
 
 from agent.capabilities import log_capabilities
@@ -167,17 +168,19 @@ class Runner:
 
     def _handle_inbox(self) -> None:
         for event in self.inbox.drain():
-            self.guard.run(event_name(event), lambda e=event: self.agent.handle(e), describe(event))
+            handle, detail = partial(self.agent.handle, event), partial(describe, event)
+            self.guard.run(event_name(event), handle, detail)
         dropped = self.inbox.take_dropped()
         if dropped:
             self.counters.bump("mqtt.inbox.dropped", dropped)
             told = self._drop_log.due("mqtt.inbox.dropped", dropped)
             if told is not None:
                 log.warning(
-                    "dropped %d MQTT message(s) from broker clients: more than %d were waiting "
-                    "(mqtt.max_pending)",
+                    "dropped %d MQTT message(s) from broker clients: %d messages "
+                    "(mqtt.max_pending) or %d bytes were already waiting",
                     told,
                     self.inbox.max_pending,
+                    self.inbox.max_pending_bytes,
                 )
 
     def _shutdown(self) -> None:
@@ -196,7 +199,7 @@ class Runner:
             # nothing else is acted on after the outputs went to their safe state.
             for event in self.inbox.drain():
                 if isinstance(event, MqttPublished):
-                    self.guard.run(event_name(event), lambda e=event: self.agent.handle(e))
+                    self.guard.run(event_name(event), partial(self.agent.handle, event))
             self.guard.run("loop.flush", self.agent.flush)
         if self.outbox is not None:
             self.outbox.close()

@@ -27,7 +27,7 @@ def test_a_failing_handler_is_counted_logged_and_dropped(caplog: pytest.LogCaptu
     counters = Counters()
     guard = Guard(counters)
     with caplog.at_level(logging.ERROR):
-        assert guard.run("inbox.mqtt_message", boom, "'t', 5 bytes") is False
+        assert guard.run("inbox.mqtt_message", boom, lambda: "'t', 5 bytes") is False
     assert counters.get("inbox.mqtt_message.failed") == 1
     assert "inbox.mqtt_message failed ('t', 5 bytes): dropped, the agent goes on" in caplog.text
     assert "RecursionError" in caplog.text  # the traceback, for whoever mends the bug
