@@ -5,12 +5,13 @@
 
 Starts its own Mosquitto and a direct-mode agent (mock pins, default access limits, the
 MQTT identity allowed), then, one after the other:
-  - one 20 MB `B/command` (over the topic's bound: dropped on paho's thread, answered);
-  - a flood of `--flood` QoS 0 `B/command` lines as fast as one client can publish: how many
+  - a flood of `--flood` QoS 1 `B/command` lines as fast as one client can publish: how many
     the agent took (one `command/result` each) and dropped, its CPU time and peak memory;
   - the same number of `B/presence/set` payloads nested 2000 deep (the most parsing a
     payload within that topic's 2 KiB bound can ask for);
+  - 5000 `B/message/send` payloads of 16 KB (each refused after parsing; 80 MB in all);
   - 2000 payloads of 100 KB on `B/output/gate/set` (each over its 256-byte bound);
+  - one 20 MB `B/command` (over the topic's bound: dropped on paho's thread, answered);
 and after each, how long `status` over MQTT takes to be answered. Never run by the tests:
 figures belong here, not in asserts.
 """
@@ -34,6 +35,14 @@ from lab.configs import agent_toml  # noqa: E402
 from lab.mosquitto import Mosquitto  # noqa: E402
 from lab.mqttprobe import MqttProbe  # noqa: E402
 from lab.ports import free_port  # noqa: E402
+
+
+class UnboundedBroker(Mosquitto):
+    """Mosquitto that queues every message for a slow subscriber (by default it drops QoS 0
+    past 1000 queued), so that what the agent did not take was dropped by the agent."""
+
+    def _config(self) -> str:
+        return super()._config() + "max_queued_messages 0\n"
 
 
 def peak_mb(pid: int) -> float:
@@ -66,15 +75,15 @@ class Bench:
             return time.perf_counter() - start
         raise RuntimeError("status not answered within 300 s")
 
-    def attack(self, name: str, topic: str, payloads: list[bytes], qos: int) -> dict[str, object]:
+    def attack(self, name: str, topic: str, payloads: list[bytes]) -> dict[str, object]:
+        """Publish every payload at QoS 1 without waiting: the broker queues what the agent
+        has not read yet (max_queued_messages 0), so what is not answered the agent dropped."""
         results_before = len(self.probe.messages(f"{self.base}/command/result"))
         cpu0, rss0 = cpu_seconds(self.pid), rss_mb(self.pid)
         start = time.perf_counter()
-        for payload in payloads:
-            if qos:
-                self.publisher.publish(topic, payload, qos=qos, timeout=120)
-            else:
-                self.publisher.client.publish(topic, payload, qos=0)
+        infos = [self.publisher.client.publish(topic, payload, qos=1) for payload in payloads]
+        for info in infos:
+            info.wait_for_publish(timeout=120)
         sent_s = time.perf_counter() - start
         answered = self.status_s()  # drains behind the flood
         statuses = [
@@ -111,7 +120,7 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-mqtt-hostile-"))
     rows: list[dict[str, object]] = []
-    with Mosquitto(work / "mosquitto") as broker:
+    with UnboundedBroker(work / "mosquitto") as broker:
         config = agent_toml(
             listen=f"127.0.0.1:{free_port()}",
             mosquitto=broker,
@@ -128,19 +137,20 @@ def main() -> int:
             bench = Bench(agent, probe, publisher, base)
             bench.status_s()
             print(f"idle: rss {rss_mb(bench.pid):.1f} MB, peak {peak_mb(bench.pid):.1f} MB")
-            big = b"on gate " * (20 * 1024 * 1024 // 8)
-            rows.append(bench.attack("one 20 MB B/command", f"{base}/command", [big], qos=1))
             n = args.flood
-            rows.append(
-                bench.attack("flood of B/command", f"{base}/command", [b"on gat"] * n, qos=0)
-            )
+            rows.append(bench.attack("flood of B/command", f"{base}/command", [b"on gat"] * n))
             nested = b"{" + b'"a":' + b"[" * 2000 + b"}"
             rows.append(
                 bench.attack(
                     "flood of B/presence/set nested 2000 deep",
                     f"{base}/presence/set",
                     [nested] * n,
-                    qos=0,
+                )
+            )
+            padded = b'{"to": 5, "body": "' + b"x" * 16000 + b'"}'  # 16 KiB: within the bound
+            rows.append(
+                bench.attack(
+                    "flood of 16 KB B/message/send", f"{base}/message/send", [padded] * 5000
                 )
             )
             rows.append(
@@ -148,9 +158,11 @@ def main() -> int:
                     "2000 x 100 KB on B/output/gate/set",
                     f"{base}/output/gate/set",
                     [b"O" * 100_000] * 2000,
-                    qos=0,
                 )
             )
+            # Last: VmHWM is a high-water mark, and this one sets it far above the floods'.
+            big = b"on gate " * (20 * 1024 * 1024 // 8)
+            rows.append(bench.attack("one 20 MB B/command", f"{base}/command", [big]))
             probe.close()
             publisher.close()
             pause = threading.Event()
