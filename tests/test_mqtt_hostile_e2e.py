@@ -12,12 +12,14 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lab.agentproc import AgentProcess
 from lab.configs import agent_toml
+from lab.mosquitto import Mosquitto
 from lab.mqttprobe import MqttProbe
 from lab.peer import Peer
 from lab.ports import free_port
@@ -268,3 +270,73 @@ def test_any_payload_on_any_topic_against_the_running_agent(rig: Rig) -> None:
     rig.probe.publish(rig.topic("command"), "status")
     rig.probe.wait_for(f"{rig.base}/command/result", lambda m: m.json()["command"] == "status")
     assert_sound(rig, rig.histories())
+
+
+# --- the README's broker ACL closes the doors ------------------------------------------------
+
+
+class AclBroker(Mosquitto):
+    """The lab's Mosquitto with users and the ACL file given."""
+
+    def __init__(self, workdir: Path, users: dict[str, str], acl: str) -> None:
+        super().__init__(workdir, users=users)
+        self.acl = acl
+
+    def _config(self) -> str:
+        acl_path = self.workdir / "acl"
+        acl_path.write_text(self.acl)
+        return super()._config() + f"acl_file {acl_path}\n"
+
+
+def readme_acl() -> str:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("one device `porch`, Home Assistant and the agent", 1)[1]
+    return block.split("```\n", 2)[1]
+
+
+def test_the_readme_acl_keeps_other_broker_clients_out(agent_factory, tmp_path, peer_factory):  # type: ignore[no-untyped-def]
+    users = {"sipagent": "agentpw", "homeassistant": "hapw", "intruder": "intruderpw"}
+    with AclBroker(tmp_path / "broker", users, readme_acl()) as broker:
+        port = free_port()
+        agent = agent_factory(
+            agent_toml(
+                listen=f"127.0.0.1:{port}",
+                mosquitto=broker,
+                device_id="porch",
+                outputs=OUTPUTS,
+                allow=("owner", "mqtt:local"),
+                mqtt_options={"username": "sipagent", "password": "agentpw"},
+            )
+        )
+        agent.wait_ready()
+        B = "sipagent/porch"
+
+        def client(user: str) -> MqttProbe:
+            return MqttProbe(
+                broker.host, broker.port, [f"{B}/#"], username=user, password=users[user]
+            )
+
+        home, intruder = client("homeassistant"), client("intruder")
+        try:
+            home.wait_for(f"{B}/availability", lambda m: m.payload == b"online", consume=False)
+            gate = agent.pin_history(GATE)
+            # The intruder's commands and forged state never reach anyone.
+            intruder.publish(f"{B}/command", "on gate")
+            intruder.publish(f"{B}/output/gate/set", "ON")
+            intruder.publish(f"{B}/message/send", '{"to": "sip:owner@127.0.0.1", "body": "x"}')
+            intruder.publish(f"{B}/output/gate/state", "ON", retain=True)
+            # Home Assistant's command works, and arrives after the intruder's: so they are gone.
+            home.publish(f"{B}/command", "on lamp")
+            result = home.wait_for(f"{B}/command/result")
+            assert result.json()["command"] == "on lamp" and result.json()["ok"]
+            assert agent.pin(LAMP) is True and agent.pin_history(GATE) == gate
+            assert [m.text for m in home.messages(f"{B}/output/gate/state")] == ["OFF"]
+            assert home.messages(f"{B}/message/sent") == []
+            # And it reads nothing: not the results, not the messages relayed.
+            owner = peer_factory(uri="sip:owner@127.0.0.1")
+            assert owner.send(f"sip:agent@127.0.0.1:{port}", "hello")["code"] == 200
+            home.wait_for(f"{B}/message/in", lambda m: m.json()["body"] == "hello")
+            assert intruder.messages() == []
+        finally:
+            home.close()
+            intruder.close()
