@@ -15,6 +15,7 @@ import paho.mqtt.client as paho
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_core import FakeMqtt, FakeSip
 from test_presence import FakeSipPresence
 
 from agent.config import OutputConfig, parse_config
@@ -26,7 +27,6 @@ from agent.mqtt_requests import OUTPUT_SET_BYTES, PayloadBounds
 from agent.presence import check_note
 from agent.presence_keeper import PresenceKeeper
 from agent.service import Notifier
-from agent.sip_send import SipError
 from agent.topics import Topics
 
 B = "sipagent/porch"
@@ -64,38 +64,18 @@ TOPICS = {
 MEDIA_TYPE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z/; =\"]+")
 
 
-class Sip:
+class Sip(FakeSip):
     routed = False
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
+        super().__init__()
+        self.content_types: list[str] = []
 
     def send_message(
         self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
     ) -> None:
-        if not to.startswith("sip"):
-            raise SipError(f"not a SIP URI: {to!r}")
-        self.sent.append((to, body, content_type))
-
-
-class Link:
-    connected = True
-    session = 1
-    broker = "broker:1883"
-
-    def __init__(self) -> None:
-        self.published: list[tuple[str, bytes, bool]] = []
-
-    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
-        self.published.append(
-            (topic, payload if isinstance(payload, bytes) else payload.encode(), retain)
-        )
-
-    def publish_event(
-        self, topic: str, payload: bytes | str, *, retain: bool = False, session: int | None = None
-    ) -> int | None:
-        self.publish(topic, payload, retain=retain)
-        return len(self.published)
+        super().send_message(to, body, content_type, token)
+        self.content_types.append(content_type)
 
 
 class Pins:
@@ -148,7 +128,7 @@ class Rig:
 
     def __init__(self) -> None:
         self.config = parse_config(CONFIG)
-        self.sip, self.link, self.presence_sip = Sip(), Link(), FakeSipPresence()
+        self.sip, self.link, self.presence_sip = Sip(), FakeMqtt(), FakeSipPresence()
         self.pins = Pins(self.config.gpio.outputs)
         assert self.config.mqtt is not None
         keeper = PresenceKeeper(
@@ -366,8 +346,7 @@ def test_any_payload_on_any_topic_is_handled_and_answered(
         for record in reports:
             assert record["ok"] is False and "\n" not in record["reason"]
             assert len(json.dumps(record)) < 1000
-        for _to, _body, content_type in rig.sip.sent:
-            assert MEDIA_TYPE.fullmatch(content_type)
+        assert all(MEDIA_TYPE.fullmatch(t) for t in rig.sip.content_types)
     elif kind == "output_set" and rig.pins.changes:
         word = payload.decode("utf-8", "replace").strip().upper()
         assert word in ("ON", "OFF", "TOGGLE") or isinstance(
