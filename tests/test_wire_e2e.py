@@ -163,7 +163,7 @@ def test_message_send_fields_cannot_add_a_header_on_the_wire(
         assert '"id" contains a control character' in refused_id.json()["reason"]
 
         # What SIP does allow in a body arrives as a body: framed by Content-Length.
-        body = "line one\r\nX-Injected: body\r\n\r\nINVITE sip:x SIP/2.0"
+        body = "line one\r\nX-Injected: body\r\n\r\nINVITE sip:x SIP/2.0\x00 after NUL é"
         good = {
             "id": "good",
             "to": uas.uri,
