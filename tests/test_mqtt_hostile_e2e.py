@@ -95,33 +95,39 @@ def rig(mosquitto_factory, agent_factory, probe_factory, peer_factory, device_id
 
 
 def online(rig: Rig) -> None:
-    rig.probe.wait_for(f"{rig.base}/availability", lambda m: m.payload == b"online")
+    rig.probe.wait_for(f"{rig.base}/availability", lambda m: m.payload == b"online", timeout=30)
 
 
 def assert_sound(rig: Rig, before: dict[int, list[float]]) -> None:
     """Alive, answering, no output moved, and a MESSAGE answered 200 reaches MQTT."""
     assert rig.agent.proc.poll() is None, rig.agent.log_tail()
     rig.owner.send(rig.target, "status")
-    reply = rig.owner.wait_message(lambda e: e["body"].startswith("ok: outputs:"), timeout=10)
+    reply = rig.owner.wait_message(lambda e: e["body"].startswith("ok: outputs:"), timeout=30)
     assert "lamp off, gate off, dimmer 0%" in reply["body"], reply["body"]
     rig.probe.publish(rig.topic("command"), "status")
     result = rig.probe.wait_for(
-        f"{rig.base}/command/result", lambda m: m.json()["command"] == "status"
+        f"{rig.base}/command/result", lambda m: m.json()["command"] == "status", timeout=30
     )
     assert result.json()["ok"] is True
     assert rig.histories() == before, "an output moved"
     marker = f"after the poison {uuid.uuid4()}"
     assert rig.owner.send(rig.target, marker)["code"] == 200
-    relayed = rig.probe.wait_for(f"{rig.base}/message/in", lambda m: m.json()["body"] == marker)
+    relayed = rig.probe.wait_for(
+        f"{rig.base}/message/in", lambda m: m.json()["body"] == marker, timeout=30
+    )
     assert relayed.json()["authorized"] is True
     # A valid command still moves an output, and only that one.
     rig.probe.publish(rig.topic("command"), "on lamp")
-    rig.probe.wait_for(f"{rig.base}/command/result", lambda m: m.json()["command"] == "on lamp")
+    rig.probe.wait_for(
+        f"{rig.base}/command/result", lambda m: m.json()["command"] == "on lamp", timeout=30
+    )
     after = rig.histories()
     assert after[LAMP] == before[LAMP] + [1.0]
     assert after[GATE] == before[GATE] and after[DIMMER] == before[DIMMER]
     rig.probe.publish(rig.topic("command"), "off lamp")
-    rig.probe.wait_for(f"{rig.base}/command/result", lambda m: m.json()["command"] == "off lamp")
+    rig.probe.wait_for(
+        f"{rig.base}/command/result", lambda m: m.json()["command"] == "off lamp", timeout=30
+    )
 
 
 # The inputs that stopped the agent on main, and their kin on every topic.
@@ -186,7 +192,9 @@ def test_live_poison_on_every_topic_leaves_the_agent_sound(rig: Rig) -> None:
     # One 20 MB command: answered with an error, not echoed.
     rig.probe.publish(rig.topic("command"), b"on gate " * (20 * 1024 * 1024 // 8), timeout=60)
     oversize = rig.probe.wait_for(
-        f"{rig.base}/command/result", lambda m: "bytes is longer than" in m.json()["result"]
+        f"{rig.base}/command/result",
+        lambda m: "bytes is longer than" in m.json()["result"],
+        timeout=30,
     )
     assert oversize.json() == {
         "command": "",
@@ -194,12 +202,14 @@ def test_live_poison_on_every_topic_leaves_the_agent_sound(rig: Rig) -> None:
         "result": "error: payload of 20971520 bytes is longer than 65536 bytes",
     }
     blink = rig.probe.wait_for(
-        f"{rig.base}/command/result", lambda m: m.json()["command"].startswith("blink lamp")
+        f"{rig.base}/command/result",
+        lambda m: m.json()["command"].startswith("blink lamp"),
+        timeout=30,
     )
     assert blink.json()["result"] == f"error: count '{'9' * 39}…' is not a number 1..10000"
     assert len(blink.payload) < 400
     refused = rig.probe.wait_for(
-        f"{rig.base}/message/sent", lambda m: "nested deeper" in m.json()["reason"]
+        f"{rig.base}/message/sent", lambda m: "nested deeper" in m.json()["reason"], timeout=30
     )
     assert refused.json()["ok"] is False
     assert_sound(rig, before)
@@ -262,13 +272,17 @@ def test_any_payload_on_any_topic_against_the_running_agent(rig: Rig) -> None:
         rig.probe.publish(rig.topic(kind), b"", retain=True)  # clear whatever was retained
     rig.probe.publish(rig.topic("command"), "off lamp")
     rig.probe.publish(rig.topic("presence"), "available")
-    rig.probe.wait_for(f"{rig.base}/command/result", lambda m: m.json()["command"] == "off lamp")
+    rig.probe.wait_for(
+        f"{rig.base}/command/result", lambda m: m.json()["command"] == "off lamp", timeout=30
+    )
     assert rig.histories()[GATE] == gate_before
     assert "failed (" not in rig.agent.log.read_text()
     # Valid commands among the examples may have moved the lamp and the dimmer: back to off.
     rig.probe.publish(rig.topic("dimmer"), '{"level": 0}')
     rig.probe.publish(rig.topic("command"), "status")
-    rig.probe.wait_for(f"{rig.base}/command/result", lambda m: m.json()["command"] == "status")
+    rig.probe.wait_for(
+        f"{rig.base}/command/result", lambda m: m.json()["command"] == "status", timeout=30
+    )
     assert_sound(rig, rig.histories())
 
 
@@ -318,7 +332,9 @@ def test_the_readme_acl_keeps_other_broker_clients_out(agent_factory, tmp_path, 
 
         home, intruder = client("homeassistant"), client("intruder")
         try:
-            home.wait_for(f"{B}/availability", lambda m: m.payload == b"online", consume=False)
+            home.wait_for(
+                f"{B}/availability", lambda m: m.payload == b"online", consume=False, timeout=30
+            )
             gate = agent.pin_history(GATE)
             # The intruder's commands and forged state never reach anyone.
             intruder.publish(f"{B}/command", "on gate")
@@ -327,7 +343,7 @@ def test_the_readme_acl_keeps_other_broker_clients_out(agent_factory, tmp_path, 
             intruder.publish(f"{B}/output/gate/state", "ON", retain=True)
             # Home Assistant's command works, and arrives after the intruder's: so they are gone.
             home.publish(f"{B}/command", "on lamp")
-            result = home.wait_for(f"{B}/command/result")
+            result = home.wait_for(f"{B}/command/result", timeout=30)
             assert result.json()["command"] == "on lamp" and result.json()["ok"]
             assert agent.pin(LAMP) is True and agent.pin_history(GATE) == gate
             assert [m.text for m in home.messages(f"{B}/output/gate/state")] == ["OFF"]
@@ -335,7 +351,7 @@ def test_the_readme_acl_keeps_other_broker_clients_out(agent_factory, tmp_path, 
             # And it reads nothing: not the results, not the messages relayed.
             owner = peer_factory(uri="sip:owner@127.0.0.1")
             assert owner.send(f"sip:agent@127.0.0.1:{port}", "hello")["code"] == 200
-            home.wait_for(f"{B}/message/in", lambda m: m.json()["body"] == "hello")
+            home.wait_for(f"{B}/message/in", lambda m: m.json()["body"] == "hello", timeout=30)
             assert intruder.messages() == []
         finally:
             home.close()
