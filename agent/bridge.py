@@ -16,15 +16,26 @@ from typing import Protocol
 
 from agent import commands, discovery
 from agent.config import Config
+from agent.containment import LogThrottle
+from agent.counters import Counters
 from agent.dispatch import Dispatcher
-from agent.events import Event, MqttConnected, MqttDisconnected, MqttMessage, MqttPublished
+from agent.events import (
+    Event,
+    MqttConnected,
+    MqttDisconnected,
+    MqttMessage,
+    MqttOversize,
+    MqttPublished,
+)
+from agent.jsonin import JsonInputError, loads
 from agent.messages import CommandOutcome, IncomingMessage, relay_record, to_json
+from agent.mqtt_requests import SendRefused, parse_send
 from agent.outbox import Outbox, OutboxError
 from agent.outgoing import Outgoing, Request
 from agent.relay import Delivery
 from agent.sip_send import SipError
-from agent.sipuri import InvalidSipUri, parse_sip_uri
-from agent.topics import Topics, ha_status_topic
+from agent.topics import COMMAND_KINDS, Topics
+from agent.untrusted import excerpt
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +62,13 @@ class Sender(Protocol):
 
 class Device(commands.Controls, Protocol):
     dispatcher: Dispatcher
+    counters: Counters
 
     def announce_state(self) -> None:
         """Publish every retained state (outputs, registration, ...) through the bridge."""
 
-    def on_mqtt_presence(self, text: str) -> None:
-        """`B/presence/set`: the presence keeper decides."""
+    def on_mqtt_presence(self, text: str) -> str | None:
+        """`B/presence/set`: the presence keeper decides; why it refused it, or None."""
 
 
 class Bridge:
@@ -77,8 +89,7 @@ class Bridge:
             timeout_s=config.mqtt.send_timeout_s,
             retries=config.mqtt.send_retries,
         )
-        prefix = config.mqtt.discovery_prefix
-        self._ha_status = ha_status_topic(prefix) if prefix else None
+        self._refusals = LogThrottle()  # one line a minute per kind of refusal in a flood
         self._rows: dict[str, int] = {}  # message id -> outbox row, until its outcome is known
         self._undurable: set[str] = set()  # accepted while the outbox could not store
 
@@ -177,8 +188,10 @@ class Bridge:
                 self.delivery.pump()
             case MqttDisconnected():
                 self.delivery.restart(None)
-            case MqttMessage(topic, payload):
-                self._on_mqtt_message(topic, payload)
+            case MqttMessage(topic, payload, retained):
+                self._on_mqtt_message(topic, payload, retained)
+            case MqttOversize(topic, size, limit, retained):
+                self._on_oversize(topic, size, limit, retained)
 
     def flush(self) -> None:
         """Once per loop turn, after the inbox is drained."""
@@ -186,21 +199,53 @@ class Bridge:
         self.delivery.flush()
         self.outgoing.tick()
 
-    def _on_mqtt_message(self, topic: str, payload: bytes) -> None:
+    def _on_mqtt_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        kind = self.topics.kind(topic)
+        if retained and kind in COMMAND_KINDS:
+            # A command kept by the broker is not a command given now: obeying it would
+            # repeat it at every start. Not cleared either: that needs write access to the
+            # command topic, and would send every other subscriber an empty command.
+            self._refused(kind, "retained", f"retained message on {excerpt(topic)} ignored")
+            return
         text = payload.decode("utf-8", errors="replace")
-        if topic == self.topics.message_send:
-            self._mqtt_send(text)
-        elif topic == self.topics.command:
+        if kind == "message_send":
+            self._mqtt_send(payload)
+        elif kind == "command":
             self._mqtt_command(text)
-        elif (group := self.topics.group_of_command(topic)) is not None:
-            self._mqtt_command(text, group)
-        elif (name := self.topics.output_name_from_set(topic)) is not None:
-            self._mqtt_set_output(name, text)
-        elif topic == self.topics.presence_set:
-            self.device.on_mqtt_presence(text)
-        elif topic == self._ha_status and text.strip() == "online":
+        elif kind == "group_command":
+            self._mqtt_command(text, self.topics.group_of_command(topic))
+        elif kind == "output_set":
+            self._mqtt_set_output(self.topics.output_name_from_set(topic) or "", text)
+        elif kind == "presence_set":
+            refusal = self.device.on_mqtt_presence(text)
+            if refusal is not None:
+                what = f"presence/set {excerpt(text, 60)!r} refused: {refusal}"
+                self._refused("presence_set", "invalid", what)
+        elif kind == "ha_status" and text.strip() == "online":
             log.info("Home Assistant is online: announcing discovery and state again")
             self.announce()
+
+    def _on_oversize(self, topic: str, size: int, limit: int, retained: bool) -> None:
+        kind = self.topics.kind(topic) or "unknown"
+        reason = f"payload of {size} bytes is longer than {limit} bytes"
+        self._refused(kind, "oversize", f"{excerpt(topic)}: {reason}")
+        if retained:
+            return  # nobody is waiting for an answer to what the broker kept
+        if kind in ("command", "group_command"):
+            group = self.topics.group_of_command(topic)
+            self._command_result("", False, f"error: {reason}", group)
+        elif kind == "message_send":
+            outcome = {"id": str(uuid.uuid4()), "to": "", "ok": False, "code": None}
+            self._report_sent({**outcome, "reason": reason, "attempts": 0})
+
+    def _refused(self, kind: str, fate: str, what: str) -> None:
+        """Count `mqtt.<kind>.<fate>`; say so in the log, at most once a minute in a flood."""
+        name = f"mqtt.{kind}.{fate}"
+        self.device.counters.bump(name)
+        times = self._refusals.due(name)
+        if times is not None:
+            more = "" if times == 1 else f" ({times} times since the last report)"
+            log.warning("MQTT %s%s", what, more)
 
     def event(self, topic: str, record: dict[str, object]) -> None:
         """A QoS 1 event: stored in the outbox, published in order."""
@@ -214,33 +259,17 @@ class Bridge:
 
     # -- B/message/send -----------------------------------------------------------------
 
-    def _mqtt_send(self, text: str) -> None:
-        token = str(uuid.uuid4())
-        to: object = ""
+    def _mqtt_send(self, payload: bytes) -> None:
         try:
-            try:
-                request = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"invalid JSON: {err.msg}") from None
-            if not isinstance(request, dict):
-                raise ValueError('expected a JSON object {"to": "sip:…", "body": "…"}')
-            token = str(request.get("id") or token)
-            to, body = request.get("to"), request.get("body")
-            content_type = request.get("content_type", "text/plain")
-            if not isinstance(to, str) or not isinstance(body, str):
-                raise ValueError('"to" and "body" must be strings')
-            if not isinstance(content_type, str):
-                raise ValueError('"content_type" must be a string')
-            try:
-                parse_sip_uri(to)  # refuse at once what no registration could make sendable
-            except InvalidSipUri as err:
-                raise ValueError(str(err)) from None
-        except ValueError as err:
-            log.warning("message/send refused: %s", err)
-            outcome = {"id": token, "to": to, "ok": False, "code": None, "reason": str(err)}
+            request = parse_send(payload)
+        except SendRefused as err:
+            self._refused("message_send", "invalid", f"message/send refused: {err}")
+            token = err.id or str(uuid.uuid4())
+            outcome = {"id": token, "to": err.to, "ok": False, "code": None, "reason": str(err)}
             self._report_sent({**outcome, "attempts": 0})
             return
-        self.outgoing.submit(token, to, body, content_type)
+        token = request.id or str(uuid.uuid4())
+        self.outgoing.submit(token, request.to, request.body, request.content_type)
 
     def _send(self, request: Request) -> None:
         try:
@@ -258,8 +287,11 @@ class Bridge:
         via = "MQTT" if group is None else f"MQTT group {group}"
         outcome = self.device.dispatcher.handle(self.mqtt.identity, text, "text/plain", via)
         # MQTT always gets an answer: the broker's ACLs, not silence, keep strangers out.
-        result = outcome.reply or "error: forbidden"
-        record: dict[str, object] = {"command": text, "ok": outcome.ok, "result": result}
+        self._command_result(text, outcome.ok, outcome.reply or "error: forbidden", group)
+
+    def _command_result(self, text: str, ok: bool, result: str, group: str | None) -> None:
+        # The command is echoed only in part: the answer to a long one must not repeat it.
+        record: dict[str, object] = {"command": excerpt(text), "ok": ok, "result": result}
         if group is not None:
             record["group"] = group  # whoever sent it to the fleet knows which answers are its
         self.event(self.topics.command_result, record)
@@ -267,7 +299,7 @@ class Bridge:
     def _mqtt_set_output(self, name: str, text: str) -> None:
         names: Sequence[str] = self.device.output_names()
         if name not in names:
-            log.warning("MQTT set for unknown output %r ignored", name)
+            self._refused("output_set", "invalid", f"set for unknown output {excerpt(name)!r}")
             return
         word = text.strip().upper()
         if word in ("ON", "OFF"):
@@ -279,21 +311,17 @@ class Bridge:
             result = commands.execute(commands.Command("set", name, (f"{level}%",)), self.device)
             log.log(logging.INFO if result.ok else logging.WARNING, "MQTT set: %s", result.reply)
         else:
-            log.warning("MQTT set %s: %r is not ON, OFF or TOGGLE", name, _excerpt(text))
+            what = f"set {name}: {excerpt(text, 60)!r} is not ON, OFF, TOGGLE or a level"
+            self._refused("output_set", "invalid", what)
 
 
 def _json_level(text: str) -> float | None:
     """The level of a `{"level": 40}` payload, or None."""
     try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        data = loads(text)
+    except JsonInputError:
         return None
     level = data.get("level") if isinstance(data, dict) else None
     if isinstance(level, int | float) and not isinstance(level, bool):
         return float(level)
     return None
-
-
-def _excerpt(text: str, limit: int = 60) -> str:
-    one_line = " ".join(text.split())
-    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"

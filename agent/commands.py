@@ -6,22 +6,24 @@ be tested without GPIO, SIP or MQTT. Who may run what is decided in `agent.acces
 
 from __future__ import annotations
 
-import json
 import math
-import unicodedata
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from agent.config import OutputConfig
 from agent.durations import InvalidDuration, format_duration, parse_duration
+from agent.jsonin import JsonInputError, loads
 from agent.totp import CODE
+from agent.untrusted import BadText, check_text
 
 # A reply to one of our own replies would start a ping-pong between two agents.
 REPLY_PREFIXES = ("ok:", "error:")
 MAX_COMMAND_BYTES = 1000
 PRESENCE_STATES = ("available", "away", "busy", "dnd", "offline")
 MAX_BLINK_COUNT = 10000
+# A level is at most "100" or a short decimal; longer number words are refused unread.
+MAX_LEVEL_CHARS = 12
 # Shorter blink phases than this are not kept by a loop that may be busy for a few ms.
 MIN_BLINK_S = 0.02
 _ECHO = 40  # how much of a bad word an error quotes back
@@ -169,6 +171,8 @@ def _set(cmd: Command, controls: Controls) -> str:
 
 def _percent(text: str) -> float:
     number = text.removesuffix("%")
+    if len(number) > MAX_LEVEL_CHARS:
+        raise CommandError(f"'{_echo(text)}' is not a level (e.g. 40%)")
     try:
         value = float(number)
     except ValueError:
@@ -242,12 +246,10 @@ def parse_command(body: str, content_type: str = "text/plain") -> Command:
 
 
 def _check_text(body: str) -> None:
-    for char in body:
-        if "\ud800" <= char <= "\udfff" or char == "\ufffd":
-            # Bytes that were not UTF-8 arrive as U+FFFD (or as lone surrogates).
-            raise CommandError("the message is not UTF-8 text")
-        if char not in "\t\n\r" and unicodedata.category(char) in ("Cc", "Cf"):
-            raise CommandError(f"the message contains a control character (U+{ord(char):04X})")
+    try:
+        check_text(body, "the message", allowed_controls="\t\n\r")
+    except BadText as err:
+        raise CommandError(str(err)) from None
 
 
 def _parse_words(words: Sequence[str]) -> Command:
@@ -284,7 +286,10 @@ def _check_args(name: str, args: tuple[str, ...], spec: Spec) -> None:
                 raise CommandError(f"{err} (usage: {spec.usage})") from None
         count = args[2] if name == "blink" and len(args) == 3 else None
         if count is not None and not (
-            count.isascii() and count.isdigit() and 1 <= int(count) <= MAX_BLINK_COUNT
+            len(count) <= len(str(MAX_BLINK_COUNT))
+            and count.isascii()
+            and count.isdigit()
+            and 1 <= int(count) <= MAX_BLINK_COUNT
         ):
             raise CommandError(f"count '{_echo(count)}' is not a number 1..{MAX_BLINK_COUNT}")
     elif name == "set":
@@ -295,11 +300,9 @@ def _check_args(name: str, args: tuple[str, ...], spec: Spec) -> None:
 
 def _parse_json(body: str) -> Request:
     try:
-        data = json.loads(body)
-    except json.JSONDecodeError as err:
-        raise CommandError(f"invalid JSON: {err.msg}") from None
-    except RecursionError:
-        raise CommandError("invalid JSON: nested too deeply") from None
+        data = loads(body)
+    except JsonInputError as err:
+        raise CommandError(str(err)) from None
     if not isinstance(data, dict) or not isinstance(data.get("command"), str):
         raise CommandError('JSON command needs a "command" string')
     name = data["command"].strip().lower()

@@ -181,6 +181,8 @@ class MqttConfig:
     # mqtt.hosts (or just mqtt.host:mqtt.port), the preferred first; agent.brokers has the policy.
     brokers: tuple[Broker, ...] = ()
     failback_s: int = 300  # look back at the preferred broker this often; 0: never
+    max_payload: int = 16384  # bytes: the largest B/message/send payload read
+    max_pending: int = 5000  # MQTT messages waiting for the owner loop; more are dropped
 
 
 @dataclass(frozen=True)

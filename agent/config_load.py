@@ -214,6 +214,8 @@ def _mqtt(t: Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
         group_prefix=_topic(t, "group_prefix", "sipagent/group"),
         brokers=brokers,
         failback_s=t.integer("failback", 300, 0, 86400),
+        max_payload=t.integer("max_payload", 16384, 256, 1048576),
+        max_pending=t.integer("max_pending", 5000, 10, 100000),
     )
     t.finish()
     # [mqtt] without a host: MQTT is off

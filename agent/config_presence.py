@@ -15,7 +15,7 @@ from agent.config import (
     WatchConfig,
 )
 from agent.config_table import NAME, Table, type_name
-from agent.presence import PresenceError, normalize_status, template_fields
+from agent.presence import PresenceError, normalize_status, template_fields, validate_note
 from agent.sipuri import InvalidSipUri, address_of_record, parse_sip_uri
 
 
@@ -95,13 +95,28 @@ def presence_config(t: Table, sip: SipConfig, gpio: GpioConfig) -> PresenceConfi
                 t.problems.append(f"{path}: {err}")
     names = {i.name for i in gpio.inputs} | {o.name for o in gpio.outputs}
     _check_template(t, "note", note, names)
+    _check_note(t, "note", note)
     for inp in gpio.inputs:
+        inp_table = type(t)(t.problems, f"gpio.inputs.{inp.name}", {})
+        _check_note(inp_table, "active_text", inp.active_text)
+        _check_note(inp_table, "inactive_text", inp.inactive_text)
         for key, rule in (("when_active", inp.when_active), ("when_inactive", inp.when_inactive)):
+            where = type(t)(t.problems, f"gpio.inputs.{inp.name}.{key}", {})
+            _check_note(where, "note", rule.note)
             for field, text in (("note", rule.note), ("message", rule.message)):
-                where = type(t)(t.problems, f"gpio.inputs.{inp.name}.{key}", {})
                 _check_template(where, field, text, names)
     t.finish()
     return PresenceConfig(status, note, None if watchers is None else tuple(watchers), tuple(watch))
+
+
+def _check_note(t: Table, key: str, text: str | None) -> None:
+    """Notes from the config (and the input words they name) follow the rule for every note."""
+    if text is None:
+        return
+    try:
+        validate_note(text)
+    except PresenceError as err:
+        t.problem(key, str(err))
 
 
 def _check_template(t: Table, key: str, text: str | None, names: set[str]) -> None:

@@ -295,10 +295,9 @@ class Agent:
             self.bridge.outgoing.abandon("agent stopped before the MESSAGE was sent")
             self.bridge.flush()
 
-    def on_mqtt_presence(self, text: str) -> None:
-        """`B/presence/set`, routed here by the bridge."""
-        if self.presence is not None:
-            self.presence.on_mqtt_set(text)
+    def on_mqtt_presence(self, text: str) -> str | None:
+        """`B/presence/set`, routed here by the bridge; why it was refused, or None."""
+        return None if self.presence is None else self.presence.on_mqtt_set(text)
 
     def announce_state(self) -> None:
         """Retained state again after a (re)connect: the broker may have lost it."""
@@ -314,11 +313,6 @@ class Agent:
         if self.bridge is not None:
             payload = json.dumps(self.registration.as_dict())
             self.bridge.publish_state(self.bridge.topics.registration, payload)
-
-
-def _excerpt(text: str, limit: int = 60) -> str:
-    one_line = " ".join(text.split())
-    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
 
 
 def _duration(seconds: float) -> str:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import re
 
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(ms|s|sec|secs|m|min)?", re.IGNORECASE)
+from agent.untrusted import excerpt
+
+# At most 9 digits before and after the point: far past any bound an output allows, and no
+# sender can make the agent read a number of 5000 digits.
+_DURATION = re.compile(
+    r"([0-9]{1,9}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})\s*(ms|s|sec|secs|m|min)?", re.IGNORECASE
+)
 _UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "secs": 1.0, "m": 60.0, "min": 60.0}
 
 
@@ -17,11 +22,8 @@ def parse_duration(text: str) -> float:
     """Seconds in `text` (a number with an optional unit ms, s or m; plain numbers are s)."""
     match = _DURATION.fullmatch(text.strip())
     if match is None:
-        raise InvalidDuration(f"'{text}' is not a duration (e.g. 500ms, 2s, 1.5s, 1m)")
-    seconds = float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
-    if not math.isfinite(seconds):
-        raise InvalidDuration(f"'{text}' is not a duration (e.g. 500ms, 2s, 1.5s, 1m)")
-    return seconds
+        raise InvalidDuration(f"'{excerpt(text, 40)}' is not a duration (e.g. 500ms, 2s, 1.5s, 1m)")
+    return float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
 
 
 def format_duration(seconds: float) -> str:

@@ -32,6 +32,18 @@ class MqttMessage:
 
     topic: str
     payload: bytes
+    # The broker sent it because it was retained, not because someone published it now.
+    retained: bool = False
+
+
+@dataclass(frozen=True)
+class MqttOversize:
+    """A message over its topic's size bound: only its size is kept (agent.mqtt_requests)."""
+
+    topic: str
+    size: int
+    limit: int
+    retained: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,5 +62,13 @@ class MqttPublished:
 
 
 Event = (
-    StopRequested | MqttConnected | MqttDisconnected | MqttMessage | InputChanged | MqttPublished
+    StopRequested
+    | MqttConnected
+    | MqttDisconnected
+    | MqttMessage
+    | MqttOversize
+    | InputChanged
+    | MqttPublished
 )
+# What broker clients send: the inbox may drop these under a flood, never the others.
+FROM_BROKER_CLIENTS = (MqttMessage, MqttOversize)

@@ -9,19 +9,22 @@ import logging
 import signal
 import threading
 import time
+from functools import partial
 from types import FrameType
 
 from agent.capabilities import log_capabilities
 from agent.config import Config
+from agent.containment import Guard, LogThrottle, describe, event_name
 from agent.core import Agent
 from agent.counters import Counters
 from agent.events import MqttPublished
 from agent.gpio import Outputs
 from agent.health import Health, HealthPolicy
 from agent.heap import HeapTrimmer
-from agent.inbox import Inbox
+from agent.inbox import DEFAULT_MAX_PENDING, Inbox
 from agent.inputs import Inputs
 from agent.mqtt import MqttLink
+from agent.mqtt_requests import PayloadBounds
 from agent.outbox import Outbox, default_path
 from agent.presence_keeper import PresenceKeeper
 from agent.service import Notifier
@@ -44,8 +47,11 @@ class Runner:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.inbox = Inbox()
+        self.inbox = Inbox(config.mqtt.max_pending if config.mqtt else DEFAULT_MAX_PENDING)
         self.counters = Counters()
+        # No event's handler can stop the loop: a failure is logged, counted and dropped.
+        self.guard = Guard(self.counters)
+        self._drop_log = LogThrottle()
         self.notifier = Notifier()
         self.health = Health(
             HealthPolicy(
@@ -58,7 +64,14 @@ class Runner:
         self.timers = Timers()
         self.outputs = Outputs(config.gpio, timers=self.timers)
         self.mqtt = (
-            MqttLink(config.mqtt, Topics.of(config.mqtt), self.inbox) if config.mqtt else None
+            MqttLink(
+                config.mqtt,
+                Topics.of(config.mqtt),
+                self.inbox,
+                PayloadBounds(config.access.max_message_bytes, config.mqtt.max_payload),
+            )
+            if config.mqtt
+            else None
         )
         self.sip = SipStack(config.sip)
         self.sip.counters = self.counters
@@ -149,10 +162,26 @@ class Runner:
             self.sip.poll(int(wait * 1000 + 0.5))
             self.heap.seen(self.sip.messages_received, now)
             self.heap.due(now)
-            for event in self.inbox.drain():
-                self.agent.handle(event)
+            self._handle_inbox()
             self.timers.run_due()
-            self.agent.flush()
+            self.guard.run("loop.flush", self.agent.flush)
+
+    def _handle_inbox(self) -> None:
+        for event in self.inbox.drain():
+            handle, detail = partial(self.agent.handle, event), partial(describe, event)
+            self.guard.run(event_name(event), handle, detail)
+        dropped = self.inbox.take_dropped()
+        if dropped:
+            self.counters.bump("mqtt.inbox.dropped", dropped)
+            told = self._drop_log.due("mqtt.inbox.dropped", dropped)
+            if told is not None:
+                log.warning(
+                    "dropped %d MQTT message(s) from broker clients: %d messages "
+                    "(mqtt.max_pending) or %d bytes were already waiting",
+                    told,
+                    self.inbox.max_pending,
+                    self.inbox.max_pending_bytes,
+                )
 
     def _shutdown(self) -> None:
         started = time.monotonic()
@@ -170,8 +199,8 @@ class Runner:
             # nothing else is acted on after the outputs went to their safe state.
             for event in self.inbox.drain():
                 if isinstance(event, MqttPublished):
-                    self.agent.handle(event)
-            self.agent.flush()
+                    self.guard.run(event_name(event), partial(self.agent.handle, event))
+            self.guard.run("loop.flush", self.agent.flush)
         if self.outbox is not None:
             self.outbox.close()
         self.inputs.close()

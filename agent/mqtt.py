@@ -25,8 +25,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.brokers import Broker, BrokerChoice
 from agent.config import MqttConfig
-from agent.events import MqttConnected, MqttDisconnected, MqttMessage, MqttPublished
+from agent.events import MqttConnected, MqttDisconnected, MqttMessage, MqttOversize, MqttPublished
 from agent.inbox import Inbox
+from agent.mqtt_requests import PayloadBounds
 from agent.topics import Topics, ha_status_topic
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,13 @@ ONLINE, OFFLINE = b"online", b"offline"
 class MqttLink:
     """A connection to the broker that reconnects by itself and re-subscribes on every connect."""
 
-    def __init__(self, config: MqttConfig, topics: Topics, inbox: Inbox) -> None:
+    def __init__(
+        self, config: MqttConfig, topics: Topics, inbox: Inbox, bounds: PayloadBounds
+    ) -> None:
         self.config = config
         self.topics = topics
         self._inbox = inbox
+        self._bounds = bounds
         self.connected = False
         self.session = 0  # counts successful connections
         # Guards `connected` against paho's thread: a publish either happens before the
@@ -238,7 +242,14 @@ class MqttLink:
                 log.info("MQTT stale will (offline) seen on %s: online again", message.topic)
                 client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
             return
-        self._inbox.put(MqttMessage(message.topic, message.payload))
+        # Bounded here, before the payload is queued: an oversize one is forgotten at once
+        # and only its size reaches the owner loop, which answers with a clear error.
+        size, limit = len(message.payload), self._bounds.limit(self.topics.kind(message.topic))
+        retained = bool(message.retain)
+        if size > limit:
+            self._inbox.put(MqttOversize(message.topic, size, limit, retained))
+        else:
+            self._inbox.put(MqttMessage(message.topic, message.payload, retained))
 
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any

@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 # registrations. Anything else (404, 403, 488, ...) will not change by repeating.
 TRANSIENT_CODES = frozenset({408, 480, 500, 502, 503, 504})
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
+# Requests waiting, being sent or waiting for a retry at once: more are refused at once. A
+# broker client could otherwise pile up requests while SIP is down (each waits up to
+# send_timeout) or keep pjsip busy with transactions for ever.
+MAX_OPEN = 100
 
 
 @dataclass
@@ -44,19 +48,25 @@ class Outgoing:
         timeout_s: float,
         retries: int,
         clock: Callable[[], float] = time.monotonic,
+        max_open: int = MAX_OPEN,
     ) -> None:
         self._send = send
         self._report = report
         self._timeout_s = timeout_s
         self._retries = retries
         self._clock = clock
+        self._max_open = max_open
         self._requests: dict[str, Request] = {}
         self.ready = False  # SIP can send now (registered, or direct mode)
 
     def submit(self, token: str, to: str, body: str, content_type: str = "text/plain") -> None:
         request = Request(token, to, body, content_type, self._clock() + self._timeout_s)
+        reason = None
         if token in self._requests:
             reason = f"id {token!r} is already being sent"
+        elif len(self._requests) >= self._max_open:
+            reason = f"{self._max_open} MESSAGEs are already waiting to be sent; try again later"
+        if reason is not None:
             log.warning("MESSAGE %s to %s refused: %s", token, to, reason)
             self._report(_outcome(request, False, None, reason))
             return

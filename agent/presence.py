@@ -7,9 +7,13 @@ Pure logic, no I/O: the SIP side (agent.sip_presence) turns a `Pidf` into pjsua2
 from __future__ import annotations
 
 import json
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from agent.jsonin import JsonInputError, loads
+from agent.untrusted import BadText, check_text, excerpt
 
 # The status words of the command language, in the order `help` lists them.
 STATUSES = ("available", "away", "busy", "dnd", "offline")
@@ -62,7 +66,9 @@ def normalize_status(word: str) -> str:
     key = word.strip().lower()
     key = ALIASES.get(key, key)
     if key not in _PIDF:
-        raise PresenceError(f"unknown status {word.strip()!r} (use one of: {', '.join(STATUSES)})")
+        raise PresenceError(
+            f"unknown status {excerpt(word, 40)!r} (use one of: {', '.join(STATUSES)})"
+        )
     return key
 
 
@@ -128,9 +134,9 @@ def parse_request(text: str) -> PresenceRequest:
         raise PresenceError(f"empty presence (use one of: {', '.join(STATUSES)})")
     if text.startswith("{"):
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise PresenceError(f"invalid JSON: {err.msg}") from None
+            data = loads(text)
+        except JsonInputError as err:
+            raise PresenceError(str(err)) from None
         if not isinstance(data, dict) or not isinstance(data.get("status"), str):
             raise PresenceError('JSON presence needs a "status" string')
         note = data.get("note")
@@ -142,10 +148,61 @@ def parse_request(text: str) -> PresenceRequest:
 
 
 def request(status: str, note: str | None) -> PresenceRequest:
-    """Validate a status and an optional note from a person (SIP command, MQTT)."""
-    if note is not None and len(note) > MAX_NOTE_CHARS:
+    """Validate a status and an optional note from a person (SIP command, JSON, MQTT)."""
+    return PresenceRequest(normalize_status(status), None if note is None else check_note(note))
+
+
+def check_note(note: str) -> str:
+    """The note as watchers will see it: one line, or PresenceError saying what is wrong.
+
+    The one rule for notes on every path (the `presence` command, its JSON form,
+    `B/presence/set`): runs of white space become one space, as the command language's
+    word splitting does, so a note means the same whichever way it came; other control
+    characters are refused, as in a command.
+    """
+    line = " ".join(note.split())
+    validate_note(line)
+    return line
+
+
+def validate_note(note: str) -> None:
+    """PresenceError unless `note` is as check_note would leave it (no control characters)."""
+    try:
+        check_text(note, "the note")
+    except BadText as err:
+        raise PresenceError(str(err)) from None
+    if len(note) > MAX_NOTE_CHARS:
         raise PresenceError(f"note longer than {MAX_NOTE_CHARS} characters")
-    return PresenceRequest(normalize_status(status), note)
+
+
+# -- PIDF text ------------------------------------------------------------------------------
+
+# pjsua prints the note into its PIDF as it is (pjlib's XML printer escapes nothing) and hands
+# a received note over as it stood in the XML (its parser decodes no entities): the agent
+# escapes on the way out and decodes on the way in.
+_XML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_XML_ENTITY = re.compile(r"&(amp|lt|gt|quot|apos|#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6});")
+_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+def xml_text(text: str) -> str:
+    """`text` as XML character data: `Tom & Jerry` -> `Tom &amp; Jerry`."""
+    return "".join(_XML_ESCAPES.get(c, c) for c in text)
+
+
+def from_xml_text(text: str) -> str:
+    """The text an XML parser would read from character data with entity references."""
+
+    def decode(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not name.startswith("#"):
+            return _NAMED[name]
+        code = int(name[2:], 16) if name[1:2] in ("x", "X") else int(name[1:])
+        if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
+            return chr(code)
+        return match.group()  # no character: left as it was written
+
+    return _XML_ENTITY.sub(decode, text)
 
 
 # -- the state -----------------------------------------------------------------------------

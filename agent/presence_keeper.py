@@ -146,15 +146,16 @@ class PresenceKeeper:
         assert self.current is not None
         return f"presence {self.current.describe()}"
 
-    def on_mqtt_set(self, text: str) -> None:
+    def on_mqtt_set(self, text: str) -> str | None:
+        """`B/presence/set`; why the payload was refused (the caller logs it), or None."""
         try:
             req = parse_request(text)
         except PresenceError as err:
-            log.warning("presence/set %r refused: %s", text[:60], err)
-            return
+            return str(err)
         self.state = self.state.with_request(req, self.config.presence.note)
         log.info("presence set over MQTT: %s", req.status)
         self.refresh()
+        return None
 
     def on_output_changed(self) -> None:
         self.refresh()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pjsua2 as pj
 
-from agent.presence import Pidf, status_of_pidf
+from agent.presence import Pidf, from_xml_text, status_of_pidf, xml_text
 from agent.sip import SipStack
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ class _WatchedBuddy(pj.Buddy):
             open_ = pres.status == pj.PJSUA_BUDDY_STATUS_ONLINE
         activity = _ACTIVITY_NAMES.get(pres.activity, "unknown")
         # statusText is pjsua's "Online"/"Offline"/"?" when the contact sent no note.
-        note = pres.note
+        # pjlib's XML parser leaves entity references as they were: decode them here.
+        note = from_xml_text(pres.note)
         self._listener(
             BuddyState(
                 self.contact_id,
@@ -126,7 +127,8 @@ class SipPresence:
         ps = pj.PresenceStatus()
         ps.status = pj.PJSUA_BUDDY_STATUS_ONLINE if pidf.open else pj.PJSUA_BUDDY_STATUS_OFFLINE
         ps.activity = _ACTIVITIES[pidf.activity]
-        ps.note = pidf.note
+        # pjsua prints the note into the PIDF unescaped: `&` or `</note>` would break it.
+        ps.note = xml_text(pidf.note)
         try:
             account.setOnlineStatus(ps)
         except pj.Error as err:

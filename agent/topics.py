@@ -6,16 +6,38 @@ from dataclasses import dataclass
 
 from agent.config import MqttConfig
 
+# What a topic the agent listens on is for (Topics.kind); all but "ha_status" are commands.
+COMMAND_KINDS = frozenset(
+    {"command", "group_command", "output_set", "presence_set", "message_send"}
+)
+
 
 @dataclass(frozen=True)
 class Topics:
     base: str
     groups: tuple[str, ...] = ()  # fleet groups (mqtt.groups): commands for all members
     group_prefix: str = "sipagent/group"
+    discovery_prefix: str = ""  # Home Assistant's; "" when discovery is off
 
     @classmethod
     def of(cls, mqtt: MqttConfig) -> Topics:
-        return cls(mqtt.base_topic, mqtt.groups, mqtt.group_prefix)
+        return cls(mqtt.base_topic, mqtt.groups, mqtt.group_prefix, mqtt.discovery_prefix)
+
+    def kind(self, topic: str) -> str | None:
+        """Which of the agent's inbound topics this is (see COMMAND_KINDS), or None."""
+        if topic == self.command:
+            return "command"
+        if topic == self.message_send:
+            return "message_send"
+        if topic == self.presence_set:
+            return "presence_set"
+        if self.output_name_from_set(topic) is not None:
+            return "output_set"
+        if self.group_of_command(topic) is not None:
+            return "group_command"
+        if self.discovery_prefix and topic == ha_status_topic(self.discovery_prefix):
+            return "ha_status"
+        return None
 
     @property
     def availability(self) -> str:

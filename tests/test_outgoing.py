@@ -109,3 +109,17 @@ def test_stopping_reports_what_is_still_open() -> None:
     out.abandon("agent stopped")
     out.tick()
     assert [(r["id"], r["ok"], r["reason"]) for r in reports] == [("a", False, "agent stopped")]
+
+
+def test_open_requests_are_bounded_and_the_rest_refused_at_once() -> None:
+    out, _clock, sent, reports = _outgoing()
+    for i in range(150):  # SIP is down: every request waits
+        out.submit(f"r{i}", "sip:bob@x", "hi")
+    assert len(reports) == 50
+    assert all(r["ok"] is False and r["id"] in {f"r{i}" for i in range(100, 150)} for r in reports)
+    assert reports[0]["reason"] == "100 MESSAGEs are already waiting to be sent; try again later"
+    out.set_ready(True)
+    assert len(sent) == 100
+    out.on_status("r0", 200, "OK")
+    out.submit("again", "sip:bob@x", "hi")  # room for one more
+    assert sent[-1] == "again"

@@ -1,0 +1,117 @@
+"""Containment: a handler that raises is logged, counted and dropped; the loop goes on."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from agent.config import parse_config
+from agent.containment import Guard, LogThrottle, describe, event_name
+from agent.counters import Counters
+from agent.events import Event, MqttMessage, MqttOversize, MqttPublished
+from agent.loop import Runner
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def boom() -> None:
+    raise RecursionError("maximum recursion depth exceeded")
+
+
+def test_a_failing_handler_is_counted_logged_and_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    counters = Counters()
+    guard = Guard(counters)
+    with caplog.at_level(logging.ERROR):
+        assert guard.run("inbox.mqtt_message", boom, lambda: "'t', 5 bytes") is False
+    assert counters.get("inbox.mqtt_message.failed") == 1
+    assert "inbox.mqtt_message failed ('t', 5 bytes): dropped, the agent goes on" in caplog.text
+    assert "RecursionError" in caplog.text  # the traceback, for whoever mends the bug
+    assert guard.run("inbox.mqtt_message", lambda: None) is True
+
+
+def test_interrupts_are_not_contained() -> None:
+    def stop() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Guard(Counters()).run("x", stop)
+
+
+def test_a_handler_failing_in_a_flood_logs_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    counters = Counters()
+    guard = Guard(counters, LogThrottle(60.0, clock))
+    with caplog.at_level(logging.ERROR):
+        for _ in range(1000):
+            guard.run("loop.flush", boom)
+        clock.now = 61.0
+        guard.run("loop.flush", boom)
+    assert counters.get("loop.flush.failed") == 1001
+    assert len(caplog.records) == 2
+    assert "1000 failures since the last report" in caplog.records[1].getMessage()
+
+
+def test_events_are_named_and_described_without_their_whole_payload() -> None:
+    assert event_name(MqttMessage("t", b"")) == "inbox.mqtt_message"
+    assert event_name(MqttPublished(3)) == "inbox.mqtt_published"
+    text = describe(MqttMessage("sipagent/porch/command", b"on gate " * 3_000_000))
+    assert text.startswith("'sipagent/porch/command', 24000000 bytes: 'on gate on gate")
+    assert len(text) < 200
+    assert describe(MqttOversize("t", 10, 5)) == "'t', 10 bytes"
+
+
+def test_the_owner_loop_drops_a_failing_event_and_handles_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    config = parse_config(
+        f"""
+[device]
+id = "porch"
+[sip]
+uri = "sip:porch@127.0.0.1"
+[mqtt]
+host = "localhost"
+max_pending = 10
+[outbox]
+path = "{tmp_path / "outbox.db"}"
+[gpio]
+pin_factory = "mock"
+[gpio.outputs.gate]
+pin = 17
+"""
+    )
+    runner = Runner(config)  # built, never started: no endpoint, no broker connection
+    handled: list[Event] = []
+
+    def handle(event: Event) -> None:
+        if isinstance(event, MqttMessage) and event.payload == b"poison":
+            raise RecursionError("maximum recursion depth exceeded")
+        handled.append(event)
+
+    monkeypatch.setattr(runner.agent, "handle", handle)
+    runner.inbox.put(MqttMessage("sipagent/porch/command", b"poison"))
+    runner.inbox.put(MqttMessage("sipagent/porch/command", b"status"))
+    runner.inbox.put(MqttPublished(7))
+    with caplog.at_level(logging.WARNING):
+        runner._handle_inbox()
+    assert handled == [MqttMessage("sipagent/porch/command", b"status"), MqttPublished(7)]
+    assert runner.counters.get("inbox.mqtt_message.failed") == 1
+    assert "inbox.mqtt_message failed ('sipagent/porch/command', 6 bytes: 'poison')" in caplog.text
+    # A flood past mqtt.max_pending: the rest is dropped, counted, and said once.
+    for _ in range(25):
+        runner.inbox.put(MqttMessage("sipagent/porch/command", b"status"))
+    with caplog.at_level(logging.WARNING):
+        runner._handle_inbox()
+    assert runner.counters.get("mqtt.inbox.dropped") == 15
+    assert "dropped 15 MQTT message(s) from broker clients" in caplog.text
+    runner.outputs.close()
+    runner.outbox.close()  # type: ignore[union-attr]
