@@ -55,8 +55,8 @@ class Device(commands.Controls, Protocol):
     def announce_state(self) -> None:
         """Publish every retained state (outputs, registration, ...) through the bridge."""
 
-    def on_mqtt_presence(self, text: str) -> None:
-        """`B/presence/set`: the presence keeper decides."""
+    def on_mqtt_presence(self, text: str, part: str = "both") -> None:
+        """`B/presence/set` (or only its status or its note): the presence keeper decides."""
 
 
 class Bridge:
@@ -198,6 +198,10 @@ class Bridge:
             self._mqtt_set_output(name, text)
         elif topic == self.topics.presence_set:
             self.device.on_mqtt_presence(text)
+        elif topic == self.topics.presence_status_set:
+            self.device.on_mqtt_presence(text, part="status")
+        elif topic == self.topics.presence_note_set:
+            self.device.on_mqtt_presence(text, part="note")
         elif topic == self._ha_status and text.strip() == "online":
             log.info("Home Assistant is online: announcing discovery and state again")
             self.announce()

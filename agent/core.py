@@ -17,6 +17,7 @@ from agent.bridge import Bridge, Link
 from agent.calls import handle_call
 from agent.config import Config, OutputConfig
 from agent.counters import Counters
+from agent.diagnostics import Diagnostics
 from agent.dispatch import Dispatcher
 from agent.events import Event, InputChanged, MqttConnected, MqttDisconnected, StopRequested
 from agent.logfields import journal_fields
@@ -98,6 +99,9 @@ class Agent:
         self.stop_reason: str | None = None
         self.started = time.monotonic()
         self.dispatcher = Dispatcher(config.access, self)
+        # pjproject version, outdated or not, the last error (B/diagnostics, `status`).
+        self.diagnostics = Diagnostics()
+        self._diagnostics_due = 0.0
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -288,6 +292,11 @@ class Agent:
         """Once per loop turn, after the inbox was drained: batched work of the bridge."""
         if self.bridge is not None:
             self.bridge.flush()
+            now = time.monotonic()
+            # An error storm publishes at most once a second; the newest error wins.
+            if now >= self._diagnostics_due and (payload := self.diagnostics.changed()):
+                self._diagnostics_due = now + 1.0
+                self.bridge.publish_state(self.bridge.topics.diagnostics, json.dumps(payload))
 
     def stopping(self) -> None:
         """Before the adapters stop: open MQTT sends are reported (durably), not dropped."""
@@ -295,9 +304,15 @@ class Agent:
             self.bridge.outgoing.abandon("agent stopped before the MESSAGE was sent")
             self.bridge.flush()
 
-    def on_mqtt_presence(self, text: str) -> None:
-        """`B/presence/set`, routed here by the bridge."""
-        if self.presence is not None:
+    def on_mqtt_presence(self, text: str, part: str = "both") -> None:
+        """`B/presence/set` (part "both"), `B/presence/status/set` or `.../note/set`."""
+        if self.presence is None:
+            return
+        if part == "status":
+            self.presence.on_mqtt_status(text)
+        elif part == "note":
+            self.presence.on_mqtt_note(text)
+        else:
             self.presence.on_mqtt_set(text)
 
     def announce_state(self) -> None:
@@ -307,6 +322,9 @@ class Agent:
         self._publish_registration()
         if self.presence is not None:
             self.presence.announce()
+        if self.bridge is not None:
+            payload = json.dumps(self.diagnostics.payload())
+            self.bridge.publish_state(self.bridge.topics.diagnostics, payload)
 
     # -- helpers ----------------------------------------------------------------------
 

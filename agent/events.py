@@ -6,6 +6,7 @@ only the owner thread acts on it.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 
@@ -49,6 +50,26 @@ class MqttPublished:
     mid: int
 
 
+@dataclass(frozen=True)
+class ReloadRequested:
+    """SIGHUP (`systemctl reload sipagent`): read the config again, apply what can change live."""
+
+
+@dataclass(frozen=True)
+class StatusRequested:
+    """A local client asked for the status (agent.status_socket); the owner thread answers
+    by setting `reply`'s result to a JSON-ready dict."""
+
+    reply: Future[dict[str, object]]
+
+
 Event = (
-    StopRequested | MqttConnected | MqttDisconnected | MqttMessage | InputChanged | MqttPublished
+    StopRequested
+    | MqttConnected
+    | MqttDisconnected
+    | MqttMessage
+    | InputChanged
+    | MqttPublished
+    | ReloadRequested
+    | StatusRequested
 )

@@ -126,6 +126,9 @@ class PresenceKeeper:
             return
         log.info("input %s %s", name, cfg.active_text if active else cfg.inactive_text)
         self._mqtt(self._topics.input_state(name), "ON" if active else "OFF", retain=True)
+        # The same change as a live event, never retained: Home Assistant's device triggers
+        # ("doorbell pressed") must not fire again for an old press when it (re)subscribes.
+        self._mqtt(self._topics.input_event(name), "ON" if active else "OFF", retain=False)
         rule = self._rule(name, active)
         self.state = self.state.with_rule(rule.status, rule.note)
         self.refresh()
@@ -154,6 +157,36 @@ class PresenceKeeper:
             return
         self.state = self.state.with_request(req, self.config.presence.note)
         log.info("presence set over MQTT: %s", req.status)
+        self.refresh()
+
+    def on_mqtt_status(self, text: str) -> None:
+        """`B/presence/status/set` (Home Assistant's select): the status, the note kept."""
+        self._apply_mqtt("status", text, lambda: self.state.with_status(text))
+
+    def on_mqtt_note(self, text: str) -> None:
+        """`B/presence/note/set` (Home Assistant's text): the note, the status kept."""
+        template = self.config.presence.note
+        self._apply_mqtt("note", text, lambda: self.state.with_note(text.strip(), template))
+
+    def _apply_mqtt(self, what: str, text: str, change: Callable[[], PresenceState]) -> None:
+        try:
+            self.state = change()
+        except PresenceError as err:
+            log.warning("presence %s %r refused: %s", what, text[:60], err)
+            return
+        log.info("presence %s set over MQTT", what)
+        self.refresh()
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: new input rules, watchers and note template (pins stay as they are)."""
+        old_template = self.config.presence.note
+        self.config = config
+        self._inputs_cfg = {i.name: i for i in config.gpio.inputs}
+        watchers = config.presence.watchers
+        self._watchers = set(config.access.allow if watchers is None else watchers)
+        if self.state.template == old_template:
+            # Nobody wrote a note of their own: the configured template follows the config.
+            self.state = PresenceState(self.state.status, config.presence.note)
         self.refresh()
 
     def on_output_changed(self) -> None:
