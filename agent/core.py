@@ -135,6 +135,17 @@ class Agent:
             return "disconnected"
         return f"connected to {self.mqtt.broker}"  # which of mqtt.hosts, after a failover
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload's config (agent.reload decided what of it applies): rules, limits,
+        presence; Home Assistant hears about changed buttons and names at once."""
+        self.config = config
+        self.dispatcher.reconfigure(config.access)
+        if self.presence is not None:
+            self.presence.reconfigure(config)
+        if self.bridge is not None:
+            self.bridge.config = config
+            self.bridge.announce()
+
     # -- SIP callbacks ----------------------------------------------------------------
 
     def on_registration(self, state: RegState) -> None:

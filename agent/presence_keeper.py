@@ -236,6 +236,15 @@ class PresenceKeeper:
             values[name] = cfg.active_text if self._inputs.is_active(name) else cfg.inactive_text
         return values
 
+    def inputs_now(self) -> dict[str, tuple[bool, str]]:
+        """Each input: (active?, its word: "open"/"closed")."""
+        found = {}
+        for name in self._inputs.names():
+            active = self._inputs.is_active(name)
+            cfg = self._inputs_cfg[name]
+            found[name] = (active, cfg.active_text if active else cfg.inactive_text)
+        return found
+
     def refresh(self, force: bool = False) -> None:
         """Recompute the effective presence; send it wherever it changed."""
         presence = self.state.effective(self.values())
