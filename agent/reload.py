@@ -26,8 +26,8 @@ SECTIONS_LIVE = ("access", "calls", "log")
 PRESENCE_LIVE = ("note", "watchers")
 # The config's own file name is no setting.
 IGNORED = ("source",)
-# Model field -> the key a person writes, where the two differ.
-_KEYS = {
+# Model field -> the key a person writes, where the two differ (also agent.explain).
+KEY_OF_FIELD = {
     "pulse_s": "pulse",
     "max_pulse_s": "max_pulse",
     "reg_expires": "register_expires",
@@ -123,7 +123,7 @@ def _merge_one(
         name = field.name
         if getattr(running, name) == getattr(loaded, name):
             continue
-        key = f"{where}.{_KEYS.get(name, name)}"
+        key = f"{where}.{KEY_OF_FIELD.get(name, name)}"
         if name in live:
             changes[name] = getattr(loaded, name)
             applied.append(key)
@@ -140,6 +140,6 @@ def _differences(where: str, old: Any, new: Any) -> list[str]:
         return [where]
     found: list[str] = []
     for field in dataclasses.fields(old):
-        key = f"{where}.{_KEYS.get(field.name, field.name)}"
+        key = f"{where}.{KEY_OF_FIELD.get(field.name, field.name)}"
         found += _differences(key, getattr(old, field.name), getattr(new, field.name))
     return found
