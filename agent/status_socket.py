@@ -184,30 +184,25 @@ def _send(conn: socket.socket, answer: dict[str, object]) -> None:
 
 
 def ask(paths: list[str], request: str = "status", timeout_s: float = 10.0) -> dict[str, object]:
-    """The agent's answer from the first socket that exists; StatusUnavailable if none does."""
-    existing = [p for p in paths if os.path.exists(p)]
-    if not existing:
-        raise StatusUnavailable(
-            f"no running sipagent: no socket at {' or '.join(paths)} "
-            "(is the service running? systemctl status sipagent)"
-        )
-    path = existing[0]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout_s)
+    """The answer of the agent at the first of `paths` that exists; StatusUnavailable if none."""
+    for path in paths:
         try:
-            sock.connect(path)
-            sock.sendall(request.encode() + b"\n")
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-                if len(data) > MAX_ANSWER_BYTES:
-                    raise StatusUnavailable(f"{path}: answer longer than {MAX_ANSWER_BYTES} bytes")
+            data = _exchange(path, request, timeout_s)
+        except FileNotFoundError:
+            continue
         except PermissionError:
+            # The socket, or the service's runtime directory, is not this user's.
             raise StatusUnavailable(
                 f"{path}: permission denied (run as root or as the service's user)"
             ) from None
         except OSError as err:
             raise StatusUnavailable(f"{path}: {err.strerror or err}") from None
+        break
+    else:
+        raise StatusUnavailable(
+            f"no running sipagent: no socket at {' or '.join(paths)} "
+            "(is the service running? systemctl status sipagent)"
+        )
     try:
         answer = json.loads(data)
     except json.JSONDecodeError:
@@ -217,3 +212,16 @@ def ask(paths: list[str], request: str = "status", timeout_s: float = 10.0) -> d
     if "error" in answer:
         raise StatusUnavailable(f"{path}: {answer['error']}")
     return answer
+
+
+def _exchange(path: str, request: str, timeout_s: float) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        sock.connect(path)
+        sock.sendall(request.encode() + b"\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+            if len(data) > MAX_ANSWER_BYTES:
+                raise OSError(f"answer longer than {MAX_ANSWER_BYTES} bytes")
+        return data
