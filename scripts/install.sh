@@ -116,7 +116,8 @@ fi
 # ---- apt ------------------------------------------------------------------------------------
 
 # python3-systemd from Debian: no compiler needed for systemd-python on a small Pi.
-packages=(python3 python3-venv python3-systemd)
+# procps: /bin/kill, which the unit's ExecReload= runs (a minimal Debian lacks it).
+packages=(python3 python3-venv python3-systemd procps)
 # Raspberry Pi OS ships lgpio for gpiozero; plain Debian has no such package.
 if apt-cache show python3-lgpio >/dev/null 2>&1; then packages+=(python3-lgpio); fi
 missing=()
