@@ -172,7 +172,8 @@ class PresenceKeeper:
         try:
             self.state = change()
         except PresenceError as err:
-            log.warning("presence %s %r refused: %s", what, text[:60], err)
+            # The error quotes the payload back: a long one is cut (MQTT may carry megabytes).
+            log.warning("presence %s %r refused: %.200s", what, text[:60], err)
             return
         log.info("presence %s set over MQTT", what)
         self.refresh()

@@ -4,6 +4,7 @@ by `sipagent status`). `snapshot` runs on the owner thread; `render` is pure.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ def snapshot(agent: Agent, extra_counters: Mapping[str, int], reload: object) ->
         for name, (active, text) in keeper.inputs_now().items():
             inputs[name] = {"active": active, "text": text}
         if keeper.current is not None:
-            presence = {**keeper.current.__dict__, "mode": keeper.mode}
+            presence = {**dataclasses.asdict(keeper.current), "mode": keeper.mode}
     mqtt: dict[str, Any] | None = None
     if agent.mqtt is not None:
         mqtt = {"connected": agent.mqtt.connected, "broker": agent.mqtt.broker}

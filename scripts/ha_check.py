@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from lab.agentproc import AgentProcess  # noqa: E402
-from lab.configs import DOOR_CONFIG, agent_toml  # noqa: E402
+from lab.configs import BELL_CONFIG, DOOR_CONFIG, agent_toml  # noqa: E402
 from lab.mosquitto import Mosquitto  # noqa: E402
 from lab.mqttprobe import MqttProbe  # noqa: E402
 from lab.ports import free_port  # noqa: E402
@@ -58,13 +58,6 @@ from lab.waiting import wait_until  # noqa: E402
 
 DEVICE = "hacheck"
 BASE = f"sipagent/{DEVICE}"
-BELL = """
-[gpio.inputs.bell]
-pin = "GPIO22"
-bounce_ms = 0
-trigger = true
-label = "Doorbell"
-"""
 HA_CONFIG = """
 homeassistant:
   name: sipagent check
@@ -195,7 +188,7 @@ def agent_config(mosquitto: Mosquitto, bell: bool = True) -> str:
         allow=("owner", "mqtt:local"),
         output_extra={"gate": 'pulse = "500ms"\nlabel = "Open gate"'},
         log_level="info",
-        extra=DOOR_CONFIG + (BELL if bell else ""),
+        extra=DOOR_CONFIG + (BELL_CONFIG if bell else ""),
     ).replace('[device]\nid = "hacheck"', '[device]\nid = "hacheck"\nname = "Porch"')
 
 

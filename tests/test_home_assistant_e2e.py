@@ -8,17 +8,9 @@ from __future__ import annotations
 
 import json
 
-from lab.configs import DOOR_CONFIG, agent_toml
+from lab.configs import BELL_CONFIG, DOOR_CONFIG, agent_toml
 from lab.mqttprobe import MqttProbe
 from lab.waiting import wait_until
-
-BELL = """
-[gpio.inputs.bell]
-pin = "GPIO22"
-bounce_ms = 0
-trigger = true
-label = "Doorbell"
-"""
 
 
 def _agent(agent_factory, mosquitto, device_id: str, access_extra: str = ""):
@@ -27,7 +19,7 @@ def _agent(agent_factory, mosquitto, device_id: str, access_extra: str = ""):
         device_id=device_id,
         allow=("owner", "mqtt:local"),
         output_extra={"gate": 'pulse = "300ms"\nlabel = "Open gate"'},
-        extra=DOOR_CONFIG + BELL,
+        extra=DOOR_CONFIG + BELL_CONFIG,
         access_extra=access_extra,
     )
     agent = agent_factory(config)
@@ -135,8 +127,9 @@ def test_diagnostics_are_retained_with_the_pjproject_version(
 ):
     base = f"sipagent/{device_id}"
     _agent(agent_factory, mosquitto, device_id)
-    probe = probe_factory(f"{base}/diagnostics")
-    diagnostics = probe.wait_for(f"{base}/diagnostics", timeout=15)
+    probe_factory(f"{base}/diagnostics").wait_for(f"{base}/diagnostics", timeout=15)
+    # Published: a subscriber that comes later gets it as a retained message.
+    diagnostics = probe_factory(f"{base}/diagnostics").wait_for(f"{base}/diagnostics", timeout=15)
     payload = json.loads(diagnostics.payload)
     assert diagnostics.retain
     assert payload["pjproject"].startswith("2.")
