@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lab.configs import agent_toml
 from lab.ports import free_port
+from lab.waiting import wait_until
 
 from agent import __version__
 
@@ -80,8 +81,11 @@ def _send_via_registrar(kamailio, *auth: str, env: dict[str, str] | None = None)
         text=True,
         env={**os.environ, **(env or {})},
     )
-    # Popen returns once the program is exec'd: this is what `ps` shows every user.
-    cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
+    # What `ps` shows every user. Right after execve the kernel has not yet laid out the new
+    # arguments (the file reads empty for a moment): wait until it has.
+    cmdline = wait_until(
+        lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(), 10, "the cmdline", 0.001
+    )
     out, err = proc.communicate(timeout=60)
     return cmdline, subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
