@@ -67,8 +67,19 @@ class Device(commands.Controls, Protocol):
     def announce_state(self) -> None:
         """Publish every retained state (outputs, registration, ...) through the bridge."""
 
-    def on_mqtt_presence(self, text: str) -> str | None:
-        """`B/presence/set`: the presence keeper decides; why it refused it, or None."""
+    def on_mqtt_presence(self, text: str, part: str = "both") -> str | None:
+        """`B/presence/set` (or only its status or its note): the presence keeper decides.
+
+        Returns why it refused it, or None.
+        """
+
+
+# Which part of the presence each presence topic sets (Home Assistant sets them apart).
+_PRESENCE_PARTS = {
+    "presence_set": "both",
+    "presence_status_set": "status",
+    "presence_note_set": "note",
+}
 
 
 class Bridge:
@@ -216,11 +227,11 @@ class Bridge:
             self._mqtt_command(text, self.topics.group_of_command(topic))
         elif kind == "output_set":
             self._mqtt_set_output(self.topics.output_name_from_set(topic) or "", text)
-        elif kind == "presence_set":
-            refusal = self.device.on_mqtt_presence(text)
+        elif kind in _PRESENCE_PARTS:
+            refusal = self.device.on_mqtt_presence(text, part=_PRESENCE_PARTS[kind])
             if refusal is not None:
-                what = f"presence/set {excerpt(text, 60)!r} refused: {refusal}"
-                self._refused("presence_set", "invalid", what)
+                what = f"{kind} {excerpt(text, 60)!r} refused: {refusal}"
+                self._refused(kind, "invalid", what)
         elif kind == "ha_status" and text.strip() == "online":
             log.info("Home Assistant is online: announcing discovery and state again")
             self.announce()

@@ -1,8 +1,9 @@
-"""The `sipagent` command line: run, check-config, send, version."""
+"""The `sipagent` command line: run, check-config, status, send, totp, version."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -23,32 +24,70 @@ def main(argv: list[str] | None = None) -> int:
     )
     check_p = sub.add_parser("check-config", help="validate a config file")
     check_p.add_argument("path")
+    check_p.add_argument(
+        "--explain",
+        action="store_true",
+        help="print what the config means: effective values, who may do what, MQTT topics",
+    )
+    status_p = sub.add_parser("status", help="ask the running agent how it is")
+    status_p.add_argument("--json", action="store_true", help="the whole answer as JSON")
+    status_p.add_argument("--socket", help="the agent's status socket (default: look for it)")
     send_p = sub.add_parser("send", help="send one MESSAGE and print the reply")
+    totp_p = sub.add_parser("totp", help="one-time codes: enrol a user, check a code")
     sub.add_parser("version", help="print the version")
-    from agent import sendcli  # imports pjsua2 only when a command needs it
+    from agent import sendcli, totpcli  # pjsua2 is imported only when a command needs it
 
     sendcli.add_arguments(send_p)
+    totpcli.add_arguments(totp_p)
     args = parser.parse_args(argv)
 
     if args.command == "version":
         print(f"sipagent {__version__}")
         return 0
     if args.command == "check-config":
-        return _check_config(args.path)
+        return _check_config(args.path, args.explain)
+    if args.command == "status":
+        return _status(args.socket, args.json)
+    if args.command == "totp":
+        return totpcli.run(args)
     if args.command == "send":
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return sendcli.send(args)
     return _run(args.config)
 
 
-def _check_config(path: str) -> int:
+def _check_config(path: str, explain: bool = False) -> int:
     try:
-        load_config(path)
+        config = load_config(path)
     except ConfigError as err:
         for line in err.problems:
             print(line)
         return 1
+    if explain:
+        import tomllib
+
+        from agent.explain import explain as explain_lines
+
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+        print("\n".join(explain_lines(config, raw)))
     print(f"{path}: ok")
+    return 0
+
+
+def _status(socket_path: str | None, as_json: bool) -> int:
+    from agent.status_report import render
+    from agent.status_socket import StatusUnavailable, ask, client_paths
+
+    try:
+        answer = ask([socket_path] if socket_path else client_paths())
+    except StatusUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(answer, indent=2))
+    else:
+        print("\n".join(render(answer)))
     return 0
 
 

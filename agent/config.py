@@ -198,6 +198,10 @@ class OutputConfig:
     level_max: int
     pulse_s: float  # `pulse <name>` without a duration
     max_pulse_s: float  # the longest pulse, and the longest blink phase
+    # Home Assistant: a button that pulses it ("Open gate") instead of a switch; the default
+    # is whether `pulse` is written in the config (a gate, a door strike).
+    button: bool = False
+    label: str = ""  # the entity's name in Home Assistant ("" : from the output's name)
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,8 @@ class InputConfig:
     when_active: InputRule = NO_RULE
     when_inactive: InputRule = NO_RULE
     message_to: tuple[str, ...] = ()
+    trigger: bool = False  # Home Assistant device triggers "pressed"/"released" (a doorbell)
+    label: str = ""  # the name in Home Assistant ("" : from the input's name)
 
     @property
     def inverted(self) -> bool:

@@ -310,6 +310,8 @@ def _gpio(t: Table) -> GpioConfig:
             sub.problem("level_min", f"{level_min} is above level_max ({level_max})")
         max_pulse = _duration(sub, "max_pulse", 60.0, 0.01, 3600.0)
         pulse = _duration(sub, "pulse", min(1.0, max_pulse), 0.01, max_pulse)
+        button = sub.flag("button", "pulse" in sub.raw)
+        label = sub.text("label", "") or ""
         sub.finish()
         outputs.append(
             OutputConfig(
@@ -324,6 +326,8 @@ def _gpio(t: Table) -> GpioConfig:
                 level_max=level_max,
                 pulse_s=pulse,
                 max_pulse_s=max_pulse,
+                button=button,
+                label=label,
             )
         )
     inputs: list[InputConfig] = []

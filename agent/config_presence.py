@@ -42,6 +42,8 @@ def input_config(t: Table, name: str, pin: str, pull_up: bool, bounce_ms: int) -
         when_active=rules[0],
         when_inactive=rules[1],
         message_to=tuple(message_to),
+        trigger=t.flag("trigger", False),
+        label=t.text("label", "") or "",
     )
 
 

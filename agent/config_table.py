@@ -43,7 +43,12 @@ def read_secret(t: Table, key: str, base_dir: str | None) -> tuple[str | None, s
         return None, key
     if file is None:
         return inline, key
-    path = resolve_path(file, os.environ.get("CREDENTIALS_DIRECTORY") or base_dir)
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and not os.path.isabs(file):
+        # systemd names a credential loaded from a directory (LoadCredential=totp:/etc/
+        # sipagent/totp) "<id>_<file>": "totp/alice" is the credential "totp_alice".
+        file = file.replace("/", "_")
+    path = resolve_path(file, credentials or base_dir)
     try:
         with open(path, encoding="utf-8") as f:
             secret = f.read()

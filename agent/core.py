@@ -17,6 +17,7 @@ from agent.bridge import Bridge, Link
 from agent.calls import handle_call
 from agent.config import Config, OutputConfig
 from agent.counters import Counters
+from agent.diagnostics import Diagnostics
 from agent.dispatch import Dispatcher
 from agent.events import Event, InputChanged, MqttConnected, MqttDisconnected, StopRequested
 from agent.logfields import journal_fields
@@ -98,6 +99,9 @@ class Agent:
         self.stop_reason: str | None = None
         self.started = time.monotonic()
         self.dispatcher = Dispatcher(config.access, self)
+        # pjproject version, outdated or not, the last error (B/diagnostics, `status`).
+        self.diagnostics = Diagnostics()
+        self._diagnostics_due = 0.0
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -130,6 +134,17 @@ class Agent:
         if self.mqtt is None or not self.mqtt.connected:
             return "disconnected"
         return f"connected to {self.mqtt.broker}"  # which of mqtt.hosts, after a failover
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload's config (agent.reload decided what of it applies): rules, limits,
+        presence; Home Assistant hears about changed buttons and names at once."""
+        self.config = config
+        self.dispatcher.reconfigure(config.access)
+        if self.presence is not None:
+            self.presence.reconfigure(config)
+        if self.bridge is not None:
+            self.bridge.config = config
+            self.bridge.announce()
 
     # -- SIP callbacks ----------------------------------------------------------------
 
@@ -288,6 +303,11 @@ class Agent:
         """Once per loop turn, after the inbox was drained: batched work of the bridge."""
         if self.bridge is not None:
             self.bridge.flush()
+            now = time.monotonic()
+            # An error storm publishes at most once a second; the newest error wins.
+            if now >= self._diagnostics_due and (payload := self.diagnostics.changed()):
+                self._diagnostics_due = now + 1.0
+                self.bridge.publish_state(self.bridge.topics.diagnostics, json.dumps(payload))
 
     def stopping(self) -> None:
         """Before the adapters stop: open MQTT sends are reported (durably), not dropped."""
@@ -295,9 +315,18 @@ class Agent:
             self.bridge.outgoing.abandon("agent stopped before the MESSAGE was sent")
             self.bridge.flush()
 
-    def on_mqtt_presence(self, text: str) -> str | None:
-        """`B/presence/set`, routed here by the bridge; why it was refused, or None."""
-        return None if self.presence is None else self.presence.on_mqtt_set(text)
+    def on_mqtt_presence(self, text: str, part: str = "both") -> str | None:
+        """`B/presence/set` (part "both"), `B/presence/status/set` or `.../note/set`.
+
+        Returns why it was refused, or None.
+        """
+        if self.presence is None:
+            return None
+        if part == "status":
+            return self.presence.on_mqtt_status(text)
+        if part == "note":
+            return self.presence.on_mqtt_note(text)
+        return self.presence.on_mqtt_set(text)
 
     def announce_state(self) -> None:
         """Retained state again after a (re)connect: the broker may have lost it."""
@@ -306,6 +335,9 @@ class Agent:
         self._publish_registration()
         if self.presence is not None:
             self.presence.announce()
+        if self.bridge is not None:
+            payload = json.dumps(self.diagnostics.payload())
+            self.bridge.publish_state(self.bridge.topics.diagnostics, payload)
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent import __version__
-from agent.config import Config
+from agent.config import Config, InputConfig, OutputConfig
+from agent.presence import MAX_NOTE_CHARS, STATUSES
 from agent.topics import Topics
 
 # Home Assistant wants `event_type` in an event's JSON; `message/in` records keep the brief's
@@ -28,25 +29,30 @@ EVENT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class Entity:
-    component: str  # Home Assistant platform: switch, light, binary_sensor, sensor, event, notify
+    component: str  # Home Assistant platform: switch, light, button, select, sensor, ...
     key: str  # unique within the agent, e.g. "output_gate"
     fields: dict[str, Any]
 
 
-def _switch(t: Topics, name: str) -> dict[str, Any]:
+def _title(name: str, label: str = "") -> str:
+    return label or name.replace("_", " ").capitalize()
+
+
+def _switch(t: Topics, out: OutputConfig) -> dict[str, Any]:
     return {
-        "name": name.replace("_", " ").capitalize(),
-        "command_topic": t.output_set(name),
-        "state_topic": t.output_state(name),
+        "name": _title(out.name, out.label),
+        "command_topic": t.output_set(out.name),
+        "state_topic": t.output_state(out.name),
         "payload_on": "ON",
         "payload_off": "OFF",
     }
 
 
-def _light(t: Topics, name: str) -> dict[str, Any]:
+def _light(t: Topics, out: OutputConfig) -> dict[str, Any]:
     """A PWM output: state `{"state": "ON", "level": 0-100}`, set `ON`/`OFF`/`{"level": n}`."""
+    name = out.name
     return {
-        "name": name.replace("_", " ").capitalize(),
+        "name": _title(name, out.label),
         "command_topic": t.output_set(name),
         "state_topic": t.output_state(name),
         "state_value_template": "{{ value_json.state }}",
@@ -60,38 +66,112 @@ def _light(t: Topics, name: str) -> dict[str, Any]:
     }
 
 
-def _binary_sensor(t: Topics, name: str) -> dict[str, Any]:
+def _button(t: Topics, out: OutputConfig) -> dict[str, Any]:
+    """An output with a pulse (a gate): pressing it sends `pulse <name>` to `B/command`, so
+    the press passes the same access rules as any command (`mqtt.identity`'s rights, codes)."""
     return {
-        "name": name.replace("_", " ").capitalize(),
-        "state_topic": t.input_state(name),
+        "name": out.label or f"Pulse {out.name.replace('_', ' ')}",
+        "command_topic": t.command,
+        "payload_press": f"pulse {out.name}",
+        "icon": "mdi:gesture-tap-button",
+    }
+
+
+def _binary_sensor(t: Topics, inp: InputConfig) -> dict[str, Any]:
+    return {
+        "name": _title(inp.name, inp.label),
+        "state_topic": t.input_state(inp.name),
         "payload_on": "ON",
         "payload_off": "OFF",
     }
 
 
-# Entities every agent has: (component, key, fields from the topics).
+# An input's device triggers: (key suffix, Home Assistant trigger type, payload on the event
+# topic). HA names the standard types in its UI: `"Doorbell" pressed`, `"Doorbell" released`.
+TRIGGERS = (
+    ("pressed", "button_short_press", "ON"),
+    ("released", "button_short_release", "OFF"),
+)
+
+
+def _device_triggers(t: Topics, inp: InputConfig) -> list[Entity]:
+    return [
+        Entity(
+            "device_automation",
+            f"input_{inp.name}_{suffix}",
+            {
+                "automation_type": "trigger",
+                "topic": t.input_event(inp.name),
+                "type": kind,
+                "subtype": _title(inp.name, inp.label),
+                "payload": payload,
+            },
+        )
+        for suffix, kind, payload in TRIGGERS
+    ]
+
+
+def _diagnostic_sensor(
+    name: str, topic: str, template: str, icon: str, *, attributes: bool = False
+) -> dict[str, Any]:
+    fields = {
+        "name": name,
+        "state_topic": topic,
+        "value_template": template,
+        "entity_category": "diagnostic",
+        "icon": icon,
+    }
+    return {**fields, "json_attributes_topic": topic} if attributes else fields
+
+
+# Entities every agent has: (component, key, fields from the topics). The keys are the
+# unique ids' last part: never rename one (Home Assistant would make a new entity).
 _FIXED: tuple[tuple[str, str, Callable[[Topics], dict[str, Any]]], ...] = (
     (
         "sensor",
         "registration",
-        lambda t: {
-            "name": "Registration",
-            "state_topic": t.registration,
-            "value_template": "{{ value_json.state }}",
-            "json_attributes_topic": t.registration,
-            "entity_category": "diagnostic",
-            "icon": "mdi:phone-check",
-        },
+        lambda t: _diagnostic_sensor(
+            "Registration",
+            t.registration,
+            "{{ value_json.state }}",
+            "mdi:phone-check",
+            attributes=True,
+        ),
     ),
     (
         "sensor",
+        "public_address",
+        lambda t: _diagnostic_sensor(
+            "Public address",
+            t.registration,
+            "{{ value_json.public | default('unknown') }}",
+            "mdi:ip-network",
+        ),
+    ),
+    (
+        "select",
         "presence",
         lambda t: {
             "name": "Presence",
+            "command_topic": t.presence_status_set,
             "state_topic": t.presence_state,
             "value_template": "{{ value_json.status }}",
-            "json_attributes_topic": t.presence_state,
+            "options": list(STATUSES),
             "icon": "mdi:account-badge",
+        },
+    ),
+    (
+        "text",
+        "presence_note",
+        lambda t: {
+            "name": "Presence note",
+            "command_topic": t.presence_note_set,
+            "state_topic": t.presence_state,
+            "value_template": "{{ value_json.note }}",
+            "min": 0,
+            "max": MAX_NOTE_CHARS,
+            "mode": "text",
+            "icon": "mdi:note-text",
         },
     ),
     (
@@ -109,14 +189,45 @@ _FIXED: tuple[tuple[str, str, Callable[[Topics], dict[str, Any]]], ...] = (
         "sensor",
         "outbox",
         lambda t: {
-            "name": "Outbox",
-            "state_topic": t.outbox,
-            "value_template": "{{ value_json.pending }}",
-            "json_attributes_topic": t.outbox,
+            **_diagnostic_sensor(
+                "Outbox", t.outbox, "{{ value_json.pending }}", "mdi:tray-full", attributes=True
+            ),
             "state_class": "measurement",
             "unit_of_measurement": "messages",
+        },
+    ),
+    (
+        "sensor",
+        "pjproject",
+        lambda t: _diagnostic_sensor(
+            "pjproject", t.diagnostics, "{{ value_json.pjproject }}", "mdi:phone-voip"
+        ),
+    ),
+    (
+        "binary_sensor",
+        "pjproject_outdated",
+        lambda t: {
+            "name": "pjproject outdated",
+            "state_topic": t.diagnostics,
+            "value_template": "{{ 'ON' if value_json.pjproject_outdated else 'OFF' }}",
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "device_class": "update",
             "entity_category": "diagnostic",
-            "icon": "mdi:tray-full",
+        },
+    ),
+    (
+        "sensor",
+        "last_error",
+        lambda t: {
+            **_diagnostic_sensor(
+                "Last error",
+                t.diagnostics,
+                "{{ value_json.last_error or 'none' }}",
+                "mdi:alert-circle-outline",
+            ),
+            "json_attributes_topic": t.diagnostics,
+            "json_attributes_template": "{{ {'at': value_json.last_error_at} | tojson }}",
         },
     ),
 )
@@ -128,13 +239,17 @@ def entities(config: Config) -> list[Entity]:
     t = Topics(config.mqtt.base_topic)
     found = [Entity(component, key, build(t)) for component, key, build in _FIXED]
     for out in config.gpio.outputs:
-        # PWM outputs (an `pwm` flag on the output) are dimmable lights, the rest switches.
-        if getattr(out, "pwm", False):
-            found.append(Entity("light", f"output_{out.name}", _light(t, out.name)))
+        # A gate is pressed, a lamp switched, a PWM output dimmed.
+        if out.button:
+            found.append(Entity("button", f"output_{out.name}", _button(t, out)))
+        elif out.pwm:
+            found.append(Entity("light", f"output_{out.name}", _light(t, out)))
         else:
-            found.append(Entity("switch", f"output_{out.name}", _switch(t, out.name)))
+            found.append(Entity("switch", f"output_{out.name}", _switch(t, out)))
     for inp in config.gpio.inputs:
-        found.append(Entity("binary_sensor", f"input_{inp.name}", _binary_sensor(t, inp.name)))
+        found.append(Entity("binary_sensor", f"input_{inp.name}", _binary_sensor(t, inp)))
+        if inp.trigger:
+            found += _device_triggers(t, inp)
     if config.mqtt.notify_to:
         # The recipient is fixed here; the notification's text becomes the body.
         to = json.dumps(config.mqtt.notify_to)
@@ -165,7 +280,11 @@ def announcements(config: Config) -> dict[str, bytes]:
     }
     result: dict[str, bytes] = {}
     for entity in entities(config):
-        payload = {**entity.fields, "unique_id": f"{node}_{entity.key}", **common}
+        if entity.component == "device_automation":
+            # A trigger is no entity: no unique id, no availability; it belongs to the device.
+            payload = {**entity.fields, "device": common["device"], "origin": common["origin"]}
+        else:
+            payload = {**entity.fields, "unique_id": f"{node}_{entity.key}", **common}
         topic = f"{prefix}/{entity.component}/{node}/{entity.key}/config"
         result[topic] = json.dumps(payload, separators=(",", ":")).encode()
     return result

@@ -49,7 +49,15 @@ class Dispatcher:
         self.access = access
         self.controls = controls
         self.codes = CodeChecker(wall_clock)
+        self._clock = clock
         self.limiter = RateLimiter(access.rate_per_minute, access.rate_burst, clock)
+
+    def reconfigure(self, access: AccessConfig) -> None:
+        """New rules from a reload. Spent one-time codes stay spent; the buckets are kept
+        unless the rate itself changed."""
+        old, self.access = self.access, access
+        if (old.rate_per_minute, old.rate_burst) != (access.rate_per_minute, access.rate_burst):
+            self.limiter = RateLimiter(access.rate_per_minute, access.rate_burst, self._clock)
 
     def handle(
         self, sender: str, body: str, content_type: str = "text/plain", via: str = "SIP"

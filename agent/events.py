@@ -6,6 +6,7 @@ only the owner thread acts on it.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 
@@ -61,6 +62,19 @@ class MqttPublished:
     mid: int
 
 
+@dataclass(frozen=True)
+class ReloadRequested:
+    """SIGHUP (`systemctl reload sipagent`): read the config again, apply what can change live."""
+
+
+@dataclass(frozen=True)
+class StatusRequested:
+    """A local client asked for the status (agent.status_socket); the owner thread answers
+    by setting `reply`'s result to a JSON-ready dict."""
+
+    reply: Future[dict[str, object]]
+
+
 Event = (
     StopRequested
     | MqttConnected
@@ -69,6 +83,8 @@ Event = (
     | MqttOversize
     | InputChanged
     | MqttPublished
+    | ReloadRequested
+    | StatusRequested
 )
 # What broker clients send: the inbox may drop these under a flood, never the others.
 FROM_BROKER_CLIENTS = (MqttMessage, MqttOversize)

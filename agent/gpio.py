@@ -98,6 +98,12 @@ class Outputs:
             self._devices[out.name] = device
             log.info("output %s on %s ready (safe state %s)", out.name, out.pin, _word(out.safe))
 
+    def reconfigure(self, outputs: Sequence[OutputConfig]) -> None:
+        """New limits from a reload (agent.reload keeps the pins' own settings as they are)."""
+        for out in outputs:
+            if out.name in self._configs:
+                self._configs[out.name] = out
+
     def set_listener(self, on_change: StateListener | None) -> None:
         self._on_change = on_change
 

@@ -17,7 +17,7 @@ from agent.config import Config
 from agent.containment import Guard, LogThrottle, describe, event_name
 from agent.core import Agent
 from agent.counters import Counters
-from agent.events import MqttPublished
+from agent.events import Event, MqttPublished, ReloadRequested, StatusRequested
 from agent.gpio import Outputs
 from agent.health import Health, HealthPolicy
 from agent.heap import HeapTrimmer
@@ -27,9 +27,12 @@ from agent.mqtt import MqttLink
 from agent.mqtt_requests import PayloadBounds
 from agent.outbox import Outbox, default_path
 from agent.presence_keeper import PresenceKeeper
+from agent.reloader import Reloader
 from agent.service import Notifier
 from agent.sip import SipStack
 from agent.sip_presence import SipPresence
+from agent.status_report import snapshot
+from agent.status_socket import StatusServer, server_path
 from agent.timers import Timers
 from agent.topics import Topics
 
@@ -113,6 +116,9 @@ class Runner:
         self.outputs.set_listener(self.agent.on_output_changed)
         self._signal_stop: str | None = None
         self.heap = HeapTrimmer()
+        self.reloader = Reloader(config, self.agent, self.outputs)
+        path = server_path()
+        self.status_server = StatusServer(path, self.inbox.put) if path else None
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop; safe from any thread and from a signal handler."""
@@ -123,13 +129,16 @@ class Runner:
 
     def run(self) -> int:
         self.sip.start()
-        log_capabilities()
+        self.agent.diagnostics.capabilities = log_capabilities()
+        logging.getLogger().addHandler(self.agent.diagnostics.errors)
         self.inbox.set_waker(self.sip.wake)
         self._install_signal_handlers()
         self.outputs.apply_initial()
         self.agent.started_sip()
         if self.mqtt is not None:
             self.mqtt.start()
+        if self.status_server is not None:
+            self.status_server.start()
         try:
             self._loop()
         finally:
@@ -168,7 +177,7 @@ class Runner:
 
     def _handle_inbox(self) -> None:
         for event in self.inbox.drain():
-            handle, detail = partial(self.agent.handle, event), partial(describe, event)
+            handle, detail = partial(self._handle, event), partial(describe, event)
             self.guard.run(event_name(event), handle, detail)
         dropped = self.inbox.take_dropped()
         if dropped:
@@ -183,6 +192,32 @@ class Runner:
                     self.inbox.max_pending_bytes,
                 )
 
+    def _handle(self, event: Event) -> None:
+        match event:
+            case ReloadRequested():
+                self._reload()
+            case StatusRequested(reply):
+                extra = {}
+                if self.status_server is not None:
+                    extra["status.client.refused"] = self.status_server.refused
+                    extra["status.request.refused"] = self.status_server.bad
+                if reply.set_running_or_notify_cancel():
+                    reply.set_result(snapshot(self.agent, extra, self.reloader.last))
+            case _:
+                self.agent.handle(event)
+
+    def _reload(self) -> None:
+        ready = self.agent.ready
+        if ready:
+            self.notifier.reloading()
+        outcome = self.reloader.reload()
+        self.config = self.reloader.config
+        summary = f"{self.agent.status_summary()}; {outcome}"
+        if ready:
+            self.notifier.ready(summary)  # READY=1 again ends systemd's "reloading"
+        else:
+            self.notifier.status(summary)
+
     def _shutdown(self) -> None:
         started = time.monotonic()
         reason = self.agent.stop_reason or "error"
@@ -191,6 +226,8 @@ class Runner:
         self.agent.stopping()
         self.outputs.apply_safe()
         self.presence.close()
+        if self.status_server is not None:
+            self.status_server.close()
         self.sip.shutdown(timeout_s=1.0)
         self.inbox.set_waker(None)
         if self.mqtt is not None:
@@ -205,6 +242,7 @@ class Runner:
             self.outbox.close()
         self.inputs.close()
         self.outputs.close()
+        logging.getLogger().removeHandler(self.agent.diagnostics.errors)
         log.info("stopped in %.2fs", time.monotonic() - started)
 
     def _install_signal_handlers(self) -> None:
@@ -214,11 +252,17 @@ class Runner:
         def on_signal(signum: int, frame: FrameType | None) -> None:
             self.request_stop(signal.Signals(signum).name)
 
+        def on_hangup(signum: int, frame: FrameType | None) -> None:
+            # No lock here (the interrupted owner thread may hold the inbox's): see Inbox.
+            self.inbox.put_from_signal(ReloadRequested())
+            self.sip.wake()
+
         # The C-level handler writes to this fd at once, so a loop waiting inside
         # libHandleEvents wakes up and the Python handler runs without delay.
         signal.set_wakeup_fd(self.sip.wake_fd(), warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, on_hangup)
 
 
 def run(config: Config) -> int:

@@ -44,6 +44,8 @@ class PayloadBounds:
             "group_command": self.command_bytes,
             "message_send": self.send_bytes,
             "presence_set": PRESENCE_SET_BYTES,
+            "presence_status_set": PRESENCE_SET_BYTES,
+            "presence_note_set": PRESENCE_SET_BYTES,
             "output_set": OUTPUT_SET_BYTES,
         }.get(kind or "", HA_STATUS_BYTES)
 

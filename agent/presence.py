@@ -219,6 +219,15 @@ class PresenceState:
         template = default_template if req.note is None else literal_template(req.note)
         return PresenceState(req.status, template)
 
+    def with_status(self, status: str) -> PresenceState:
+        """A new status alone (Home Assistant's select): the note stays as it is."""
+        return PresenceState(normalize_status(status), self.template)
+
+    def with_note(self, note: str, default_template: str) -> PresenceState:
+        """A new note alone (Home Assistant's text); an empty one goes back to the template."""
+        note = check_note(note)
+        return PresenceState(self.status, literal_template(note) if note else default_template)
+
     def with_rule(self, status: str | None, template: str | None) -> PresenceState:
         return PresenceState(status or self.status, self.template if template is None else template)
 

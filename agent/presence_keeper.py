@@ -126,6 +126,9 @@ class PresenceKeeper:
             return
         log.info("input %s %s", name, cfg.active_text if active else cfg.inactive_text)
         self._mqtt(self._topics.input_state(name), "ON" if active else "OFF", retain=True)
+        # The same change as a live event, never retained: Home Assistant's device triggers
+        # ("doorbell pressed") must not fire again for an old press when it (re)subscribes.
+        self._mqtt(self._topics.input_event(name), "ON" if active else "OFF", retain=False)
         rule = self._rule(name, active)
         self.state = self.state.with_rule(rule.status, rule.note)
         self.refresh()
@@ -156,6 +159,36 @@ class PresenceKeeper:
         log.info("presence set over MQTT: %s", req.status)
         self.refresh()
         return None
+
+    def on_mqtt_status(self, text: str) -> str | None:
+        """`B/presence/status/set` (Home Assistant's select): the status, the note kept."""
+        return self._apply_mqtt("status", lambda: self.state.with_status(text))
+
+    def on_mqtt_note(self, text: str) -> str | None:
+        """`B/presence/note/set` (Home Assistant's text): the note, the status kept."""
+        template = self.config.presence.note
+        return self._apply_mqtt("note", lambda: self.state.with_note(text, template))
+
+    def _apply_mqtt(self, what: str, change: Callable[[], PresenceState]) -> str | None:
+        """Why the change was refused (the caller logs it), or None."""
+        try:
+            self.state = change()
+        except PresenceError as err:
+            return str(err)
+        log.info("presence %s set over MQTT", what)
+        self.refresh()
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: new input rules, watchers and note template (pins stay as they are)."""
+        old_template = self.config.presence.note
+        self.config = config
+        self._inputs_cfg = {i.name: i for i in config.gpio.inputs}
+        watchers = config.presence.watchers
+        self._watchers = set(config.access.allow if watchers is None else watchers)
+        if self.state.template == old_template:
+            # Nobody wrote a note of their own: the configured template follows the config.
+            self.state = PresenceState(self.state.status, config.presence.note)
+        self.refresh()
 
     def on_output_changed(self) -> None:
         self.refresh()
@@ -203,6 +236,15 @@ class PresenceKeeper:
             cfg = self._inputs_cfg[name]
             values[name] = cfg.active_text if self._inputs.is_active(name) else cfg.inactive_text
         return values
+
+    def inputs_now(self) -> dict[str, tuple[bool, str]]:
+        """Each input: (active?, its word: "open"/"closed")."""
+        found = {}
+        for name in self._inputs.names():
+            active = self._inputs.is_active(name)
+            cfg = self._inputs_cfg[name]
+            found[name] = (active, cfg.active_text if active else cfg.inactive_text)
+        return found
 
     def refresh(self, force: bool = False) -> None:
         """Recompute the effective presence; send it wherever it changed."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,17 @@ from agent.sipuri import InvalidSipUri, parse_sip_uri
 log = logging.getLogger(__name__)
 
 DEFAULT_FROM = "sip:owner@127.0.0.1"
+# The password never comes from the command line: every user on the machine can read another
+# process's argv (ps, /proc/<pid>/cmdline); a file or the environment (/proc/<pid>/environ is
+# readable by the same user only) is private.
+PASSWORD_ENV = "SIPAGENT_PASSWORD"
+MAX_PASSWORD_FILE_BYTES = 4096
+
+
+class PasswordError(Exception):
+    """The password could not be had from where it was asked for; the message says why."""
+
+
 T = TypeVar("T")
 
 
@@ -49,7 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--registrar", help="register here first (else: direct, no server)")
     p.add_argument("--proxy", help="outbound proxy (default: the registrar)")
     p.add_argument("--username", help="auth user (default: the user part of --from)")
-    p.add_argument("--password", help="auth password")
+    p.add_argument(
+        "--password-file",
+        help=f"file holding the auth password (default: ${PASSWORD_ENV}, if set)",
+    )
+    # Refused with a reason (it would show the password in `ps`); not in --help.
+    p.add_argument("--password", help=argparse.SUPPRESS)
     p.add_argument("--transport", choices=("udp", "tcp"), default="udp")
     p.add_argument("--listen", default="0.0.0.0:0", help="local address (default: any port)")
     p.add_argument("--content-type", default="text/plain")
@@ -67,13 +84,18 @@ def send(args: argparse.Namespace) -> int:
     except InvalidSipUri as err:
         print(f"error: {err}")
         return 1
+    try:
+        password = read_password(args.password_file, args.password, os.environ)
+    except PasswordError as err:
+        print(f"error: {err}")
+        return 1
     host, _, port = args.listen.rpartition(":")
     config = SipConfig(
         uri=str(uri),
         registrar=args.registrar,
         proxy=args.proxy,
         username=args.username or uri.user or "",
-        password=args.password,
+        password=password,
         transport=args.transport,
         listen_host=host or "0.0.0.0",
         listen_port=int(port or 0),
@@ -90,6 +112,34 @@ def send(args: argparse.Namespace) -> int:
         return _converse(stack, listener, args)
     finally:
         stack.shutdown(timeout_s=1.0)
+
+
+def read_password(
+    path: str | None, on_command_line: str | None, env: dict[str, str] | os._Environ[str]
+) -> str | None:
+    """The auth password from `path`, else from $SIPAGENT_PASSWORD, else None."""
+    if on_command_line is not None:
+        raise PasswordError(
+            "--password would show the password to every user of this machine (ps); "
+            f"use --password-file FILE or the environment variable {PASSWORD_ENV}"
+        )
+    if path is None:
+        return env.get(PASSWORD_ENV) or None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PASSWORD_FILE_BYTES + 1)
+    except OSError as err:
+        raise PasswordError(f"--password-file {path}: {err.strerror or err}") from None
+    if len(data) > MAX_PASSWORD_FILE_BYTES:
+        raise PasswordError(f"--password-file {path}: longer than {MAX_PASSWORD_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PasswordError(f"--password-file {path}: not UTF-8 text") from None
+    text = text.removesuffix("\n").removesuffix("\r")  # as agent.config_table reads secrets
+    if not text:
+        raise PasswordError(f"--password-file {path}: empty")
+    return text
 
 
 def _converse(stack: SipStack, listener: _Listener, args: argparse.Namespace) -> int:

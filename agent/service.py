@@ -48,6 +48,10 @@ class Notifier:
         extra = self.status_extra() if self.status_extra is not None else ""
         return f"{status}; {extra}" if extra else status
 
+    def reloading(self) -> None:
+        """A reload begins; READY=1 ends it (systemd shows the unit as "reloading" between)."""
+        self._send("RELOADING=1")
+
     def watchdog(self) -> None:
         self._send("WATCHDOG=1")
 

@@ -8,7 +8,15 @@ from agent.config import MqttConfig
 
 # What a topic the agent listens on is for (Topics.kind); all but "ha_status" are commands.
 COMMAND_KINDS = frozenset(
-    {"command", "group_command", "output_set", "presence_set", "message_send"}
+    {
+        "command",
+        "group_command",
+        "output_set",
+        "presence_set",
+        "presence_status_set",
+        "presence_note_set",
+        "message_send",
+    }
 )
 
 
@@ -31,6 +39,10 @@ class Topics:
             return "message_send"
         if topic == self.presence_set:
             return "presence_set"
+        if topic == self.presence_status_set:
+            return "presence_status_set"
+        if topic == self.presence_note_set:
+            return "presence_note_set"
         if self.output_name_from_set(topic) is not None:
             return "output_set"
         if self.group_of_command(topic) is not None:
@@ -111,8 +123,27 @@ class Topics:
     def presence_set(self) -> str:
         return f"{self.base}/presence/set"
 
+    @property
+    def presence_status_set(self) -> str:
+        """The status alone (Home Assistant's select); the note stays."""
+        return f"{self.base}/presence/status/set"
+
+    @property
+    def presence_note_set(self) -> str:
+        """The note alone (Home Assistant's text); empty: back to the configured template."""
+        return f"{self.base}/presence/note/set"
+
     def input_state(self, name: str) -> str:
         return f"{self.base}/input/{name}/state"
+
+    def input_event(self, name: str) -> str:
+        """Each change of an input as it happens (never retained): device triggers."""
+        return f"{self.base}/input/{name}/event"
+
+    @property
+    def diagnostics(self) -> str:
+        """Retained: pjproject version and whether it is outdated, the last error."""
+        return f"{self.base}/diagnostics"
 
     def buddy_state(self, contact_id: str) -> str:
         return f"{self.base}/buddy/{contact_id}/state"
@@ -120,6 +151,7 @@ class Topics:
     def subscriptions(self) -> tuple[str, ...]:
         """The topics the agent listens on (Home Assistant's status topic is added by the link)."""
         own = (self.message_send, self.command, self.output_set_pattern, self.presence_set)
+        own += (self.presence_status_set, self.presence_note_set)
         return own + tuple(self.group_command(g) for g in self.groups)
 
 

@@ -116,7 +116,8 @@ fi
 # ---- apt ------------------------------------------------------------------------------------
 
 # python3-systemd from Debian: no compiler needed for systemd-python on a small Pi.
-packages=(python3 python3-venv python3-systemd)
+# procps: /bin/kill, which the unit's ExecReload= runs (a minimal Debian lacks it).
+packages=(python3 python3-venv python3-systemd procps)
 # Raspberry Pi OS ships lgpio for gpiozero; plain Debian has no such package.
 if apt-cache show python3-lgpio >/dev/null 2>&1; then packages+=(python3-lgpio); fi
 missing=()
@@ -167,11 +168,17 @@ fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing sipagent into $venv"
   [ -n "$binding" ] && "$venv/bin/pip" install -q --disable-pip-version-check "$binding"
-  "$venv/bin/pip" install -q --disable-pip-version-check "$src"
+  # [qr]: segno, for the QR code of `sipagent totp new` (pure Python, no dependencies).
+  "$venv/bin/pip" install -q --disable-pip-version-check "$src[qr]"
   echo "$want" >"$stamp"
   changed=1
 fi
 "$venv/bin/python" -c 'import pjsua2' 2>/dev/null || die "pjsua2 does not import in $venv"
+# `sipagent status`, `sipagent totp new` from any shell.
+if [ "$(readlink /usr/local/bin/sipagent 2>/dev/null)" != "$venv/bin/sipagent" ]; then
+  ln -sfn "$venv/bin/sipagent" /usr/local/bin/sipagent
+  say "linked /usr/local/bin/sipagent"
+fi
 say "$("$venv/bin/sipagent" version)"
 
 # ---- config and credentials -----------------------------------------------------------------
@@ -191,6 +198,10 @@ for secret in sip-password mqtt-password; do
     say "created empty $etc/$secret (for password_file = \"$secret\")"
   fi
 done
+
+# One-time code secrets (`sipagent totp new`); the unit loads the directory with
+# LoadCredential=, so it must exist, root-only, even while empty.
+install -d -m 0700 -o root -g root "$etc/totp"
 
 # ---- unit -----------------------------------------------------------------------------------
 

@@ -32,6 +32,10 @@ if [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   systemctl reset-failed sipagent.service 2>/dev/null || true
 fi
+if [ "$(readlink /usr/local/bin/sipagent 2>/dev/null)" = /opt/sipagent/bin/sipagent ]; then
+  rm -f /usr/local/bin/sipagent
+  say "removed /usr/local/bin/sipagent"
+fi
 if [ -d /opt/sipagent ]; then
   rm -rf /opt/sipagent
   say "removed /opt/sipagent"

@@ -207,7 +207,8 @@ def test_retained_state_and_discovery_are_right_after_a_restart(
                 ("switch", "output_lamp"),
                 ("binary_sensor", "input_door"),
                 ("sensor", "registration"),
-                ("sensor", "presence"),
+                ("select", "presence"),
+                ("text", "presence_note"),
                 ("event", "message"),
                 ("sensor", "outbox"),
             )

@@ -293,7 +293,10 @@ def test_a_full_config_builds_the_model(tmp_path: Path) -> None:
         gpio=GpioConfig(
             pin_factory="mock",
             outputs=(
-                OutputConfig("gate", "GPIO17", False, True, False, False, 100, 0, 100, 0.5, 10.0),
+                # `pulse` is set: Home Assistant gets a button for it.
+                OutputConfig(
+                    "gate", "GPIO17", False, True, False, False, 100, 0, 100, 0.5, 10.0, True
+                ),
                 OutputConfig("lamp", "GPIO18", True, True, True, True, 200, 10, 90, 1.0, 5.0),
             ),
             inputs=(InputConfig("door", "GPIO27", pull_up=False, bounce_ms=0),),

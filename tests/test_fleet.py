@@ -56,6 +56,8 @@ def test_group_command_topics_are_subscribed_and_recognised() -> None:
         "sipagent/porch/command",
         "sipagent/porch/output/+/set",
         "sipagent/porch/presence/set",
+        "sipagent/porch/presence/status/set",
+        "sipagent/porch/presence/note/set",
     )
 
 

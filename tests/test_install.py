@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from lab.configs import agent_toml
@@ -23,6 +24,8 @@ from lab.kamailio import DEFAULT_USERS, Kamailio
 from lab.mosquitto import Mosquitto
 from lab.nspawn import Container
 from lab.waiting import wait_until
+
+from agent.totp import decode_secret, totp
 
 pytestmark = pytest.mark.slow
 
@@ -212,6 +215,94 @@ def test_the_service_runs_in_a_working_directory_of_its_own(container, service):
     assert cwd == "/run/sipagent"
     owner = container.run(["stat", "-c", "%U %a", "/run/sipagent"]).stdout.split()
     assert owner == ["sipagent", "750"]
+
+
+def test_sipagent_status_asks_the_installed_service(container, service, mosquitto):
+    text = container.run(["sipagent", "status"]).stdout  # /usr/local/bin/sipagent, as root
+    assert "registration:  registered (200 OK)" in text.splitlines(), text
+    status = json.loads(container.run(["sipagent", "status", "--json"]).stdout)
+    assert status["mqtt"] == {"connected": True, "broker": f"{mosquitto.host}:{mosquitto.port}"}
+    assert status["device"] == "nspawn"
+    assert status["outputs"]["lamp"]["on"] in (True, False)
+    owner = container.run(["stat", "-c", "%U %a", "/run/sipagent/status.sock"]).stdout.split()
+    assert owner == ["sipagent", "600"]
+    # Any other user: refused by the kernel before the agent sees anything.
+    other = container.run(["runuser", "-u", "nobody", "--", "sipagent", "status"], check=False)
+    assert other.returncode == 1
+    assert "permission denied (run as root or as the service's user)" in other.stderr
+
+
+def test_systemctl_reload_applies_new_rights_and_keeps_the_registration(
+    container, service, registrar, peer_factory
+):
+    config = container.path("/etc/sipagent/agent.toml")
+    original = config.read_text()
+    pid = service.main_pid()
+    eve = peer_factory("eve", server=registrar)
+    eve.send(registrar.aor("agent"), "on lamp")
+    assert eve.wait_message()["body"] == "error: forbidden"
+    config.write_text(original.replace('allow = ["', f'allow = ["{registrar.aor("eve")}", "', 1))
+    try:
+        cursor = service.cursor()
+        container.run(["systemctl", "reload", "sipagent"])
+        service.wait_log("reloaded: applied access.allow", 20, since_cursor=cursor)
+        eve.send(registrar.aor("agent"), "on lamp")
+        assert eve.wait_message()["body"] == "ok: lamp on"
+        assert (service.main_pid(), service.state()) == (pid, "active")
+        status = json.loads(container.run(["sipagent", "status", "--json"]).stdout)
+        assert status["reload"]["applied"] == ["access.allow"]
+        assert status["registration"]["state"] == "registered"
+        # The registration was not dropped: no unregistration since the reload.
+        entries = service.journal("REGISTRATION=unregistered", since_cursor=cursor)
+        assert entries == []
+    finally:
+        config.write_text(original)
+        container.run(["systemctl", "reload", "sipagent"])
+
+
+def test_a_new_user_enrols_a_code_by_scanning_the_qr_and_it_opens_the_gate(
+    container, service, registrar, peer_factory
+):
+    owner_aor = registrar.aor("owner")
+    out = container.run(["sipagent", "totp", "new", owner_aor, "--png", "/root/owner.png"]).stdout
+    uri = next(line for line in out.splitlines() if line.startswith("otpauth://"))
+    # The phone scans the PNG: zbar reads it back.
+    scanned = subprocess.run(
+        ["zbarimg", "--quiet", "--raw", str(container.path("/root/owner.png"))],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert scanned == uri
+    secret = parse_qs(urlparse(scanned).query)["secret"][0]
+    name = next(p.name for p in container.path("/etc/sipagent/totp").iterdir())
+    mode = container.run(["stat", "-c", "%U %a", f"/etc/sipagent/totp/{name}"]).stdout.split()
+    assert mode == ["root", "600"]
+    config = container.path("/etc/sipagent/agent.toml")
+    original = config.read_text()
+    # As the command says: the owner moves to access.users with the secret file, the gate
+    # asks for a code; secrets are loaded at start, so a restart.
+    enrolled = original.replace(
+        f'allow = ["{owner_aor}"]', 'allow = []\nrequire_code = ["gate"]', 1
+    )
+    enrolled += f'\n[access.users."{owner_aor}"]\ntotp_secret_file = "totp/{name}"\n'
+    config.write_text(enrolled)
+    try:
+        check = container.run(["sipagent", "check-config", "/etc/sipagent/agent.toml"], check=False)
+        assert check.returncode == 0, check.stdout
+        container.run(["systemctl", "restart", "sipagent"])
+        service.wait_active()
+        owner = peer_factory("owner", server=registrar)
+        owner.send(registrar.aor("agent"), "pulse gate")
+        assert (
+            owner.wait_message()["body"]
+            == "error: 'gate' needs a one-time code: send '<code> pulse gate'"
+        )
+        code = totp(decode_secret(secret), time.time())
+        owner.send(registrar.aor("agent"), f"{code} pulse gate")
+        assert owner.wait_message()["body"] == "ok: gate pulsed 1s"
+    finally:
+        config.write_text(original)
+        container.run(["systemctl", "restart", "sipagent"])
+        service.wait_active()
 
 
 def test_exposure_score_is_at_most_two(container, service):

@@ -57,9 +57,12 @@ TOPICS = {
     "group_command": GROUP,
     "output_set": f"{B}/output/lamp/set",
     "presence_set": f"{B}/presence/set",
+    "presence_status_set": f"{B}/presence/status/set",
+    "presence_note_set": f"{B}/presence/note/set",
     "message_send": f"{B}/message/send",
     "ha_status": "homeassistant/status",
 }
+PRESENCE_KINDS = ("presence_set", "presence_status_set", "presence_note_set")
 # RFC 3261 media type, as agent.mqtt_requests allows it: no CR, no LF, nothing else.
 MEDIA_TYPE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z/; =\"]+")
 
@@ -353,7 +356,7 @@ def test_any_payload_on_any_topic_is_handled_and_answered(
             json.loads(payload)["level"], int | float
         )
     for pidf in rig.presence_sip.sent[len(presence_before) :]:
-        assert kind in ("presence_set", "command", "group_command")
+        assert kind in (*PRESENCE_KINDS, "command", "group_command")
         assert check_note(pidf.note) == pidf.note or "{" in pidf.note  # a person's note is valid
     if kind not in ("command", "group_command", "output_set"):
         assert rig.pins.changes == 0

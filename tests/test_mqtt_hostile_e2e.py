@@ -46,6 +46,8 @@ class Rig:
             "gate": f"{self.base}/output/gate/set",
             "dimmer": f"{self.base}/output/dimmer/set",
             "presence": f"{self.base}/presence/set",
+            "presence_status": f"{self.base}/presence/status/set",
+            "presence_note": f"{self.base}/presence/note/set",
             "send": f"{self.base}/message/send",
             "ha": "homeassistant/status",
         }[kind]
@@ -136,6 +138,9 @@ POISON = [
     ("presence", '{"status": "busy", "note": ' + "[" * 2000 + "}"),
     ("presence", "[" * 100_000),  # over presence/set's 2 KiB: dropped unread
     ("presence", "busy bell\x07\x1b[31m"),
+    ("presence_status", NINES),
+    ("presence_note", "bell\x07\x1b[31m"),
+    ("presence_note", "[" * 3000),
     ("dimmer", f'{{"level": {NINES}}}'),
     ("dimmer", '{"level": 1e999}'),
     ("gate", "[" * 250),
@@ -157,6 +162,8 @@ def test_retained_poison_and_commands_are_ignored_at_every_start(rig: Rig) -> No
         ("gate", "ON"),
         ("dimmer", '{"level": 80}'),
         ("presence", '{"status": "busy", "note": "retained"}'),
+        ("presence_status", "busy"),
+        ("presence_note", "retained note"),
         ("send", json.dumps({"to": "sip:owner@127.0.0.1", "body": "retained send"})),
         *POISON,
     ]
@@ -216,7 +223,9 @@ def test_live_poison_on_every_topic_leaves_the_agent_sound(rig: Rig) -> None:
     assert "failed (" not in rig.agent.log.read_text()
 
 
-TOPIC_KINDS = st.sampled_from(["command", "group", "gate", "dimmer", "presence", "send", "ha"])
+ALL_KINDS = ("command", "group", "gate", "dimmer", "presence", "presence_status", "presence_note")
+ALL_KINDS += ("send", "ha")
+TOPIC_KINDS = st.sampled_from(ALL_KINDS)
 VALUES = st.recursive(
     st.none()
     | st.booleans()
@@ -268,7 +277,7 @@ def test_any_payload_on_any_topic_against_the_running_agent(rig: Rig) -> None:
         assert rig.agent.proc.poll() is None, rig.agent.log_tail()
 
     publish()
-    for kind in ("command", "group", "gate", "dimmer", "presence", "send", "ha"):
+    for kind in ALL_KINDS:
         rig.probe.publish(rig.topic(kind), b"", retain=True)  # clear whatever was retained
     rig.probe.publish(rig.topic("command"), "off lamp")
     rig.probe.publish(rig.topic("presence"), "available")

@@ -61,7 +61,14 @@ def test_unit_loads_the_secrets_as_credentials():
     assert _unit_settings()["LoadCredential"] == [
         "sip-password:/etc/sipagent/sip-password",
         "mqtt-password:/etc/sipagent/mqtt-password",
+        # A directory: each file is the credential totp_<file> (`sipagent totp new`).
+        "totp:/etc/sipagent/totp",
     ]
+
+
+def test_unit_reloads_with_sighup():
+    # `systemctl reload sipagent`: agent.loop turns SIGHUP into a ReloadRequested event.
+    assert _unit_settings()["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
 
 
 def test_ready_watchdog_and_stopping_arrive_and_sigterm_leaves_outputs_safe(

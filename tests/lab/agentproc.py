@@ -41,6 +41,8 @@ class AgentProcess:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
         # As systemd's StateDirectory= would: the outbox lives in the test's own directory.
         env["STATE_DIRECTORY"] = str(workdir)
+        # ... and RuntimeDirectory=: the status socket (agent.status_socket) lives there.
+        env["RUNTIME_DIRECTORY"] = str(workdir)
         env.pop("WATCHDOG_USEC", None)
         env.pop("WATCHDOG_PID", None)
         if watchdog_usec is not None:
@@ -136,6 +138,14 @@ class AgentProcess:
         """SIGKILL: no shutdown at all, as after a crash or a power-less watchdog reset."""
         self.proc.kill()
         self.proc.wait(timeout)
+
+    @property
+    def status_socket(self) -> Path:
+        return Path(self.env["RUNTIME_DIRECTORY"]) / "status.sock"
+
+    def hangup(self) -> None:
+        """SIGHUP, as `systemctl reload` sends it: reload the config."""
+        self.proc.send_signal(signal.SIGHUP)
 
     @property
     def outbox_path(self) -> Path:

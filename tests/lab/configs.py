@@ -29,6 +29,16 @@ status = "available"
 note = "door {door}"
 """
 
+# A doorbell on GPIO22 (pulled up: pressing pulls it low) that Home Assistant sees as device
+# triggers `"Doorbell" pressed` / `released`: `extra=BELL_CONFIG`.
+BELL_CONFIG = """
+[gpio.inputs.bell]
+pin = "GPIO22"
+bounce_ms = 0
+trigger = true
+label = "Doorbell"
+"""
+
 
 def agent_toml(
     kamailio: Kamailio | None = None,

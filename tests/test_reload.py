@@ -1,0 +1,214 @@
+"""Reload (SIGHUP, `systemctl reload sipagent`): what applies live, what waits for a restart.
+
+The plan is pure (agent.reload) and checked with a table; the end-to-end tests send SIGHUP to
+a real agent registered at Kamailio and watch rules change while the registration stays.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from lab.configs import agent_toml
+from lab.waiting import wait_until
+
+from agent.config import parse_config
+from agent.reload import plan_reload
+from agent.reloader import Reloader
+
+BASE = """
+[device]
+id = "porch"
+[sip]
+uri = "sip:porch@127.0.0.1"
+listen = "127.0.0.1:5070"
+presence = "serve"
+[access]
+allow = ["sip:owner@127.0.0.1"]
+[gpio]
+pin_factory = "mock"
+[gpio.outputs.gate]
+pin = 17
+max_pulse = "10s"
+[gpio.inputs.door]
+pin = 27
+[presence]
+note = "door {door}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "applied", "needs_restart"),
+    [
+        ("", "", [], []),
+        (
+            'allow = ["sip:owner@127.0.0.1"]',
+            'allow = ["sip:owner@127.0.0.1", "sip:bob@127.0.0.1"]',
+            ["access.allow"],
+            [],
+        ),
+        ('max_pulse = "10s"', 'max_pulse = "30s"', ["gpio.outputs.gate.max_pulse"], []),
+        (
+            'max_pulse = "10s"',
+            'max_pulse = "10s"\npulse = "2s"\nlabel = "Open gate"',
+            ["gpio.outputs.gate.pulse", "gpio.outputs.gate.button", "gpio.outputs.gate.label"],
+            [],
+        ),
+        ('note = "door {door}"', 'note = "the door is {door}"', ["presence.note"], []),
+        (
+            "[gpio.inputs.door]\npin = 27",
+            '[gpio.inputs.door]\npin = 27\n[gpio.inputs.door.when_active]\nstatus = "busy"',
+            ["gpio.inputs.door.when_active"],
+            [],
+        ),
+        ('listen = "127.0.0.1:5070"', 'listen = "127.0.0.1:5071"', [], ["sip.listen"]),
+        (
+            "[gpio.outputs.gate]\npin = 17",
+            "[gpio.outputs.gate]\npin = 18",
+            [],
+            ["gpio.outputs.gate.pin"],
+        ),
+        (
+            "[gpio.inputs.door]\npin = 27",
+            "[gpio.inputs.door]\npin = 27\n[gpio.inputs.bell]\npin = 22",
+            [],
+            ["gpio.inputs.bell (added)"],
+        ),
+        ('id = "porch"', 'id = "gate"', [], ["device.id", "device.name"]),
+        (
+            'pin_factory = "mock"',
+            'pin_factory = "mock"\n[log]\nlevel = "debug"',
+            ["log.level"],
+            [],
+        ),
+        ("[presence]", '[presence]\nstatus = "away"', [], ["presence.status"]),
+    ],
+)
+def test_what_a_reload_applies_and_what_waits_for_a_restart(old, new, applied, needs_restart):
+    running = parse_config(BASE)
+    plan = plan_reload(running, parse_config(BASE.replace(old, new, 1)))
+    assert (list(plan.applied), list(plan.needs_restart)) == (applied, needs_restart)
+
+
+def test_the_merged_config_keeps_what_needs_a_restart_and_takes_the_rest():
+    running = parse_config(BASE)
+    loaded = parse_config(
+        BASE.replace("pin = 17", 'pin = 18\nmax_pulse = "30s"')
+        .replace('max_pulse = "10s"\n', "")
+        .replace('id = "porch"', 'id = "gate"')
+        .replace('allow = ["sip:owner@127.0.0.1"]', 'allow = ["sip:bob@127.0.0.1"]')
+    )
+    plan = plan_reload(running, loaded)
+    gate = plan.config.gpio.output("gate")
+    assert gate is not None
+    assert (gate.pin, gate.max_pulse_s) == ("GPIO17", 30.0)  # same pin, new limit
+    assert plan.config.device.id == "porch"
+    assert plan.config.access.allow == ("sip:bob@127.0.0.1",)
+
+
+class _Parts:
+    def __init__(self) -> None:
+        self.configs: list[object] = []
+
+    def reconfigure(self, config: object) -> None:
+        self.configs.append(config)
+
+
+def test_a_config_with_problems_changes_nothing_and_says_why(tmp_path: Path):
+    path = tmp_path / "agent.toml"
+    path.write_text(BASE)
+    from agent.config import load_config
+
+    running = load_config(str(path))
+    agent, outputs = _Parts(), _Parts()
+    reloader = Reloader(running, agent, outputs)
+    path.write_text(BASE.replace('max_pulse = "10s"', 'max_pulse = "forever"'))
+    outcome = reloader.reload()
+    assert outcome == "reload refused (1 problem)"
+    assert reloader.config is running and agent.configs == [] and outputs.configs == []
+    assert reloader.last is not None and not reloader.last["ok"]
+    assert reloader.last["problems"][0].startswith("gpio.outputs.gate.max_pulse:")
+    path.write_text(BASE.replace('max_pulse = "10s"', 'max_pulse = "20s"'))
+    assert reloader.reload() == "reloaded"
+    assert reloader.last["applied"] == ["gpio.outputs.gate.max_pulse"]
+    assert agent.configs == [reloader.config]
+
+
+# -- end to end -------------------------------------------------------------------------------
+
+
+def _status(agent) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(agent.status_socket))
+        s.sendall(b"status\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return json.loads(data)
+
+
+def _reloaded(agent, count: int) -> dict:
+    def seen() -> dict | None:
+        status = _status(agent)
+        reload = status["reload"]
+        return (
+            status if reload is not None and len(agent.notify.times("RELOADING")) >= count else None
+        )
+
+    return wait_until(seen, 15, "the reload's outcome in the status")
+
+
+def test_sighup_applies_new_rights_and_limits_without_dropping_the_registration(
+    kamailio, agent_factory, peer_factory
+):
+    config = agent_toml(kamailio, output_extra={"gate": 'max_pulse = "1s"'})
+    agent = agent_factory(config)
+    agent.wait_ready()
+    owner, eve = peer_factory("owner", server=kamailio), peer_factory("eve", server=kamailio)
+    owner.send(kamailio.aor("agent"), "pulse gate 5s")
+    assert owner.wait_message()["body"].startswith("error: ")  # over max_pulse
+    eve.send(kamailio.aor("agent"), "on lamp")
+    assert eve.wait_message()["body"] == "error: forbidden"
+
+    registered = len(agent.notify.times("READY", "1"))
+    agent.config_path.write_text(
+        agent_toml(kamailio, allow=("owner", "eve"), output_extra={"gate": 'max_pulse = "10s"'})
+        .replace('level = "debug"', 'level = "info"')
+        .replace('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:1"')
+    )
+    agent.hangup()
+    status = _reloaded(agent, 1)
+    reload = status["reload"]
+    assert reload["ok"]
+    assert set(reload["applied"]) == {"access.allow", "gpio.outputs.gate.max_pulse", "log.level"}
+    assert reload["needs_restart"] == ["sip.listen"]
+    # RELOADING=1 then READY=1 again: systemd's "reloading" ends; the account stays registered.
+    agent.notify.wait_for("READY", "1", timeout=10)
+    wait_until(lambda: len(agent.notify.times("READY", "1")) > registered, 10, "READY=1 again")
+    assert status["registration"]["state"] == "registered"
+    assert any("restart needed for sip.listen" in s for s in agent.notify.statuses())
+
+    eve.send(kamailio.aor("agent"), "on lamp")
+    assert eve.wait_message()["body"] == "ok: lamp on"
+    owner.send(kamailio.aor("agent"), "pulse gate 5s")
+    assert owner.wait_message()["body"] == "ok: gate pulsed 5s"
+    assert agent.pin(18) is True
+
+
+def test_sighup_with_a_broken_config_keeps_the_running_one(kamailio, agent_factory, peer_factory):
+    agent = agent_factory(agent_toml(kamailio))
+    agent.wait_ready()
+    agent.config_path.write_text(agent_toml(kamailio).replace('"GPIO17"', '"GPIO99"'))
+    agent.hangup()
+    reload = _reloaded(agent, 0)["reload"]
+    assert not reload["ok"]
+    assert reload["problems"] == [
+        "gpio.outputs.lamp.pin: unknown pin 'GPIO99' (use GPIO0..GPIO27, BOARD<n> or a number)"
+    ]
+    owner = peer_factory("owner", server=kamailio)
+    owner.send(kamailio.aor("agent"), "on lamp")
+    assert owner.wait_message()["body"] == "ok: lamp on"
+    assert "reload refused: gpio.outputs.lamp.pin" in agent.log_tail(200)
