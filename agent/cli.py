@@ -59,7 +59,11 @@ def _load_for_run(path: str | None) -> Config:
 
 
 def _run(path: str | None) -> int:
+    from agent import signals
     from agent.service import setup_logging
+
+    # Before the slow imports and the config: a HUP during the start must not kill us.
+    signals.install()
 
     try:
         config = _load_for_run(path)

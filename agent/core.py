@@ -18,7 +18,15 @@ from agent.calls import handle_call
 from agent.config import Config, OutputConfig
 from agent.counters import Counters
 from agent.dispatch import Dispatcher
-from agent.events import Event, InputChanged, MqttConnected, MqttDisconnected, StopRequested
+from agent.events import (
+    Event,
+    InputChanged,
+    MqttConnected,
+    MqttDisconnected,
+    ReloadRequested,
+    StatusRequested,
+    StopRequested,
+)
 from agent.logfields import journal_fields
 from agent.messages import CommandOutcome, IncomingMessage, reply_target
 from agent.outbox import Outbox
@@ -276,6 +284,15 @@ class Agent:
         match event:
             case StopRequested(reason):
                 self.stop_reason = self.stop_reason or reason
+            case ReloadRequested(source):
+                # The home-and-habits issue (17) implements the reload on this event.
+                log.warning(
+                    "%s: reloading the configuration is not supported yet; nothing "
+                    "changed (restart the service to apply a new config)",
+                    source,
+                )
+            case StatusRequested(source):
+                self.log_status(source)
             case InputChanged(name, active):
                 if self.presence is not None:
                     self.presence.on_input(name, active)
@@ -283,6 +300,12 @@ class Agent:
                 self.bridge.handle(event)
         if isinstance(event, MqttConnected | MqttDisconnected):
             self.notifier.status(self.status_summary())
+
+    def log_status(self, why: str) -> None:
+        """The `status` reply and every non-zero counter, in the log (SIGUSR1/SIGUSR2)."""
+        counts = ", ".join(f"{k} {v}" for k, v in self.counters.snapshot().items())
+        log.info("status (%s): %s; counters: %s", why, "; ".join(self.status_lines()),
+                 counts or "none")  # fmt: skip
 
     def flush(self) -> None:
         """Once per loop turn, after the inbox was drained: batched work of the bridge."""

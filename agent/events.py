@@ -17,6 +17,20 @@ class StopRequested:
 
 
 @dataclass(frozen=True)
+class ReloadRequested:
+    """SIGHUP (a service manager's reload): read the config again. Not supported yet."""
+
+    source: str  # what asked, e.g. "SIGHUP"
+
+
+@dataclass(frozen=True)
+class StatusRequested:
+    """SIGUSR1/SIGUSR2: log the status and the counters; nothing changes."""
+
+    source: str
+
+
+@dataclass(frozen=True)
 class MqttConnected:
     """The broker accepted the connection; retained state must be announced again."""
 
@@ -50,5 +64,12 @@ class MqttPublished:
 
 
 Event = (
-    StopRequested | MqttConnected | MqttDisconnected | MqttMessage | InputChanged | MqttPublished
+    StopRequested
+    | ReloadRequested
+    | StatusRequested
+    | MqttConnected
+    | MqttDisconnected
+    | MqttMessage
+    | InputChanged
+    | MqttPublished
 )
