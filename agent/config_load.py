@@ -14,6 +14,7 @@ from typing import Any
 
 from agent import __version__
 from agent.config import (
+    DEFAULT_OUTBOX,
     Config,
     ConfigError,
     DeviceConfig,
@@ -251,6 +252,8 @@ def _outbox(t: Table, base_dir: str | None) -> OutboxConfig:
         capacity=t.integer("capacity", 10000, 1, 10_000_000),
         when_full=t.choice("when_full", ("drop_oldest", "refuse"), "drop_oldest"),
         synchronous=t.choice("synchronous", ("normal", "full"), "normal"),
+        max_disk=t.size("max_disk", DEFAULT_OUTBOX.max_disk, 512 * 1024, 4 * 1024**3),
+        max_memory=t.size("max_memory", DEFAULT_OUTBOX.max_memory, 0, 1024**3),
     )
     t.finish()
     return outbox

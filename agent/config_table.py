@@ -141,6 +141,23 @@ class Table:
             return default
         return int(value)
 
+    def size(self, key: str, default: int, low: int, high: int) -> int:
+        """Bytes: an integer, or text such as "16M" (agent.sizes)."""
+        from agent.sizes import InvalidSize, format_size, parse_size
+
+        value = self.value(key, 'size (e.g. "16M") or integer', (str, int))
+        if value is None:
+            return default
+        try:
+            size = parse_size(value)
+        except InvalidSize as err:
+            self.problem(key, str(err))
+            return default
+        if not low <= size <= high:
+            self.problem(key, f"{value} is out of range {format_size(low)}..{format_size(high)}")
+            return default
+        return size
+
     def flag(self, key: str, default: bool) -> bool:
         value = self.value(key, "boolean", (bool,))
         return default if value is None else bool(value)

@@ -103,6 +103,7 @@ class Agent:
         if config.sip.registrar:
             self.registration = RegState("unregistered", 0, "not yet registered", 0)
         self.ready = False
+        self._outbox_trouble: str | None = None
         self.stop_reason: str | None = None
         self.started = time.monotonic()
         self.dispatcher = Dispatcher(config.access, self)
@@ -172,7 +173,7 @@ class Agent:
         known = self.config.access.rights_of(identity_of(msg.from_uri)) is not None  # no I/O
         # pjsua 2.15 has already answered 200: store the message before anything else,
         # so that neither a broker outage nor a crash from here on can lose it.
-        if self.bridge is not None and not self.bridge.accept(msg, known):
+        if self.bridge is not None and self.bridge.accept(msg, known).duplicate:
             return  # a retransmission of a request already accepted (and acted on)
         allowed, outcome = self._handle_message(msg, known)
         if outcome is not None:
@@ -311,6 +312,11 @@ class Agent:
         """Once per loop turn, after the inbox was drained: batched work of the bridge."""
         if self.bridge is not None:
             self.bridge.flush()
+            trouble = self.bridge.delivery.outbox.trouble
+            if trouble != self._outbox_trouble:
+                # STATUS= says at once when events stop (or start again) going to disk.
+                self._outbox_trouble = trouble
+                self.notifier.status(self.status_summary())
 
     def stopping(self) -> None:
         """Before the adapters stop: open MQTT sends are reported (durably), not dropped."""

@@ -21,11 +21,12 @@ from agent.heap import HeapTrimmer
 from agent.inbox import Inbox
 from agent.inputs import Inputs
 from agent.mqtt import MqttLink
-from agent.outbox import Outbox, default_path
+from agent.outbox import Outbox
 from agent.presence_keeper import PresenceKeeper
 from agent.service import Notifier
 from agent.sip import SipStack
 from agent.sip_presence import SipPresence
+from agent.statedir import outbox_path
 from agent.throttle import Throttle
 from agent.timers import Timers
 from agent.topics import Topics
@@ -65,10 +66,13 @@ class Runner:
         # The outbox exists for the MQTT relay; without a broker nothing needs keeping.
         self.outbox = (
             Outbox(
-                config.outbox.path or default_path(),
+                outbox_path(config.outbox.path),
                 capacity=config.outbox.capacity,
                 when_full=config.outbox.when_full,
                 synchronous=config.outbox.synchronous,
+                max_disk=config.outbox.max_disk,
+                max_memory=config.outbox.max_memory,
+                counters=self.counters,
             )
             if self.mqtt is not None
             else None
