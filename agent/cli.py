@@ -42,13 +42,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_config(path: str) -> int:
+    from agent.statecheck import state_warnings
+
     try:
-        load_config(path)
+        config = load_config(path)
     except ConfigError as err:
         for line in err.problems:
             print(line)
         return 1
-    print(f"{path}: ok")
+    # Not errors: the agent runs with them, degraded. Said here so that nobody is surprised.
+    warnings = state_warnings(config)
+    for line in warnings:
+        print(f"warning: {line}")
+    print(f"{path}: ok" + (f" ({len(warnings)} warnings)" if warnings else ""))
     return 0
 
 

@@ -121,8 +121,8 @@ def event_size(topic: str, payload: bytes) -> int:
     return len(topic.encode()) + len(payload)
 
 
-def classify(err: BaseException) -> Kind:
-    """What kind of trouble a sqlite or OS error is."""
+def classify(err: BaseException, path: str = "") -> Kind:
+    """What kind of trouble a sqlite or OS error is (`path`: the file it was about)."""
     name = getattr(err, "sqlite_errorname", "") or ""
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
         return "corrupt"
@@ -130,7 +130,17 @@ def classify(err: BaseException) -> Kind:
         return "full"
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return "full"
+    if name.startswith("SQLITE_IOERR") and path and _no_space(path):
+        return "full"  # e.g. the WAL index (-shm) could not be created on a full disk
     return "unusable"
+
+
+def _no_space(path: str) -> bool:
+    try:
+        fs = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return fs.f_bavail * fs.f_frsize < 64 * 1024
 
 
 class OutboxDb:
@@ -199,7 +209,7 @@ class OutboxDb:
     def _error(self, what: str, err: BaseException) -> StoreError:
         if isinstance(err, StoreError):
             return err
-        return StoreError(classify(err), f"{what} the outbox {self.path!r}: {err}")
+        return StoreError(classify(err, self.path), f"{what} the outbox {self.path!r}: {err}")
 
     @contextlib.contextmanager
     def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
