@@ -249,7 +249,9 @@ class Bridge:
     def _mqtt_command(self, text: str, group: str | None = None) -> None:
         """`B/command`, or a group's command (same rules): the result on our own topic."""
         via = "MQTT" if group is None else f"MQTT group {group}"
-        outcome = self.device.dispatcher.handle(self.mqtt.identity, text, "text/plain", via)
+        outcome = self.device.dispatcher.handle(
+            self.mqtt.identity, text, "text/plain", via, source="mqtt"
+        )
         # MQTT always gets an answer: the broker's ACLs, not silence, keep strangers out.
         result = outcome.reply or "error: forbidden"
         record: dict[str, object] = {"command": text, "ok": outcome.ok, "result": result}

@@ -146,6 +146,8 @@ class AccessConfig:
     rate_per_minute: int  # commands per sender per minute, after a burst of `rate_burst`
     rate_burst: int
     max_message_bytes: int  # longer bodies are not read as commands
+    code_failures: int = 5  # wrong one-time codes for a secret before its codes are locked
+    code_lockout_s: float = 900.0  # how long (doubling per lockout in a row, up to 16 times)
 
     def rights_of(self, identity: str) -> UserRights | None:
         """The rights of a normalized identity, or None for a stranger."""

@@ -38,7 +38,6 @@ from agent.config_access import check_output_names, read_access, read_calls
 from agent.config_brokers import read_brokers
 from agent.config_presence import input_config, presence_config
 from agent.config_table import NAME, Table, read_secret, resolve_path
-from agent.durations import InvalidDuration, parse_duration
 from agent.sipuri import InvalidSipUri, address_of_record, parse_sip_uri
 
 
@@ -309,8 +308,8 @@ def _gpio(t: Table) -> GpioConfig:
         level_max = sub.integer("level_max", 100, 1, 100)
         if level_min > level_max:
             sub.problem("level_min", f"{level_min} is above level_max ({level_max})")
-        max_pulse = _duration(sub, "max_pulse", 60.0, 0.01, 3600.0)
-        pulse = _duration(sub, "pulse", min(1.0, max_pulse), 0.01, max_pulse)
+        max_pulse = sub.duration("max_pulse", 60.0, 0.01, 3600.0)
+        pulse = sub.duration("pulse", min(1.0, max_pulse), 0.01, max_pulse)
         sub.finish()
         outputs.append(
             OutputConfig(
@@ -339,22 +338,6 @@ def _gpio(t: Table) -> GpioConfig:
         sub.finish()
     t.finish()
     return GpioConfig(pin_factory, tuple(outputs), tuple(inputs))
-
-
-def _duration(t: Table, key: str, default: float, low: float, high: float) -> float:
-    """A duration: "500ms", "2s", "1m", or a number of seconds."""
-    value = t.value(key, "duration (e.g. '2s') or seconds", (str, int, float))
-    if value is None:
-        return default
-    try:
-        seconds = parse_duration(value) if isinstance(value, str) else float(value)
-    except InvalidDuration as err:
-        t.problem(key, str(err))
-        return default
-    if not low <= seconds <= high:
-        t.problem(key, f"{value!r} is out of range {low:g}s..{high:g}s")
-        return default
-    return seconds
 
 
 def _claim_pin(t: Table, used: dict[str, str]) -> str:

@@ -141,6 +141,23 @@ class Table:
             return default
         return int(value)
 
+    def duration(self, key: str, default: float, low: float, high: float) -> float:
+        """A duration: "500ms", "2s", "1m", or a number of seconds."""
+        from agent.durations import InvalidDuration, parse_duration
+
+        value = self.value(key, "duration (e.g. '2s') or seconds", (str, int, float))
+        if value is None:
+            return default
+        try:
+            seconds = parse_duration(value) if isinstance(value, str) else float(value)
+        except InvalidDuration as err:
+            self.problem(key, str(err))
+            return default
+        if not low <= seconds <= high:
+            self.problem(key, f"{value!r} is out of range {low:g}s..{high:g}s")
+            return default
+        return seconds
+
     def size(self, key: str, default: int, low: int, high: int) -> int:
         """Bytes: an integer, or text such as "16M" (agent.sizes)."""
         from agent.sizes import InvalidSize, format_size, parse_size

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from agent import commands
-from agent.access import identity_of
+from agent.access import identity_of, senders_authenticated
 from agent.bridge import Bridge, Link
 from agent.calls import handle_call
+from agent.codes import Store
 from agent.config import Config, OutputConfig
 from agent.counters import Counters
 from agent.dispatch import Dispatcher
@@ -84,6 +85,7 @@ class Agent:
         presence: PresenceKeeper | None = None,
         outbox: Outbox | None = None,
         counters: Counters | None = None,
+        code_store: Store | None = None,
     ) -> None:
         self.config = config
         # What was refused, dropped or limited, for status and MQTT (shared with the adapters).
@@ -106,7 +108,12 @@ class Agent:
         self._outbox_trouble: str | None = None
         self.stop_reason: str | None = None
         self.started = time.monotonic()
-        self.dispatcher = Dispatcher(config.access, self)
+        self.dispatcher = Dispatcher(
+            config.access, self, code_store=code_store, counters=self.counters
+        )
+        # Replies to strangers and to refused users look alike unless someone vouches for
+        # the From (agent.dispatch).
+        self.senders_authenticated = senders_authenticated(config.sip)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -189,7 +196,14 @@ class Agent:
         if content_type not in COMMAND_CONTENT_TYPES or commands.is_reply(msg.body):
             log.info("message %s from %s relayed (not a command)", msg.id, msg.from_uri)
             return known, None
-        outcome = self.dispatcher.handle(msg.from_uri, msg.body, content_type, "SIP")
+        outcome = self.dispatcher.handle(
+            msg.from_uri,
+            msg.body,
+            content_type,
+            "SIP",
+            source=msg.source,
+            authenticated=self.senders_authenticated,
+        )
         return outcome.authorized, CommandOutcome(outcome.name, outcome.target, outcome.reply)
 
     def _reply(self, msg: IncomingMessage, text: str) -> None:

@@ -11,6 +11,7 @@ import time
 
 from agent import signals
 from agent.capabilities import log_capabilities
+from agent.codestore import CodeFile
 from agent.config import Config
 from agent.core import Agent
 from agent.counters import Counters
@@ -26,7 +27,7 @@ from agent.presence_keeper import PresenceKeeper
 from agent.service import Notifier
 from agent.sip import SipStack
 from agent.sip_presence import SipPresence
-from agent.statedir import outbox_path
+from agent.statedir import outbox_path, state_dir
 from agent.throttle import Throttle
 from agent.timers import Timers
 from agent.topics import Topics
@@ -97,6 +98,8 @@ class Runner:
             presence=self.presence,
             outbox=self.outbox,
             counters=self.counters,
+            # Spent one-time codes and lockouts outlive a restart (agent.codes).
+            code_store=CodeFile(state_dir(config.outbox.path)),
         )
         if self.agent.bridge is not None:
             self.health.outbox_probe = self.agent.bridge.delivery.health

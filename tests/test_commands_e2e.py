@@ -180,10 +180,9 @@ def test_a_forged_from_in_direct_mode_cannot_move_a_protected_output(agent_facto
     agent.wait_ready()
     to = f"sip:agent@127.0.0.1:{port}"
     forger = peer_factory(uri="sip:boss@127.0.0.1")  # a stranger with the boss's From
-    assert (
-        _ask(forger, to, "on gate") == "error: 'gate' needs a one-time code: send '<code> on gate'"
-    )
-    assert _ask(forger, to, "123456 on gate").startswith("error: one-time code not accepted")
+    # Nobody vouches for a From here: a refusal says no more than a stranger's would.
+    assert _ask(forger, to, "on gate") == "error: forbidden"
+    assert _ask(forger, to, "123456 on gate") == "error: forbidden"
     assert agent.pin(GATE) is False
     # What the code protects against: an unprotected output obeys a forged From.
     assert _ask(forger, to, "on lamp") == "ok: lamp on"
