@@ -42,8 +42,7 @@ RETRY_S = 5.0  # how often an outbox that cannot store tries its disk again
 # How long a SIP retransmission can follow its original (RFC 3261 Timer F/J: 64*T1), doubled.
 SEEN_KEEP_S = 128.0
 COUNTERS_EVERY_S = 1.0  # dropped/refused are written at most this often
-MEMORY_ROW_BYTES = 200  # what Python spends on a kept event beyond its topic and payload
-SHRINK_BYTES = 1024**2  # free pages worth giving back once the outbox is empty
+MEMORY_ROW_BYTES = 300  # what Python spends on a kept event beyond its topic and payload
 _TROUBLE = {"full": "disk full", "unusable": "not writable", "corrupt": "database damaged"}
 
 
@@ -188,7 +187,8 @@ class Outbox:
         """Ids of the oldest rows to drop so that one more event of `size` fits; None: refuse."""
         rows, used, mem = self.pending, self.pending_bytes, self.memory_bytes
         drops: list[int] = []
-        on_disk, in_memory = self._oldest_on_disk(), iter(list(self._memory.values()))
+        on_disk = self._oldest_on_disk()
+        in_memory = ((r.id, r.size) for r in list(self._memory.values()))
         while True:
             memory_short = to_memory and mem + size + MEMORY_ROW_BYTES > self.max_memory
             if not (
@@ -203,25 +203,26 @@ class Outbox:
                 row = next(in_memory, None)
             if row is None:
                 return None
-            drops.append(row.id)
-            rows, used = rows - 1, used - row.size
-            if row.id in self._memory:
-                mem -= row.size + MEMORY_ROW_BYTES
+            row_id, row_size = row
+            drops.append(row_id)
+            rows, used = rows - 1, used - row_size
+            if row_id in self._memory:
+                mem -= row_size + MEMORY_ROW_BYTES
 
-    def _oldest_on_disk(self) -> Iterator[Row]:
-        """Pending rows on disk (if readable), oldest first."""
+    def _oldest_on_disk(self) -> Iterator[tuple[int, int]]:
+        """(id, size) of the pending rows on disk (if readable), oldest first."""
         if self._db is None:
             return
         cursor = 0
         while True:
             try:
-                batch = self._db.after(cursor, 64)
+                batch = self._db.oldest(cursor, 64)
             except StoreError:
                 return
             if not batch:
                 return
-            yield from (r for r in batch if r.id not in self._gone)
-            cursor = batch[-1].id
+            yield from (r for r in batch if r[0] not in self._gone)
+            cursor = batch[-1][0]
 
     def _drop_one(self, row_id: int) -> None:
         row = self._memory.pop(row_id, None)
@@ -464,8 +465,6 @@ class Outbox:
             if now - self._seen_pruned_at >= SEEN_KEEP_S:
                 self._seen_pruned_at = now
                 db.forget_seen(SEEN_KEEP_S)
-                if db.pending == 0 and db.free_bytes() > SHRINK_BYTES:
-                    db.shrink()
         except StoreError as err:
             self._degrade(err)
 

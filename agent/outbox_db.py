@@ -55,7 +55,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS announced (topic TEXT PRIMARY KEY) WITHOUT ROWID;
 """
@@ -177,9 +176,6 @@ class OutboxDb:
             check = db.execute("PRAGMA quick_check").fetchall()[0][0]
             if check != "ok":
                 raise StoreError("corrupt", f"outbox {path!r} is damaged: {check}")
-            db.execute(
-                "PRAGMA auto_vacuum = INCREMENTAL"
-            ).fetchall()  # new files only: can shrink later
             db.execute("PRAGMA journal_mode = WAL").fetchall()
             # A checkpoint fsyncs: tens of ms on an SD card, during which the owner thread
             # would take no SIP. The checkpointer thread does it on its own connection.
@@ -246,6 +242,9 @@ class OutboxDb:
             ).rowcount
             excess = self.seen_count + max(added, 0) - self.quota.seen_max
             if excess > 0:
+                # The oldest eighth at once: finding them scans the table (no index on
+                # `at`, which would cost every insert a page), so not once per insert.
+                excess += self.quota.seen_max // 8
                 db.execute(
                     "DELETE FROM seen WHERE key IN (SELECT key FROM seen ORDER BY at LIMIT ?)",
                     (excess,),
@@ -310,18 +309,6 @@ class OutboxDb:
             db.execute("DELETE FROM announced")
             db.executemany("INSERT INTO announced (topic) VALUES (?)", ((t,) for t in topics))
 
-    def shrink(self) -> None:
-        """Give free pages back to the file system (after a backlog was delivered)."""
-        with self._transaction("cannot shrink") as db:
-            db.execute("PRAGMA incremental_vacuum").fetchall()
-
-    def free_bytes(self) -> int:
-        try:
-            pages = int(self._one("PRAGMA freelist_count"))
-            return pages * int(self._one("PRAGMA page_size"))
-        except sqlite3.Error as err:
-            raise self._error("cannot read", err) from None
-
     # -- reads --------------------------------------------------------------------------
 
     def after(self, row_id: int, limit: int) -> list[Row]:
@@ -334,6 +321,17 @@ class OutboxDb:
         except sqlite3.Error as err:
             raise self._error("cannot read", err) from None
         return [Row(i, t, bytes(p)) for i, t, p in rows]
+
+    def oldest(self, row_id: int, limit: int) -> list[tuple[int, int]]:
+        """(id, size) of up to `limit` rows after `row_id`, oldest first: candidates to drop."""
+        try:
+            rows = self._db.execute(
+                f"SELECT id, {_SIZE} FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (row_id, limit),
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise self._error("cannot read", err) from None
+        return [(int(i), int(size)) for i, size in rows]
 
     def is_seen(self, key: bytes) -> bool:
         try:
