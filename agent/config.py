@@ -276,7 +276,7 @@ class OutboxConfig:
     capacity: int  # most events kept while the broker is away
     when_full: str  # drop_oldest | refuse
     synchronous: str  # normal (survives a crash) | full (survives a power cut too)
-    # Bytes on disk for the database and its WAL together (agent.outbox_db.Quota splits it).
+    # Bytes on disk for the database and its WAL together (agent.outbox_model.Quota splits it).
     max_disk: int = 16 * 1024**2
     # Bytes of events held in memory while the disk cannot take them (full, read-only, ...).
     max_memory: int = 4 * 1024**2

@@ -5,11 +5,8 @@ Every query is read to its end (`fetchall`), PRAGMAs included: a statement left 
 a read snapshot, and then no checkpoint can finish and the WAL never starts over. (That,
 on the checkpointer's connection, is how 20 000 refused events once grew it to 420 MB.)
 
-Bytes on disk are bounded by `Quota`, from `outbox.max_disk` (default 16 MiB): the WAL gets a
-quarter (a checkpoint truncates it when it grows past that; SQLite's journal_size_limit
-trims it after each reset), the database the rest (`max_page_count`: SQLite refuses to grow
-the file beyond it). Events may use half of the database (the rest is SQLite's pages and the
-dedupe keys, at most `Quota.seen_max` of them).
+Bytes on disk are bounded by `Quota` (agent.outbox_model): `max_page_count` for the
+database, agent.outbox_wal for the WAL.
 
 Durability: WAL with `synchronous = NORMAL` (the default) makes every commit a write into
 the WAL file, without fsync. A committed row survives the death of the process (SIGKILL,
@@ -23,30 +20,21 @@ Only the owner thread may use an OutboxDb (sqlite3 enforces it: check_same_threa
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Container, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+
+from agent.outbox_model import OutboxError, Quota, Row, StoreError, classify
+from agent.outbox_wal import WAL_KEEP_SHARE, WalKeeper
+
+__all__ = ["OutboxDb", "OutboxError", "StoreError", "open_db", "set_aside"]
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["full", "unusable", "corrupt"]
-# What a dedupe key costs on disk (16-byte hash and a time, in the table and its index).
-SEEN_ROW_BYTES = 100
-# Commits between two (background) checkpoints. Few enough that the checkpointer finishes
-# between them and the WAL starts over (and is cut to journal_size_limit) in a flood.
-CHECKPOINT_EVERY = 100
-# The WAL is cut back to this share of its bound each time it starts over.
-WAL_KEEP_SHARE = 4
-# How long a truncating checkpoint on the owner thread waits for one under way, at most.
-TRUNCATE_WAIT_MS = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -68,80 +56,6 @@ _SHAPE = (
 _SIZE = "length(CAST(topic AS BLOB)) + length(payload)"
 
 
-class OutboxError(Exception):
-    """The outbox cannot store or read; the message says which file and why."""
-
-
-class StoreError(OutboxError):
-    """A failed sqlite call; `kind` says whether space, access or the file itself is the trouble."""
-
-    def __init__(self, kind: Kind, text: str) -> None:
-        super().__init__(text)
-        self.kind = kind
-
-
-@dataclass(frozen=True)
-class Quota:
-    """How `outbox.max_disk` is shared between the WAL, the database, events and keys."""
-
-    max_disk: int
-
-    @property
-    def wal_bytes(self) -> int:
-        return self.max_disk // 4
-
-    @property
-    def db_bytes(self) -> int:
-        return self.max_disk - self.wal_bytes
-
-    @property
-    def event_bytes(self) -> int:
-        """Topic and payload bytes of all stored events together."""
-        return self.db_bytes // 2
-
-    @property
-    def seen_max(self) -> int:
-        """Dedupe keys kept at most (the oldest go first)."""
-        return max(1000, self.db_bytes // 4 // SEEN_ROW_BYTES)
-
-
-@dataclass(frozen=True)
-class Row:
-    id: int
-    topic: str
-    payload: bytes
-
-    @property
-    def size(self) -> int:
-        return event_size(self.topic, self.payload)
-
-
-def event_size(topic: str, payload: bytes) -> int:
-    return len(topic.encode()) + len(payload)
-
-
-def classify(err: BaseException, path: str = "") -> Kind:
-    """What kind of trouble a sqlite or OS error is (`path`: the file it was about)."""
-    name = getattr(err, "sqlite_errorname", "") or ""
-    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        return "corrupt"
-    if name.startswith("SQLITE_FULL"):
-        return "full"
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return "full"
-    if name.startswith("SQLITE_IOERR") and path and _no_space(path):
-        return "full"  # e.g. the WAL index (-shm) could not be created on a full disk
-    return "unusable"
-
-
-def _no_space(path: str) -> bool:
-    try:
-        fs = os.statvfs(os.path.dirname(os.path.abspath(path)))
-    except OSError:
-        return False
-    return fs.f_bavail * fs.f_frsize < 64 * 1024
-
-
 class OutboxDb:
     """One open outbox database; raises StoreError, never sqlite3 or OS errors."""
 
@@ -161,8 +75,7 @@ class OutboxDb:
             self.counters = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         except (sqlite3.Error, OSError) as err:
             raise self._error("cannot open", err) from None
-        self._commits_since_check = 0
-        self._checkpointer: _Checkpointer | None = None  # started when first needed
+        self._wal = WalKeeper(path, quota.wal_bytes)
 
     @staticmethod
     def _connect(path: str, quota: Quota, synchronous: str) -> sqlite3.Connection:
@@ -333,6 +246,22 @@ class OutboxDb:
             raise self._error("cannot read", err) from None
         return [(int(i), int(size)) for i, size in rows]
 
+    def candidates(self, skip: Container[int]) -> Iterator[tuple[int, int]]:
+        """(id, size) of every row but those in `skip`, oldest first, read 64 at a time.
+
+        It ends early, quietly, if the file cannot be read: there is nothing to drop then.
+        """
+        cursor = 0
+        while True:
+            try:
+                batch = self.oldest(cursor, 64)
+            except StoreError:
+                return
+            if not batch:
+                return
+            yield from (row for row in batch if row[0] not in skip)
+            cursor = batch[-1][0]
+
     def is_seen(self, key: bytes) -> bool:
         try:
             return self._db.execute("SELECT 1 FROM seen WHERE key = ?", (key,)).fetchall() != []
@@ -348,41 +277,7 @@ class OutboxDb:
     # -- the WAL ------------------------------------------------------------------------
 
     def _committed(self) -> None:
-        """Keep the WAL within its bound: a checkpoint now and then, a truncation if it must."""
-        self._commits_since_check += 1
-        if self.path == ":memory:":
-            return
-        if self._commits_since_check >= CHECKPOINT_EVERY:
-            self._commits_since_check = 0
-            if self._checkpointer is None:
-                self._checkpointer = _Checkpointer(self.path)
-                self._checkpointer.start()
-            self._checkpointer.wanted.set()
-        try:
-            wal = os.stat(self.path + "-wal").st_size
-        except OSError:
-            return
-        if wal > self.quota.wal_bytes:
-            self._truncate_wal()
-
-    def _truncate_wal(self) -> None:
-        """The WAL outgrew its bound (a flood outran the checkpointer): truncate it now.
-
-        It stalls the owner thread for one checkpoint, and bounds the disk. A checkpoint
-        under way on the other thread would make this one fail at once: wait for it first.
-        """
-        busy = self._checkpointer.busy if self._checkpointer is not None else threading.Lock()
-        if not busy.acquire(timeout=TRUNCATE_WAIT_MS / 1000):
-            return
-        try:
-            self._db.execute(f"PRAGMA busy_timeout = {TRUNCATE_WAIT_MS}").fetchall()
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        except sqlite3.Error as err:
-            log.warning("outbox %s: WAL not truncated: %s", self.path, err)
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("PRAGMA busy_timeout = 0").fetchall()
-            busy.release()
+        self._wal.committed(self._db)
 
     def disk_bytes(self) -> int:
         """The database file and its WAL, as they are on disk now."""
@@ -393,8 +288,7 @@ class OutboxDb:
         return total
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
+        self._wal.close()
         try:
             # Fold the WAL back into the database: a clean stop leaves one file behind.
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
@@ -428,43 +322,3 @@ def set_aside(path: str, why: str) -> str:
         raise StoreError("unusable", f"{why}; and it cannot be set aside: {err}") from None
     log.error("%s", why)
     return aside
-
-
-class _Checkpointer(threading.Thread):
-    """Copies the WAL into the database when asked, off the owner thread.
-
-    It has its own connection and touches nothing else; PASSIVE never blocks the writer.
-    Idle, it sleeps on an Event: no periodic wake-ups.
-    """
-
-    def __init__(self, path: str) -> None:
-        super().__init__(name="outbox-checkpoint", daemon=True)
-        self.path = path
-        self.wanted = threading.Event()
-        self.busy = threading.Lock()  # held while it checkpoints
-        self._stopping = False
-
-    def run(self) -> None:
-        try:
-            db = sqlite3.connect(self.path, isolation_level=None)
-        except sqlite3.Error as err:
-            log.warning("outbox %s: no checkpoints: %s", self.path, err)
-            return
-        try:
-            while True:
-                self.wanted.wait()
-                self.wanted.clear()
-                if self._stopping:
-                    return
-                with self.busy:
-                    try:
-                        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    except sqlite3.Error as err:
-                        log.warning("outbox %s: checkpoint failed: %s", self.path, err)
-        finally:
-            db.close()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self.wanted.set()
-        self.join(5)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from lab.disk import fill, read_only, tmpfs
 
-from agent.outbox import MEMORY_ROW_BYTES, RETRY_S, Outbox
-from agent.outbox_db import Quota
+from agent.outbox import RETRY_S, Outbox
+from agent.outbox_memory import MEMORY_ROW_BYTES
+from agent.outbox_model import Quota
 
 
 class Clock:
@@ -236,7 +237,8 @@ def test_bytes_on_disk_stay_within_max_disk_under_a_flood(tmp_path: Path, when_f
         highest = max(highest, box.disk_bytes())
     assert highest <= max_disk
     assert box.pending_bytes <= Quota(max_disk).event_bytes
-    assert box._db is not None and box._db.seen_count <= Quota(max_disk).seen_max
+    db = box._disk.db
+    assert db is not None and db.seen_count <= Quota(max_disk).seen_max
     lost = box.dropped if when_full == "drop_oldest" else box.refused
     assert lost > 0 and box.pending + lost == 6000
     box.close()
