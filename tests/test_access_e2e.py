@@ -11,36 +11,17 @@ import base64
 import json
 import socket
 import time
-import uuid
 
 from lab.configs import agent_toml
 from lab.ports import free_port
 from lab.waiting import wait_until
+from test_commands_e2e import _raw_message
 
 from agent.totp import totp
 
 KEY = b"12345678901234567890"
 SECRET = base64.b32encode(KEY).decode()
 LAMP, GATE = 17, 18
-
-
-def _forge(sock: socket.socket, agent_port: int, from_uri: str, body: str) -> None:
-    """A MESSAGE with any From, from the socket's own address (as a forger sends it)."""
-    host, port = sock.getsockname()
-    call_id = uuid.uuid4().hex
-    data = body.encode()
-    head = (
-        f"MESSAGE sip:agent@127.0.0.1:{agent_port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{call_id[:16]};rport\r\n"
-        "Max-Forwards: 70\r\n"
-        f"From: <{from_uri}>;tag={call_id[:8]}\r\n"
-        f"To: <sip:agent@127.0.0.1:{agent_port}>\r\n"
-        f"Call-ID: {call_id}\r\n"
-        "CSeq: 1 MESSAGE\r\n"
-        "Content-Type: text/plain\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n"
-    )
-    sock.sendto(head.encode() + data, ("127.0.0.1", agent_port))
 
 
 def _records(probe, topic: str) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -88,7 +69,7 @@ def test_forgers_can_neither_drain_nor_reset_a_users_rate_limit(
         sock.bind(("127.0.0.9", 0))
         for batch in range(11):
             for i in range(100):
-                _forge(sock, port, f"sip:stranger{batch * 100 + i}@127.0.0.1", "status")
+                _raw_message(port, sock, b"status", f"sip:stranger{batch * 100 + i}@127.0.0.1")
             wait_until(
                 lambda n=batch: len(_records(probe, f"{B}/message/in")) >= 13 + (n + 1) * 100,
                 30,

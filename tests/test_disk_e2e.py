@@ -8,7 +8,6 @@ durable again once the disk is. `check-config` warns about what it can see befor
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from lab.disk import fill, read_only, tmpfs
 from lab.mqttprobe import MqttProbe
 from lab.ports import free_port
 from lab.waiting import wait_until
+from test_bridge_e2e import _first_seen
 
 FAST_RECONNECT = {"reconnect_max": 1}
 NOT_DURABLE = "OUTBOX NOT DURABLE"
@@ -27,14 +27,6 @@ NOT_DURABLE = "OUTBOX NOT DURABLE"
 def _status(agent) -> str:  # type: ignore[no-untyped-def]
     statuses = agent.notify.statuses()
     return statuses[-1] if statuses else ""
-
-
-def _first_seen(probe: MqttProbe, topic: str) -> list[str]:
-    seen: dict[str, str] = {}
-    for message in probe.messages(topic):
-        record = json.loads(message.payload)
-        seen.setdefault(record["id"], record["body"])
-    return list(seen.values())
 
 
 def _start(agent_factory, broker, device_id: str, state: Path):  # type: ignore[no-untyped-def]
@@ -49,6 +41,16 @@ def _start(agent_factory, broker, device_id: str, state: Path):  # type: ignore[
     agent = agent_factory(config, extra_env={"STATE_DIRECTORY": str(state)})
     agent.wait_ready()
     return agent, f"sip:agent@127.0.0.1:{port}"
+
+
+def _obeyed(agent, owner, to: str, probe, topic: str, command: str, pin: int) -> None:  # type: ignore[no-untyped-def]
+    """`command` (an `on`) is answered, moves the pin, and its record reaches MQTT."""
+    assert owner.send(to, command)["code"] == 200
+    reply = f"ok: {command.split()[1]} on"
+    assert owner.wait_message()["body"] == reply
+    assert agent.pin(pin) is True
+    record = probe.wait_for(topic, lambda m: m.json()["body"] == command)
+    assert record.json()["command"]["result"] == reply
 
 
 def _outbox_lines(agent) -> list[str]:  # type: ignore[no-untyped-def]
@@ -114,10 +116,7 @@ def test_an_agent_restarted_on_a_full_disk_starts_and_works(
         filler = fill(state)
         agent, to = _start(agent_factory, mosquitto, device_id, state)
         owner = peer_factory(uri="sip:owner@127.0.0.1")
-        assert owner.send(to, "on gate")["code"] == 200
-        assert owner.wait_message()["body"] == "ok: gate on"
-        record = probe.wait_for(f"{B}/message/in", lambda m: m.json()["body"] == "on gate")
-        assert record.json()["command"]["result"] == "ok: gate on"
+        _obeyed(agent, owner, to, probe, f"{B}/message/in", "on gate", 18)
         probe.wait_for(f"{B}/outbox", lambda m: m.json()["trouble"] == "disk full")
         filler.unlink()
         wait_until(lambda: NOT_DURABLE not in _status(agent), 20, "durable again")
@@ -135,11 +134,7 @@ def test_a_read_only_state_directory_keeps_sip_gpio_and_mqtt_working(
     with read_only(state):
         agent, to = _start(agent_factory, mosquitto, device_id, state)
         owner = peer_factory(uri="sip:owner@127.0.0.1")
-        assert owner.send(to, "on lamp")["code"] == 200
-        assert owner.wait_message()["body"] == "ok: lamp on"
-        assert agent.pin(17) is True
-        record = probe.wait_for(f"{B}/message/in", lambda m: m.json()["body"] == "on lamp")
-        assert record.json()["command"]["result"] == "ok: lamp on"
+        _obeyed(agent, owner, to, probe, f"{B}/message/in", "on lamp", 17)
         assert f"{NOT_DURABLE} (not writable)" in _status(agent)
         probe.wait_for(f"{B}/outbox", lambda m: m.json()["trouble"] == "not writable")
     # Writable again (the bind mount is gone): durable within the retry interval.
