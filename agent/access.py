@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from agent.codes import CodeResult, Verdict
 from agent.commands import Command
-from agent.config import AccessConfig, UserRights
+from agent.config import AccessConfig, SipConfig, UserRights
+from agent.durations import format_minutes
 from agent.sipuri import InvalidSipUri, address_of_record
 
-# (identity, key, code) -> the code is valid now and not used before (and is now spent)
-CodeCheck = Callable[[str, bytes, str], bool]
+# (identity, key, code) -> what became of the code (agent.codes; accepted: it is now spent)
+CodeCheck = Callable[[str, bytes, str], CodeResult]
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,16 @@ class Decision:
     reason: str  # for the log: who and why
     known: bool = True  # False: a stranger, answered `forbidden` or not at all
     reply: str = "forbidden"  # what a refused sender is told after `error: `
+
+
+def senders_authenticated(sip: SipConfig) -> bool:
+    """Does someone vouch for the From of a SIP request that reaches the agent?
+
+    Routed (a registrar or proxy): the proxy authenticates its users, and requests that
+    did not come through it are the SIP adapter's to refuse. Direct mode: nobody does.
+    (A setting that makes routed mode take requests from anywhere belongs here too.)
+    """
+    return bool(sip.registrar or sip.proxy)
 
 
 def identity_of(sender: str) -> str:
@@ -88,10 +100,26 @@ def decide(
             f"{identity} sent no one-time code for {target}",
             reply=f"'{target}' needs a one-time code: send '<code> {command.text}'",
         )
-    if not check_code(identity, rights.totp_secret, code):
+    result = check_code(identity, rights.totp_secret, code)
+    if result.verdict is Verdict.LOCKED:
+        wait = format_minutes(result.locked_for_s)
         return Decision(
             False,
-            f"{identity} sent a bad or used one-time code for {target}",
+            f"{identity}'s one-time codes are locked for {wait} after wrong codes",
+            reply=f"one-time codes are locked for {wait} after repeated wrong codes",
+        )
+    if result.verdict is Verdict.UNRECORDED:
+        return Decision(
+            False,
+            f"{identity} sent a valid one-time code for {target}, but its use cannot be "
+            "recorded (state directory): refused",
+            reply="one-time code refused: its use cannot be recorded; try again later",
+        )
+    if result.verdict is not Verdict.ACCEPTED:
+        return Decision(
+            False,
+            f"{identity} sent a bad or used one-time code for {target} "
+            f"({result.failures} wrong in a row)",
             reply="one-time code not accepted (wrong, expired or already used)",
         )
     return Decision(True, f"{identity} may use {target} with a valid one-time code")

@@ -12,6 +12,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from agent import commands, discovery
@@ -30,7 +31,7 @@ from agent.events import (
 from agent.jsonin import JsonInputError, loads
 from agent.messages import CommandOutcome, IncomingMessage, relay_record, to_json
 from agent.mqtt_requests import SendRefused, parse_send
-from agent.outbox import Outbox, OutboxError
+from agent.outbox import Outbox
 from agent.outgoing import Outgoing, Request
 from agent.relay import Delivery
 from agent.sip_send import SipError
@@ -38,6 +39,14 @@ from agent.topics import COMMAND_KINDS, Topics
 from agent.untrusted import excerpt
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """What became of an incoming MESSAGE offered to the outbox."""
+
+    duplicate: bool  # a retransmission of one already accepted: do not act on it again
+    durable: bool  # on disk (or a duplicate of one that is); False: held in memory, or not kept
 
 
 class Link(Protocol):
@@ -102,51 +111,40 @@ class Bridge:
         )
         self._refusals = LogThrottle()  # one line a minute per kind of refusal in a flood
         self._rows: dict[str, int] = {}  # message id -> outbox row, until its outcome is known
-        self._undurable: set[str] = set()  # accepted while the outbox could not store
 
     # -- SIP side -----------------------------------------------------------------------
 
-    def accept(self, msg: IncomingMessage, authorized: bool) -> bool:
-        """Store an incoming MESSAGE first of all; False if it repeats one already accepted."""
+    def accept(
+        self, msg: IncomingMessage, authorized: bool, *, memory_ok: bool = True
+    ) -> Acceptance:
+        """Keep an incoming MESSAGE first of all (disk, else memory; agent.outbox).
+
+        `memory_ok=False` is for a caller that answers only after this (pjproject 2.16+,
+        deferred responses): the message is kept only if it is on disk, so `durable` False
+        means "answer 500, it was not kept", and the sender's retry finds a disk or not.
+        """
         record = relay_record(msg, authorized, None)
-        try:
-            added = self.delivery.add(self.topics.message_in, to_json(record), msg.request_key)
-        except OutboxError as err:
-            # A full disk must not silence the agent: relay it the undurable way, say so.
-            log.error(
-                "MESSAGE %s from %s not stored (%s): relayed without the outbox",
-                msg.id,
-                msg.from_uri,
-                err,
-            )
-            self._undurable.add(msg.id)
-            return True
+        added = self.delivery.add(
+            self.topics.message_in, to_json(record), msg.request_key, memory_ok=memory_ok
+        )
         if added.duplicate:
             log.info(
                 "MESSAGE from %s is a retransmission of %s: not relayed again",
                 msg.from_uri,
                 msg.request_key,
             )
-            return False
+            return Acceptance(duplicate=True, durable=True)
         if added.id is not None:
             self._rows[msg.id] = added.id
-        return True
+        return Acceptance(duplicate=False, durable=added.durable)
 
     def settle(
         self, msg: IncomingMessage, authorized: bool, outcome: CommandOutcome | None
     ) -> None:
         """The message's command outcome is known: complete its record and send it on."""
-        if msg.id in self._undurable:
-            self._undurable.discard(msg.id)
-            record = relay_record(msg, authorized, outcome)
-            self.link.publish_event(self.topics.message_in, to_json(record))
-            return
         row = self._rows.pop(msg.id, None)
         if row is not None and outcome is not None:
-            try:
-                self.delivery.outbox.replace(row, to_json(relay_record(msg, authorized, outcome)))
-            except OutboxError as err:
-                log.error("MESSAGE %s: its command outcome is not stored: %s", msg.id, err)
+            self.delivery.outbox.replace(row, to_json(relay_record(msg, authorized, outcome)))
 
     def sip_ready(self, ready: bool) -> None:
         """SIP can (or can no longer) send: registered, or direct mode."""
@@ -260,12 +258,7 @@ class Bridge:
 
     def event(self, topic: str, record: dict[str, object]) -> None:
         """A QoS 1 event: stored in the outbox, published in order."""
-        payload = json.dumps(record).encode()
-        try:
-            self.delivery.add(topic, payload)
-        except OutboxError as err:
-            log.error("event on %s not stored (%s): published without the outbox", topic, err)
-            self.link.publish_event(topic, payload)
+        self.delivery.add(topic, json.dumps(record).encode())
         self.delivery.pump()
 
     # -- B/message/send -----------------------------------------------------------------
@@ -296,7 +289,9 @@ class Bridge:
     def _mqtt_command(self, text: str, group: str | None = None) -> None:
         """`B/command`, or a group's command (same rules): the result on our own topic."""
         via = "MQTT" if group is None else f"MQTT group {group}"
-        outcome = self.device.dispatcher.handle(self.mqtt.identity, text, "text/plain", via)
+        outcome = self.device.dispatcher.handle(
+            self.mqtt.identity, text, "text/plain", via, source="mqtt"
+        )
         # MQTT always gets an answer: the broker's ACLs, not silence, keep strangers out.
         self._command_result(text, outcome.ok, outcome.reply or "error: forbidden", group)
 

@@ -50,7 +50,7 @@ def handle_call(
     if known and calls.action:
         # The same path as a message: rights, rate limit and one-time codes apply, so a
         # protected output cannot be moved by a call (a call carries no code).
-        action = dispatcher.handle(caller, calls.action, "text/plain", "call")
+        action = dispatcher.handle(caller, calls.action, "text/plain", "call", source=source)
     outcome = CallOutcome(identity, calls.reject_code, known, action, datetime.now(UTC))
     what = f"action {action.reply!r}" if action else ("no action" if known else "not allowed")
     log.info("call from %s at %s rejected with %d: %s", identity, source, calls.reject_code, what)

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_config(path: str, explain: bool = False) -> int:
+    from agent.statecheck import state_warnings
+
     try:
         config = load_config(path)
     except ConfigError as err:
@@ -71,7 +73,11 @@ def _check_config(path: str, explain: bool = False) -> int:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
         print("\n".join(explain_lines(config, raw)))
-    print(f"{path}: ok")
+    # Not errors: the agent runs with them, degraded. Said here so that nobody is surprised.
+    warnings = state_warnings(config)
+    for line in warnings:
+        print(f"warning: {line}")
+    print(f"{path}: ok" + (f" ({len(warnings)} warnings)" if warnings else ""))
     return 0
 
 
@@ -98,7 +104,11 @@ def _load_for_run(path: str | None) -> Config:
 
 
 def _run(path: str | None) -> int:
+    from agent import signals
     from agent.service import setup_logging
+
+    # Before the slow imports and the config: a HUP during the start must not kill us.
+    signals.install()
 
     try:
         config = _load_for_run(path)

@@ -146,6 +146,8 @@ class AccessConfig:
     rate_per_minute: int  # commands per sender per minute, after a burst of `rate_burst`
     rate_burst: int
     max_message_bytes: int  # longer bodies are not read as commands
+    code_failures: int = 5  # wrong one-time codes for a secret before its codes are locked
+    code_lockout_s: float = 900.0  # how long (doubling per lockout in a row, up to 16 times)
 
     def rights_of(self, identity: str) -> UserRights | None:
         """The rights of a normalized identity, or None for a stranger."""
@@ -282,6 +284,10 @@ class OutboxConfig:
     capacity: int  # most events kept while the broker is away
     when_full: str  # drop_oldest | refuse
     synchronous: str  # normal (survives a crash) | full (survives a power cut too)
+    # Bytes on disk for the database and its WAL together (agent.outbox_model.Quota splits it).
+    max_disk: int = 16 * 1024**2
+    # Bytes of events held in memory while the disk cannot take them (full, read-only, ...).
+    max_memory: int = 4 * 1024**2
 
 
 DEFAULT_OUTBOX = OutboxConfig(None, 10000, "drop_oldest", "normal")

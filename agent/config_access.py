@@ -33,6 +33,8 @@ def read_access(t: Table, base_dir: str | None) -> AccessConfig:
         rate_per_minute=t.integer("rate_per_minute", 30, 1, 6000),
         rate_burst=t.integer("rate_burst", 10, 1, 1000),
         max_message_bytes=t.integer("max_message_bytes", 1000, 16, 65536),
+        code_failures=t.integer("code_failures", 5, 1, 100),
+        code_lockout_s=t.duration("code_lockout", 900.0, 10.0, 86400.0),
     )
     t.finish()
     return access

@@ -14,6 +14,7 @@ from typing import Any
 
 from agent import __version__
 from agent.config import (
+    DEFAULT_OUTBOX,
     Config,
     ConfigError,
     DeviceConfig,
@@ -37,7 +38,6 @@ from agent.config_access import check_output_names, read_access, read_calls
 from agent.config_brokers import read_brokers
 from agent.config_presence import input_config, presence_config
 from agent.config_table import NAME, Table, read_secret, resolve_path
-from agent.durations import InvalidDuration, parse_duration
 from agent.sipuri import InvalidSipUri, address_of_record, parse_sip_uri
 
 
@@ -253,6 +253,8 @@ def _outbox(t: Table, base_dir: str | None) -> OutboxConfig:
         capacity=t.integer("capacity", 10000, 1, 10_000_000),
         when_full=t.choice("when_full", ("drop_oldest", "refuse"), "drop_oldest"),
         synchronous=t.choice("synchronous", ("normal", "full"), "normal"),
+        max_disk=t.size("max_disk", DEFAULT_OUTBOX.max_disk, 512 * 1024, 4 * 1024**3),
+        max_memory=t.size("max_memory", DEFAULT_OUTBOX.max_memory, 0, 1024**3),
     )
     t.finish()
     return outbox
@@ -308,8 +310,8 @@ def _gpio(t: Table) -> GpioConfig:
         level_max = sub.integer("level_max", 100, 1, 100)
         if level_min > level_max:
             sub.problem("level_min", f"{level_min} is above level_max ({level_max})")
-        max_pulse = _duration(sub, "max_pulse", 60.0, 0.01, 3600.0)
-        pulse = _duration(sub, "pulse", min(1.0, max_pulse), 0.01, max_pulse)
+        max_pulse = sub.duration("max_pulse", 60.0, 0.01, 3600.0)
+        pulse = sub.duration("pulse", min(1.0, max_pulse), 0.01, max_pulse)
         button = sub.flag("button", "pulse" in sub.raw)
         label = sub.text("label", "") or ""
         sub.finish()
@@ -342,22 +344,6 @@ def _gpio(t: Table) -> GpioConfig:
         sub.finish()
     t.finish()
     return GpioConfig(pin_factory, tuple(outputs), tuple(inputs))
-
-
-def _duration(t: Table, key: str, default: float, low: float, high: float) -> float:
-    """A duration: "500ms", "2s", "1m", or a number of seconds."""
-    value = t.value(key, "duration (e.g. '2s') or seconds", (str, int, float))
-    if value is None:
-        return default
-    try:
-        seconds = parse_duration(value) if isinstance(value, str) else float(value)
-    except InvalidDuration as err:
-        t.problem(key, str(err))
-        return default
-    if not low <= seconds <= high:
-        t.problem(key, f"{value!r} is out of range {low:g}s..{high:g}s")
-        return default
-    return seconds
 
 
 def _claim_pin(t: Table, used: dict[str, str]) -> str:

@@ -146,6 +146,40 @@ class Table:
             return default
         return int(value)
 
+    def duration(self, key: str, default: float, low: float, high: float) -> float:
+        """A duration: "500ms", "2s", "1m", or a number of seconds."""
+        from agent.durations import InvalidDuration, parse_duration
+
+        value = self.value(key, "duration (e.g. '2s') or seconds", (str, int, float))
+        if value is None:
+            return default
+        try:
+            seconds = parse_duration(value) if isinstance(value, str) else float(value)
+        except InvalidDuration as err:
+            self.problem(key, str(err))
+            return default
+        if not low <= seconds <= high:
+            self.problem(key, f"{value!r} is out of range {low:g}s..{high:g}s")
+            return default
+        return seconds
+
+    def size(self, key: str, default: int, low: int, high: int) -> int:
+        """Bytes: an integer, or text such as "16M" (agent.sizes)."""
+        from agent.sizes import InvalidSize, format_size, parse_size
+
+        value = self.value(key, 'size (e.g. "16M") or integer', (str, int))
+        if value is None:
+            return default
+        try:
+            size = parse_size(value)
+        except InvalidSize as err:
+            self.problem(key, str(err))
+            return default
+        if not low <= size <= high:
+            self.problem(key, f"{value} is out of range {format_size(low)}..{format_size(high)}")
+            return default
+        return size
+
     def flag(self, key: str, default: bool) -> bool:
         value = self.value(key, "boolean", (bool,))
         return default if value is None else bool(value)

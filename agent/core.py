@@ -12,14 +12,22 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from agent import commands
-from agent.access import identity_of
+from agent.access import identity_of, senders_authenticated
 from agent.bridge import Bridge, Link
 from agent.calls import handle_call
+from agent.codes import Store
 from agent.config import Config, OutputConfig
 from agent.counters import Counters
 from agent.diagnostics import Diagnostics
 from agent.dispatch import Dispatcher
-from agent.events import Event, InputChanged, MqttConnected, MqttDisconnected, StopRequested
+from agent.events import (
+    Event,
+    InputChanged,
+    MqttConnected,
+    MqttDisconnected,
+    StatusLogRequested,
+    StopRequested,
+)
 from agent.logfields import journal_fields
 from agent.messages import CommandOutcome, IncomingMessage, reply_target
 from agent.outbox import Outbox
@@ -77,6 +85,7 @@ class Agent:
         presence: PresenceKeeper | None = None,
         outbox: Outbox | None = None,
         counters: Counters | None = None,
+        code_store: Store | None = None,
     ) -> None:
         self.config = config
         # What was refused, dropped or limited, for status and MQTT (shared with the adapters).
@@ -96,9 +105,15 @@ class Agent:
         if config.sip.registrar:
             self.registration = RegState("unregistered", 0, "not yet registered", 0)
         self.ready = False
+        self._outbox_trouble: str | None = None
         self.stop_reason: str | None = None
         self.started = time.monotonic()
-        self.dispatcher = Dispatcher(config.access, self)
+        self.dispatcher = Dispatcher(
+            config.access, self, code_store=code_store, counters=self.counters
+        )
+        # Replies to strangers and to refused users look alike unless someone vouches for
+        # the From (agent.dispatch).
+        self.senders_authenticated = senders_authenticated(config.sip)
         # pjproject version, outdated or not, the last error (B/diagnostics, `status`).
         self.diagnostics = Diagnostics()
         self._diagnostics_due = 0.0
@@ -179,7 +194,7 @@ class Agent:
         known = self.config.access.rights_of(identity_of(msg.from_uri)) is not None  # no I/O
         # pjsua 2.15 has already answered 200: store the message before anything else,
         # so that neither a broker outage nor a crash from here on can lose it.
-        if self.bridge is not None and not self.bridge.accept(msg, known):
+        if self.bridge is not None and self.bridge.accept(msg, known).duplicate:
             return  # a retransmission of a request already accepted (and acted on)
         allowed, outcome = self._handle_message(msg, known)
         if outcome is not None:
@@ -195,7 +210,14 @@ class Agent:
         if content_type not in COMMAND_CONTENT_TYPES or commands.is_reply(msg.body):
             log.info("message %s from %s relayed (not a command)", msg.id, msg.from_uri)
             return known, None
-        outcome = self.dispatcher.handle(msg.from_uri, msg.body, content_type, "SIP")
+        outcome = self.dispatcher.handle(
+            msg.from_uri,
+            msg.body,
+            content_type,
+            "SIP",
+            source=msg.source,
+            authenticated=self.senders_authenticated,
+        )
         return outcome.authorized, CommandOutcome(outcome.name, outcome.target, outcome.reply)
 
     def _reply(self, msg: IncomingMessage, text: str) -> None:
@@ -291,6 +313,8 @@ class Agent:
         match event:
             case StopRequested(reason):
                 self.stop_reason = self.stop_reason or reason
+            case StatusLogRequested(source):
+                self.log_status(source)
             case InputChanged(name, active):
                 if self.presence is not None:
                     self.presence.on_input(name, active)
@@ -298,6 +322,12 @@ class Agent:
                 self.bridge.handle(event)
         if isinstance(event, MqttConnected | MqttDisconnected):
             self.notifier.status(self.status_summary())
+
+    def log_status(self, why: str) -> None:
+        """The `status` reply and every non-zero counter, in the log (SIGUSR1/SIGUSR2)."""
+        counts = ", ".join(f"{k} {v}" for k, v in self.counters.snapshot().items())
+        log.info("status (%s): %s; counters: %s", why, "; ".join(self.status_lines()),
+                 counts or "none")  # fmt: skip
 
     def flush(self) -> None:
         """Once per loop turn, after the inbox was drained: batched work of the bridge."""
@@ -308,6 +338,11 @@ class Agent:
             if now >= self._diagnostics_due and (payload := self.diagnostics.changed()):
                 self._diagnostics_due = now + 1.0
                 self.bridge.publish_state(self.bridge.topics.diagnostics, json.dumps(payload))
+            trouble = self.bridge.delivery.outbox.trouble
+            if trouble != self._outbox_trouble:
+                # STATUS= says at once when events stop (or start again) going to disk.
+                self._outbox_trouble = trouble
+                self.notifier.status(self.status_summary())
 
     def stopping(self) -> None:
         """Before the adapters stop: open MQTT sends are reported (durably), not dropped."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from agent.untrusted import excerpt
@@ -31,3 +32,12 @@ def format_duration(seconds: float) -> str:
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
     return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+
+
+def format_minutes(seconds: float) -> str:
+    """A long wait as people say it, rounded up to the minute: `15m`, `1h30m`, `4h`."""
+    minutes = max(1, math.ceil(seconds / 60))
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes}m"
+    return f"{hours}h" + (f"{minutes:02d}m" if minutes else "")

@@ -18,6 +18,20 @@ class StopRequested:
 
 
 @dataclass(frozen=True)
+class ReloadRequested:
+    """SIGHUP (`systemctl reload sipagent`): read the config again, apply what can change live."""
+
+    source: str = "SIGHUP"  # what asked
+
+
+@dataclass(frozen=True)
+class StatusLogRequested:
+    """SIGUSR1/SIGUSR2: log the status and the counters; nothing changes."""
+
+    source: str
+
+
+@dataclass(frozen=True)
 class MqttConnected:
     """The broker accepted the connection; retained state must be announced again."""
 
@@ -63,11 +77,6 @@ class MqttPublished:
 
 
 @dataclass(frozen=True)
-class ReloadRequested:
-    """SIGHUP (`systemctl reload sipagent`): read the config again, apply what can change live."""
-
-
-@dataclass(frozen=True)
 class StatusRequested:
     """A local client asked for the status (agent.status_socket); the owner thread answers
     by setting `reply`'s result to a JSON-ready dict."""
@@ -77,14 +86,15 @@ class StatusRequested:
 
 Event = (
     StopRequested
+    | ReloadRequested
+    | StatusRequested
+    | StatusLogRequested
     | MqttConnected
     | MqttDisconnected
     | MqttMessage
     | MqttOversize
     | InputChanged
     | MqttPublished
-    | ReloadRequested
-    | StatusRequested
 )
 # What broker clients send: the inbox may drop these under a flood, never the others.
 FROM_BROKER_CLIENTS = (MqttMessage, MqttOversize)

@@ -32,6 +32,8 @@ class OutboxHealth:
 
     depth: int
     stuck_since: float | None  # None: empty, or delivering
+    trouble: str | None = None  # why events are not on disk now ("disk full"); None: they are
+    in_memory: int = 0  # events held in memory meanwhile
 
 
 # The outbox's hook: a callable the owner loop asks at every watchdog tick.
@@ -124,6 +126,9 @@ class Health:
         outbox = self.outbox()
         if outbox is not None:
             parts.append(f"outbox {outbox.depth}")
+            if outbox.trouble is not None:
+                # Not a sickness for the watchdog: a restart cannot free a disk.
+                parts.append(f"OUTBOX NOT DURABLE ({outbox.trouble}): {outbox.in_memory} in memory")
         if not self._last.healthy:
             parts.append(f"UNHEALTHY: {self._last.reason}")
         return "; ".join(parts)

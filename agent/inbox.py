@@ -62,11 +62,6 @@ class Inbox:
         if waker is not None:
             waker()
 
-    def put_from_signal(self, event: Event) -> None:
-        """Post from a signal handler: no lock (the interrupted owner thread may hold it);
-        SimpleQueue.put is reentrant, and the signal's wakeup fd wakes the loop."""
-        self._queue.put(event)
-
     def drain(self) -> list[Event]:
         """Take every pending event (owner thread only)."""
         with self._lock:

@@ -6,18 +6,18 @@ This is the only thread that calls pjsua2 (see the brief's architecture rules).
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from functools import partial
-from types import FrameType
 
+from agent import signals
 from agent.capabilities import log_capabilities
+from agent.codestore import CodeFile
 from agent.config import Config
 from agent.containment import Guard, LogThrottle, describe, event_name
 from agent.core import Agent
 from agent.counters import Counters
-from agent.events import Event, MqttPublished, ReloadRequested, StatusRequested
+from agent.events import Event, MqttPublished, ReloadRequested, StatusLogRequested, StatusRequested
 from agent.gpio import Outputs
 from agent.health import Health, HealthPolicy
 from agent.heap import HeapTrimmer
@@ -25,14 +25,16 @@ from agent.inbox import DEFAULT_MAX_PENDING, Inbox
 from agent.inputs import Inputs
 from agent.mqtt import MqttLink
 from agent.mqtt_requests import PayloadBounds
-from agent.outbox import Outbox, default_path
+from agent.outbox import Outbox
 from agent.presence_keeper import PresenceKeeper
 from agent.reloader import Reloader
 from agent.service import Notifier
 from agent.sip import SipStack
 from agent.sip_presence import SipPresence
+from agent.statedir import outbox_path, state_dir
 from agent.status_report import snapshot
 from agent.status_socket import StatusServer, server_path
+from agent.throttle import Throttle
 from agent.timers import Timers
 from agent.topics import Topics
 
@@ -81,10 +83,13 @@ class Runner:
         # The outbox exists for the MQTT relay; without a broker nothing needs keeping.
         self.outbox = (
             Outbox(
-                config.outbox.path or default_path(),
+                outbox_path(config.outbox.path),
                 capacity=config.outbox.capacity,
                 when_full=config.outbox.when_full,
                 synchronous=config.outbox.synchronous,
+                max_disk=config.outbox.max_disk,
+                max_memory=config.outbox.max_memory,
+                counters=self.counters,
             )
             if self.mqtt is not None
             else None
@@ -109,30 +114,33 @@ class Runner:
             presence=self.presence,
             outbox=self.outbox,
             counters=self.counters,
+            # Spent one-time codes and lockouts outlive a restart (agent.codes).
+            code_store=CodeFile(state_dir(config.outbox.path)),
         )
         if self.agent.bridge is not None:
             self.health.outbox_probe = self.agent.bridge.delivery.health
         self.sip.listener = self.agent
         self.outputs.set_listener(self.agent.on_output_changed)
         self._signal_stop: str | None = None
+        self._signal_log = Throttle()  # ignored signals: said once, then once a minute
         self.heap = HeapTrimmer()
         self.reloader = Reloader(config, self.agent, self.outputs)
         path = server_path()
         self.status_server = StatusServer(path, self.inbox.put) if path else None
 
     def request_stop(self, reason: str) -> None:
-        """Ask the loop to stop; safe from any thread and from a signal handler."""
-        # A plain attribute write: a signal handler must not take the inbox's lock,
-        # which the interrupted owner thread may be holding.
+        """Ask the loop to stop; safe from any thread."""
         self._signal_stop = reason
         self.sip.wake()
 
     def run(self) -> int:
+        # First of all: a signal during the start must not kill the agent either.
+        self._install_signal_handlers()
         self.sip.start()
+        self._wake_on_signals()
         self.agent.diagnostics.capabilities = log_capabilities()
         logging.getLogger().addHandler(self.agent.diagnostics.errors)
         self.inbox.set_waker(self.sip.wake)
-        self._install_signal_handlers()
         self.outputs.apply_initial()
         self.agent.started_sip()
         if self.mqtt is not None:
@@ -149,6 +157,7 @@ class Runner:
         interval = self.notifier.watchdog_interval_s
         next_ping = time.monotonic()
         while True:
+            self._take_signals()
             if self._signal_stop is not None:
                 self.agent.stop_reason = self.agent.stop_reason or self._signal_stop
             if self.agent.stop_reason is not None:
@@ -169,6 +178,7 @@ class Runner:
                 # Round up: waking a little before a pulse's end would only wait again.
                 wait = min(wait, timer + 0.0005)
             self.sip.poll(int(wait * 1000 + 0.5))
+            self._take_signals()  # before the inbox: reload and status requests go there
             self.heap.seen(self.sip.messages_received, now)
             self.heap.due(now)
             self._handle_inbox()
@@ -228,6 +238,7 @@ class Runner:
         self.presence.close()
         if self.status_server is not None:
             self.status_server.close()
+        signals.set_waker(None)  # the wake socket closes with the SIP stack
         self.sip.shutdown(timeout_s=1.0)
         self.inbox.set_waker(None)
         if self.mqtt is not None:
@@ -246,23 +257,29 @@ class Runner:
         log.info("stopped in %.2fs", time.monotonic() - started)
 
     def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
+        if threading.current_thread() is threading.main_thread():
+            signals.install()
 
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            self.request_stop(signal.Signals(signum).name)
+    def _wake_on_signals(self) -> None:
+        # The signal thread wakes a loop waiting inside libHandleEvents at once.
+        signals.set_waker(self.sip.wake)
 
-        def on_hangup(signum: int, frame: FrameType | None) -> None:
-            # No lock here (the interrupted owner thread may hold the inbox's): see Inbox.
-            self.inbox.put_from_signal(ReloadRequested())
-            self.sip.wake()
-
-        # The C-level handler writes to this fd at once, so a loop waiting inside
-        # libHandleEvents wakes up and the Python handler runs without delay.
-        signal.set_wakeup_fd(self.sip.wake_fd(), warn_on_full_buffer=False)
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGHUP, on_hangup)
+    def _take_signals(self) -> None:
+        """Act on the signals that arrived (owner thread, outside the handler)."""
+        for signum in signals.take():
+            name = signals.name_of(signum)
+            what = signals.disposition(signum)
+            if what == "stop":
+                self._signal_stop = self._signal_stop or name
+            elif what == "reload":
+                self.inbox.put(ReloadRequested(name))
+            elif what == "status":
+                self.inbox.put(StatusLogRequested(name))
+            elif (say := self._signal_log.say(name)).now:
+                more = (
+                    f" ({say.suppressed} more since the last such line)" if say.suppressed else ""
+                )
+                log.warning("%s received and ignored: it means nothing to the agent%s", name, more)
 
 
 def run(config: Config) -> int:

@@ -15,15 +15,13 @@ from collections.abc import Callable
 from typing import Protocol
 
 from agent.health import OutboxHealth
-from agent.outbox import Added, Outbox, OutboxError
+from agent.outbox import Added, Outbox
 
 log = logging.getLogger(__name__)
 
 # Unacknowledged publishes at once: enough to keep a loopback or LAN broker busy at thousands
 # per second, few enough that an outage repeats little.
 WINDOW = 128
-# How long a SIP retransmission can follow its original (RFC 3261 Timer F/J: 64*T1), doubled.
-SEEN_KEEP_S = 128.0
 STATUS_EVERY_S = 1.0
 
 
@@ -55,29 +53,17 @@ class Delivery:
         self._acked: list[int] = []
         self._status_dirty = True
         self._status_at = -STATUS_EVERY_S
-        self._seen_pruned_at = clock()
+        self._trouble: str | None = None  # the outbox's, as last reported
         self._progress_at = clock()  # the last sign of delivery: an ack, a connect, a first row
 
-    def add(self, topic: str, payload: bytes, dedupe_key: str | None = None) -> Added:
-        """Store an event durably; it goes out with the next `pump`."""
+    def add(
+        self, topic: str, payload: bytes, dedupe_key: str | None = None, *, memory_ok: bool = True
+    ) -> Added:
+        """Keep an event (on disk, else in memory: agent.outbox); it goes out with `pump`."""
         was_empty = self.outbox.pending == 0
-        added = self.outbox.add(topic, payload, dedupe_key)
+        added = self.outbox.add(topic, payload, dedupe_key, memory_ok=memory_ok)
         if was_empty:
             self._progress_at = self._clock()
-        if added.dropped:
-            log.warning(
-                "outbox full (%d): dropped the %d oldest event(s), %d dropped so far",
-                self.outbox.capacity,
-                added.dropped,
-                self.outbox.dropped,
-            )
-        elif added.refused:
-            log.warning(
-                "outbox full (%d): refused an event for %s, %d refused so far",
-                self.outbox.capacity,
-                topic,
-                self.outbox.refused,
-            )
         self._status_dirty = True
         return added
 
@@ -111,26 +97,26 @@ class Delivery:
         self._status_dirty = True
 
     def flush(self) -> None:
-        """Once per loop turn: delete acknowledged rows in one transaction, report status."""
+        """Once per loop turn: delete acknowledged rows, retry a failing disk, report status."""
         self._flush_acked()
+        if self.outbox.maintain():
+            # Rows held in memory were renumbered after a database that opened late:
+            # what was in flight goes again, in the new order.
+            self.restart(self._session)
+        if self.outbox.trouble != self._trouble:
+            self._trouble = self.outbox.trouble
+            self._status_dirty = True
+            self._status_at = -STATUS_EVERY_S  # said at once, not a second later
         now = self._clock()
         if self._status_dirty and now - self._status_at >= STATUS_EVERY_S:
             # Reported at most once a second: the fill level changes with every message.
             self._status_dirty = False
             self._status_at = now
             self._on_status(self.status())
-        if now - self._seen_pruned_at >= SEEN_KEEP_S:
-            self._seen_pruned_at = now
-            self.outbox.forget_seen(SEEN_KEEP_S)
 
     def _flush_acked(self) -> None:
         if self._acked:
-            try:
-                self.outbox.remove(self._acked)
-            except OutboxError as err:
-                # Kept for the next turn; at worst they are delivered once more.
-                log.error("delivered events not removed from the outbox: %s", err)
-                return
+            self.outbox.remove(self._acked)  # a disk that cannot delete: agent.outbox keeps it
             self._acked = []
             self._status_dirty = True
 
@@ -140,11 +126,14 @@ class Delivery:
         Only while connected: a broker that is away is not the agent's sickness, and a
         restart would only interrupt SIP (the outbox keeps everything until it is back).
         """
-        pending = self.outbox.pending
-        stuck = pending > 0 and self._session is not None
-        return OutboxHealth(pending, self._progress_at if stuck else None)
+        box = self.outbox
+        stuck = box.pending > 0 and self._session is not None
+        return OutboxHealth(
+            box.pending, self._progress_at if stuck else None, box.trouble, box.in_memory
+        )
 
     def status(self) -> dict[str, object]:
+        """`B/outbox`: fill level, losses, and whether what is kept is on disk."""
         box = self.outbox
         return {
             "pending": box.pending,
@@ -152,10 +141,19 @@ class Delivery:
             "when_full": box.when_full,
             "dropped": box.dropped,
             "refused": box.refused,
+            "durable": box.durable,
+            "trouble": box.trouble,
+            "in_memory": box.in_memory,
+            "memory_bytes": box.memory_bytes,
+            "disk_bytes": box.disk_bytes(),
+            "max_disk": box.quota.max_disk,
         }
 
     def summary(self) -> str:
         box = self.outbox
         lost = box.refused if box.when_full == "refuse" else box.dropped
         verb = "refused" if box.when_full == "refuse" else "dropped"
-        return f"outbox {box.pending}/{box.capacity} pending, {lost} {verb}"
+        text = f"outbox {box.pending}/{box.capacity} pending, {lost} {verb}"
+        if not box.durable:
+            text += f", NOT DURABLE ({box.trouble or 'catching up'}: {box.in_memory} in memory)"
+        return text

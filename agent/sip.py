@@ -22,6 +22,7 @@ from agent import sipnet
 from agent.config import SipConfig
 from agent.counters import Counters
 from agent.messages import IncomingMessage, request_key
+from agent.redact import redact_sip_dump
 from agent.registration import RegState, reg_state_of
 from agent.sip_calls import IncomingCalls
 from agent.sip_send import MessageSender
@@ -66,7 +67,8 @@ class _LogWriter(pj.LogWriter):
 
     def write(self, entry: pj.LogEntry) -> None:
         msg = entry.msg.rstrip()
-        pjlog.log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", msg)
+        # At debug level pjsip logs whole MESSAGEs: their bodies may carry one-time codes.
+        pjlog.log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", redact_sip_dump(msg))
         if _PUBLISH_FAILED in msg:
             self.publish_failed = True  # acted on by SipStack.poll, outside pjsua's locks
 

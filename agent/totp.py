@@ -1,6 +1,6 @@
-"""One-time codes (TOTP, RFC 6238: HMAC-SHA1, 30 s steps, 6 digits), each usable once.
+"""One-time codes (TOTP, RFC 6238: HMAC-SHA1, 30 s steps, 6 digits). Pure.
 
-Pure: the clock is a parameter, so the RFC's test vectors and replays are unit-tested.
+Checking them (once each, with a lockout) is agent.codes's.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import binascii
 import hmac
 import re
 import struct
-import time
-from collections.abc import Callable
 
 STEP_S = 30
 DIGITS = 6
@@ -49,27 +47,3 @@ def hotp(key: bytes, counter: int, digits: int = DIGITS, digest: str = "sha1") -
 def totp(key: bytes, unix_time: float, digits: int = DIGITS, digest: str = "sha1") -> str:
     """RFC 6238 TOTP value at `unix_time`."""
     return hotp(key, int(unix_time // STEP_S), digits, digest)
-
-
-class CodeChecker:
-    """Checks codes per user and refuses any step at or before the last one accepted.
-
-    Remembering only the newest accepted step per user makes every code usable once (and
-    older codes useless after a newer one) with constant memory.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._last_step: dict[str, int] = {}
-
-    def check(self, user: str, key: bytes, code: str) -> bool:
-        """True (and the code is spent) if `code` is valid now for `user` and not yet used."""
-        if not CODE.fullmatch(code):
-            return False
-        now_step = int(self._clock() // STEP_S)
-        last = self._last_step.get(user, -1)
-        for step in range(now_step - SKEW_STEPS, now_step + SKEW_STEPS + 1):
-            if step > last and hmac.compare_digest(hotp(key, step), code):
-                self._last_step[user] = step
-                return True
-        return False

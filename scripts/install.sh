@@ -225,6 +225,8 @@ if ! problems=$("$venv/bin/sipagent" check-config "$etc/agent.toml" 2>&1); then
   say "enabled sipagent; not (re)started: fix $etc/agent.toml, then: sudo systemctl restart sipagent"
   exit 0
 fi
+# Warnings (e.g. an unusable state directory) do not stop the start: the agent runs degraded.
+printf '%s\n' "$problems" | grep '^warning:' >&2 || true
 if systemctl is-active --quiet sipagent; then
   if [ "$changed" = 1 ]; then
     say "restarting sipagent (code or unit changed)"

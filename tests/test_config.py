@@ -584,6 +584,13 @@ BAD = [
     ("outbox.capacity", 0, "0 is out of range 1..10000000"),
     ("outbox.when_full", "block", "'block' is not one of: drop_oldest, refuse"),
     ("outbox.synchronous", "off", "'off' is not one of: normal, full"),
+    ("outbox.max_disk", "16 parsecs", "'16 parsecs' is not a size (e.g. 512K, 16M, 1G, or bytes)"),
+    ("outbox.max_disk", "100K", "100K is out of range 512K..4G"),
+    ("outbox.max_memory", "2G", "2G is out of range 0B..1G"),
+    ("outbox.max_memory", 1.5, 'size (e.g. "16M") or integer expected, got float'),
+    ("access.code_failures", 0, "0 is out of range 1..100"),
+    ("access.code_lockout", "5s", "'5s' is out of range 10s..86400s"),
+    ("access.code_lockout", "soon", "'soon' is not a duration (e.g. 500ms, 2s, 1.5s, 1m)"),
     ("gpio.pin_factory", "wiringpi", f"'wiringpi' is not one of: {FACTORIES}"),
     ("gpio.outputs", ["gate"], "table expected, got array"),
     ("gpio.outputs.gate", "GPIO17", "table expected, got string"),
@@ -1033,3 +1040,21 @@ def test_presence_and_input_rules_build_the_model() -> None:
     defaults = parse_config(edited({}))
     assert defaults.presence.watchers is None  # the access.allow list
     assert not defaults.gpio.inputs[0].inverted
+
+
+def test_disk_memory_and_lockout_bounds_read_as_people_write_them() -> None:
+    config = parse_config(
+        edited(
+            {
+                "outbox.max_disk": "2MiB",
+                "outbox.max_memory": 0,
+                "access.code_failures": 3,
+                "access.code_lockout": "1m",
+            }
+        )
+    )
+    assert (config.outbox.max_disk, config.outbox.max_memory) == (2 * 1024**2, 0)
+    assert (config.access.code_failures, config.access.code_lockout_s) == (3, 60.0)
+    defaults = parse_config(edited({}))
+    assert (defaults.outbox.max_disk, defaults.outbox.max_memory) == (16 * 1024**2, 4 * 1024**2)
+    assert (defaults.access.code_failures, defaults.access.code_lockout_s) == (5, 900.0)

@@ -11,8 +11,8 @@ from test_messages import message
 
 from agent.config import OutputConfig, parse_config
 from agent.core import Agent
-from agent.events import MqttConnected, MqttMessage, StopRequested
-from agent.outbox import Outbox, OutboxError
+from agent.events import MqttConnected, MqttDisconnected, MqttMessage, StopRequested
+from agent.outbox import Outbox
 from agent.service import Notifier
 from agent.sip import RegState
 from agent.sip_send import SipError
@@ -113,11 +113,11 @@ def parts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-u
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
 
     def build(
-        on_forbidden: str = "reply", registered: bool = True
+        on_forbidden: str = "reply", registered: bool = True, outbox_path: Path | None = None
     ) -> tuple[Agent, FakeSip, FakeMqtt, FakePins]:
         config = parse_config(CONFIG.format(on_forbidden=on_forbidden))
         sip, mqtt, pins = FakeSip(), FakeMqtt(), FakePins()
-        outbox = Outbox(str(tmp_path / f"outbox-{on_forbidden}.db"))
+        outbox = Outbox(str(outbox_path or tmp_path / f"outbox-{on_forbidden}.db"))
         agent = Agent(config, sip, pins, mqtt, Notifier(), outbox=outbox)
         mqtt.turn_ends = agent.flush
         agent.started_sip()
@@ -248,13 +248,21 @@ def test_status_reports_the_outbox(parts) -> None:  # type: ignore[no-untyped-de
     assert "outbox 0/10000 pending, 0 dropped" in agent.status_lines()
 
 
-def test_an_outbox_that_cannot_store_does_not_silence_the_relay(parts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    agent, _, mqtt, pins = parts()
-
-    def disk_full(*args: object, **kwargs: object) -> None:
-        raise OutboxError("cannot store into the outbox 'x': database or disk is full")
-
-    monkeypatch.setattr(agent.bridge.delivery.outbox, "add", disk_full)
+def test_an_outbox_that_cannot_store_keeps_the_message_until_it_is_published(
+    parts, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "a-file").write_text("")  # the state directory is a file: nothing can be stored
+    agent, _, mqtt, pins = parts(outbox_path=tmp_path / "a-file" / "outbox.db")
+    mqtt.connected = False
+    agent.handle(MqttDisconnected("broker down"))
     agent.on_message(message(body="on gate"))
+    agent.flush()
     assert pins.state["gate"] is True
-    assert json.loads(mqtt.last("sipagent/porch/message/in"))["command"]["result"] == "ok: gate on"
+    assert "NOT DURABLE (not writable: 1 in memory)" in "; ".join(agent.status_lines())
+    assert not [t for t, _, _ in mqtt.published if t.endswith("message/in")]
+    mqtt.connected = True
+    agent.handle(MqttConnected())
+    record = json.loads(mqtt.last("sipagent/porch/message/in"))
+    assert record["command"]["result"] == "ok: gate on"
+    status = json.loads(mqtt.last("sipagent/porch/outbox"))
+    assert (status["durable"], status["trouble"]) == (False, "not writable")

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from test_commands import FakeDevice
 
 from agent.access import authorize, decide, identity_of
+from agent.codes import CodeResult, Verdict
 from agent.commands import COMMANDS, Command, CommandError, parse_request
 from agent.config import parse_config
 from agent.dispatch import Dispatcher
@@ -157,9 +158,9 @@ def test_decide_is_pure_and_checks_the_code_last() -> None:
     rig = Rig()
     checked: list[str] = []
 
-    def check(who: str, key: bytes, code: str) -> bool:
+    def check(who: str, key: bytes, code: str) -> CodeResult:
         checked.append(code)
-        return True
+        return CodeResult(Verdict.ACCEPTED)
 
     access, outputs = rig.config.access, ["gate", "lamp"]
     refused = decide(ALICE, Command("toggle", "gate"), "123456", access, outputs, check)

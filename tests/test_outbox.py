@@ -9,10 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from agent.health import OutboxHealth
-from agent.outbox import Outbox, OutboxError, default_path
+from agent.outbox import Outbox, default_path
 from agent.relay import WINDOW, Delivery
 
 
@@ -78,10 +76,15 @@ def test_full_refuse_keeps_the_oldest(tmp_path: Path) -> None:
     assert box.refused == 2
 
 
-def test_an_unusable_path_is_a_clear_error(tmp_path: Path) -> None:
+def test_an_unusable_path_keeps_events_in_memory_and_says_why(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    with pytest.raises(OutboxError, match="cannot open the outbox"):
-        Outbox(str(tmp_path / "file" / "outbox.db"))
+    box = Outbox(str(tmp_path / "file" / "outbox.db"))
+    assert (box.durable, box.trouble) == (False, "not writable")
+    added = box.add("t", b"kept", dedupe_key="k")
+    assert added.id is not None and not added.durable
+    assert box.add("t", b"kept", dedupe_key="k").duplicate
+    assert [r.payload for r in box.after(0, 10)] == [b"kept"]
+    assert box.add("t", b"not kept", memory_ok=False).id is None  # 2.16+: answer 500
 
 
 def test_default_path_follows_systemd_state_directory() -> None:
@@ -182,7 +185,14 @@ def test_status_reports_the_full_policy(tmp_path: Path) -> None:
         "when_full": "drop_oldest",
         "dropped": 1,
         "refused": 0,
+        "durable": True,
+        "trouble": None,
+        "in_memory": 0,
+        "memory_bytes": 0,
+        "disk_bytes": statuses[-1]["disk_bytes"],
+        "max_disk": 16 * 1024**2,
     }
+    assert 0 < statuses[-1]["disk_bytes"] <= 16 * 1024**2
     assert delivery.summary() == "outbox 1/1 pending, 1 dropped"
     assert json.dumps(statuses[-1])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.ratelimit import MAX_SENDERS, RateLimiter
+from agent.ratelimit import MAX_STRANGERS, RateLimiter
 
 
 class Clock:
@@ -46,9 +46,9 @@ def test_senders_have_their_own_buckets() -> None:
 
 def test_the_table_of_senders_is_bounded() -> None:
     limiter = RateLimiter(per_minute=1, burst=1, clock=Clock())
-    for i in range(MAX_SENDERS + 50):
+    for i in range(MAX_STRANGERS + 50):
         limiter.take(f"sip:forged{i}@x")
-    assert len(limiter._buckets) == MAX_SENDERS
+    assert limiter.sizes() == (0, MAX_STRANGERS)
 
 
 def test_a_clock_going_back_gives_no_tokens() -> None:

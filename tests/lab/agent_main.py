@@ -23,6 +23,7 @@ from typing import Any
 
 from gpiozero import Device
 
+from agent import signals
 from agent.config import load_config
 from agent.loop import Runner
 from agent.service import setup_logging
@@ -80,6 +81,7 @@ def handle(runner: Runner, cmd: dict[str, Any]) -> None:
 
 
 def main() -> int:
+    signals.install()  # as `sipagent run` does, before anything slow
     config = load_config(sys.argv[1])
     setup_logging(config.log.level)
     runner = Runner(config)
