@@ -71,6 +71,7 @@ class Arrival:
     source: str  # IP address
     port: int
     raw: bytes
+    transport: int = 0  # pjsip's transport it came on (an opaque id)
 
 
 def _never_known(uri: str) -> bool:

@@ -11,12 +11,15 @@ import logging
 import time
 from collections.abc import Callable
 
+import pjsua2 as pj
+
 from agent.budget import TokenBucket
 from agent.config import SipConfig
 from agent.counters import Counters
-from agent.gate import GatePolicy
+from agent.gate import Arrival, GatePolicy, Verdict
 from agent.resolver import HostLookup
 from agent.sip_gate import GateUnavailable, RequestGate
+from agent.sip_tcp import TcpGuard
 from agent.sipmsg import host_of
 from agent.sipuri import parse_sip_uri
 from agent.trust import Trust, as_network
@@ -33,7 +36,8 @@ class Perimeter:
         self.trust = Trust(h for h in self._hosts if as_network(h) is not None)
         strangers = TokenBucket(config.limits.stranger_answers_per_s)
         self.policy = GatePolicy(config, counters, self.trust, strangers)
-        self._gate = RequestGate(self.policy.decide, counters)
+        self.tcp = TcpGuard(config, counters, self.trust, self.policy.only_proxy)
+        self._gate = RequestGate(self._decide, counters)
         self._lookup = HostLookup(wake)
         self._looked_up_at = -LOOKUP_EVERY_S
 
@@ -42,8 +46,10 @@ class Perimeter:
         """Every request is judged by the gate before pjsua sees it."""
         return self._gate.active
 
-    def start(self, probe_to: tuple[str, int], poll: Callable[[int], None]) -> None:
-        """After libStart: the gate in front of pjsua, and the proxy's names looked up."""
+    def start(self, probe_to: tuple[str, int], poll: Callable[[int], None], port: int) -> None:
+        """After libStart: the gate in front of pjsua, the filter on the TCP listener at
+        `port`, and the proxy's names looked up."""
+        self.tcp.start(port)
         try:
             self._gate.install()
             self._gate.calibrate(probe_to, poll)
@@ -65,14 +71,25 @@ class Perimeter:
         if time.monotonic() - self._looked_up_at >= LOOKUP_EVERY_S:
             self._look_up()
 
-    def after_poll(self) -> None:
+    def on_transport_state(self, prm: pj.OnTransportStateParam) -> bool:
+        """Count the change; True for a connection someone else opened to us."""
+        return self.tcp.on_state(prm)
+
+    def after_poll(self, shutdown: Callable[[object], None]) -> None:
+        """Owner thread, outside pjsua's callbacks: `shutdown` closes a transport."""
         for host, addresses in self._lookup.take():
             self.trust.resolved(host, addresses)
             log.debug("the proxy %s is at %s", host, ", ".join(sorted(addresses)))
+        self.tcp.after_poll(shutdown)
 
     def close(self) -> None:
         """Before libDestroy."""
         self._gate.close()
+        self.tcp.close()
+
+    def _decide(self, arrival: Arrival) -> Verdict:
+        self.tcp.saw_request(arrival.transport)
+        return self.policy.decide(arrival)
 
     def _look_up(self) -> None:
         names = [h for h in self._hosts if as_network(h) is None]

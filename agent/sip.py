@@ -20,6 +20,7 @@ import pjsua2 as pj
 from agent import sipnet
 from agent.config import SipConfig
 from agent.counters import Counters
+from agent.lograte import LogThrottle
 from agent.messages import IncomingMessage
 from agent.perimeter import Perimeter
 from agent.registration import RegState, reg_state_of
@@ -42,6 +43,10 @@ _WAKE_DATAGRAM = b"\r\n\r\n"
 # pjsua2 reports no PUBLISH outcome. When pjsua gives its publication up (any failure but 412)
 # it logs this line (agent.sip_presence acts on it).
 _PUBLISH_FAILED = "publication (PUBLISH) failed"
+# pjsip's line for a packet it could not take (too long, unparsable), followed by the packet.
+_BAD_PACKET = "Error processing packet"
+# pjsip's lines can quote whole messages a stranger wrote; the journal gets this much.
+MAX_LOG_LINE = 500
 
 
 class SipListener(Protocol):
@@ -64,13 +69,20 @@ class _LogWriter(pj.LogWriter):
         super().__init__()
         self.counters = counters
         self.publish_failed = False
+        self._quiet = LogThrottle(pjlog)
 
     @guarded("log_writer")
     def write(self, entry: pj.LogEntry) -> None:
         msg = clean(entry.msg).rstrip()
-        pjlog.log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", msg)
         if _PUBLISH_FAILED in msg:
             self.publish_failed = True  # acted on by SipStack.poll, outside pjsua's locks
+        if msg.startswith(_BAD_PACKET):
+            # pjsip quotes the whole packet: a stranger's 4 KB per line, as fast as sent.
+            self._quiet.warning("packet", "%s", msg.split("\n", 1)[0][:MAX_LOG_LINE])
+            return
+        if entry.level <= 3 and len(msg) > MAX_LOG_LINE:  # debug (4+) quotes messages whole
+            msg = f"{msg[:MAX_LOG_LINE]}… ({len(msg)} characters)"
+        pjlog.log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", msg)
 
 
 class _Endpoint(pj.Endpoint):
@@ -166,7 +178,8 @@ class SipStack:
         wake_address = self._create_wake_transport()
         ep.libStart()
         ep.audDevManager().setNoDev()  # a messaging agent: never open a sound device
-        self.perimeter.start(wake_address, ep.libHandleEvents)
+        port = int(self.local_address.rsplit(":", 1)[1])
+        self.perimeter.start(wake_address, ep.libHandleEvents, port)
         self._account = _Account(self)
         if self.config.registrar:
             self._recovery = sipnet.Recovery(self.config, self._report)
@@ -241,7 +254,7 @@ class SipStack:
         for due in filter(None, (deadline() for deadline in self.deadlines)):
             timeout_ms = min(timeout_ms, int((due - now) * 1000) + 1)
         self._ep.libHandleEvents(max(0, timeout_ms))
-        self.perimeter.after_poll()
+        self.perimeter.after_poll(self._ep.transportShutdown)
         for hook in self.poll_hooks:
             try:
                 hook()
@@ -305,6 +318,8 @@ class SipStack:
         self.listener.on_registration(state)
 
     def _on_transport_state(self, prm: pj.OnTransportStateParam) -> None:
+        if self.perimeter.on_transport_state(prm):
+            return  # someone's connection to us: counted by the guard, not ours to recover
         refusal = sipnet.transport_trouble(prm)
         if self._recovery is None or prm.state != pj.PJSIP_TP_STATE_DISCONNECTED:
             return

@@ -210,7 +210,9 @@ class RequestGate:
             raw = ctypes.string_at(data.msg_info.msg_buf, data.msg_info.len)
             method = raw[: raw.find(b" ", 0, 32)].decode("ascii", "replace").upper()
             source = data.pkt_info.src_name.decode("ascii", "replace")
-            verdict = self._decide(Arrival(method, source, data.pkt_info.src_port, raw))
+            transport = data.tp_info.transport or 0
+            arrival = Arrival(method, source, data.pkt_info.src_port, raw, transport)
+            verdict = self._decide(arrival)
             if verdict.action == "pass":
                 return 0
             if verdict.action == "answer":

@@ -61,6 +61,11 @@ class Trust:
         self._learned = [*self._learned[-(LEARNED - 1) :], address]
         self._rebuild()
 
+    def networks(self) -> list[Network]:
+        """Everything trusted, as networks (single addresses as /32 or /128)."""
+        exact = [ipaddress.ip_network(a) for a in sorted(self._exact) if as_network(a)]
+        return exact + list(self._networks)
+
     def describe(self) -> str:
         parts = sorted(self._exact) + [str(n) for n in self._networks]
         return ", ".join(parts) or "nobody yet"

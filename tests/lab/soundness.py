@@ -1,0 +1,126 @@
+"""The property every hostile-input test ends with: after the attack the agent is sound.
+
+    sound = Soundness(agent, owner.status, probe=probe, base_topic=f"sipagent/{device_id}")
+    sound.begin()                  # before the attack: what the outputs have done so far
+    ... attack ...
+    sound.check(accepted=tokens)   # after it
+
+`check` asserts that
+- the process is alive;
+- the owner's `status` is answered within STATUS_DEADLINE_S;
+- no output moved since `begin` (or only the pins named in `moved`: what allowed senders
+  did on purpose);
+- every MESSAGE the agent answered 200 reached MQTT: each token in `accepted` (put at the
+  start of the message bodies by the attacker) shows up in a `B/message/in` body.
+
+Why 5 s for `status`: on the 2-core machine under five engineers' test runs the answer
+normally takes a few ms; what an attack may leave behind is a UDP socket backlog (at most
+the kernel's receive buffer, a few hundred requests, under a second to drain) and the
+outbox writes it causes, a few times slower under load. 5 s is several times that, half
+of the watchdog's 10 s stall limit, and far below what a blocked owner loop costs (one
+lookup at a black-hole DNS server takes 10 s with glibc's defaults).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from .agentproc import AgentProcess
+from .configs import DEFAULT_OUTPUTS
+from .mqttprobe import MqttProbe
+from .rawsip import Received, UdpPeer, request
+from .waiting import wait_until
+
+STATUS_DEADLINE_S = 5.0
+# How long an accepted MESSAGE may take to reach MQTT after the attack (outbox, broker).
+RELAY_DEADLINE_S = 20.0
+
+
+class DirectOwner:
+    """The owner of a direct-mode agent on a raw UDP socket: asks `status`, reads the reply.
+
+    In direct mode the agent believes the From; the owner is `sip:owner@<host>`.
+    """
+
+    def __init__(self, agent_address: tuple[str, int], host: str = "127.0.0.1") -> None:
+        self.agent = agent_address
+        self.peer = UdpPeer(host)
+        self.uri = f"sip:owner@{host}"
+
+    def status(self, timeout: float = STATUS_DEADLINE_S) -> str:
+        return self.ask("status", timeout).body
+
+    def ask(self, command: str, timeout: float = STATUS_DEADLINE_S) -> Received:
+        """Send `command`; the agent's reply MESSAGE (AssertionError after `timeout`)."""
+        seen = len(self.peer.requests())
+        to = f"sip:agent@{self.agent[0]}:{self.agent[1]}"
+        self.peer.send(
+            request(
+                "MESSAGE",
+                to,
+                local=self.peer.address,
+                sender=self.uri,
+                body=command,
+                content_type="text/plain",
+            ),
+            self.agent,
+        )
+        return wait_until(
+            lambda: next(iter(self.peer.requests()[seen:]), None),
+            timeout,
+            f"the agent's reply to {command!r} as the owner",
+        )
+
+    def close(self) -> None:
+        self.peer.close()
+
+
+class Soundness:
+    def __init__(
+        self,
+        agent: AgentProcess,
+        status: Callable[[float], str],
+        *,
+        outputs: Mapping[str, int] = DEFAULT_OUTPUTS,
+        probe: MqttProbe | None = None,
+        base_topic: str | None = None,
+    ) -> None:
+        self.agent = agent
+        self._status = status
+        self.outputs = outputs
+        self.probe = probe
+        self.base_topic = base_topic
+        self._history: dict[int, int] = {}
+
+    def begin(self) -> None:
+        """Before the attack: how many changes each output pin has seen."""
+        self._history = {pin: len(self.agent.pin_history(pin)) for pin in self.outputs.values()}
+
+    def check(self, accepted: Iterable[str] = (), moved: Iterable[int] = ()) -> None:
+        """After the attack: alive, answering, no output moved, nothing accepted lost."""
+        assert self.agent.proc.poll() is None, (
+            f"the agent died (exit {self.agent.proc.returncode}):\n{self.agent.log_tail()}"
+        )
+        reply = self._status(STATUS_DEADLINE_S)
+        assert reply.startswith("ok:"), f"status answered {reply!r}"
+        allowed = set(moved)
+        for name, pin in self.outputs.items():
+            if pin in allowed:
+                continue
+            changes = self.agent.pin_history(pin)[self._history.get(pin, 0) :]
+            assert not changes, f"output {name} (GPIO{pin}) moved during the attack: {changes}"
+        tokens = set(accepted)
+        if tokens:
+            self._relayed(tokens)
+
+    def _relayed(self, tokens: set[str]) -> None:
+        assert self.probe is not None and self.base_topic is not None, "no MQTT probe to check"
+        topic = f"{self.base_topic}/message/in"
+
+        def missing() -> set[str]:
+            bodies = [m.json().get("body", "") for m in self.probe.messages(topic)]  # type: ignore[union-attr]
+            return {t for t in tokens if not any(t in body for body in bodies)}
+
+        wait_until(
+            lambda: not missing(), RELAY_DEADLINE_S, f"every MESSAGE answered 200 on {topic}"
+        )
