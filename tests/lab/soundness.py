@@ -23,56 +23,93 @@ lookup at a black-hole DNS server takes 10 s with glibc's defaults).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 
 from .agentproc import AgentProcess
 from .configs import DEFAULT_OUTPUTS
 from .mqttprobe import MqttProbe
-from .rawsip import Received, UdpPeer, request
-from .waiting import wait_until
+from .rawsip import Received, TcpPeer, UdpPeer, answer_ok, request
+from .waiting import wait_until, wait_until_or_none
 
 STATUS_DEADLINE_S = 5.0
+T1 = 0.5  # SIP's first retransmission interval over UDP
 # How long an accepted MESSAGE may take to reach MQTT after the attack (outbox, broker).
 RELAY_DEADLINE_S = 20.0
 
 
 class DirectOwner:
-    """The owner of a direct-mode agent on a raw UDP socket: asks `status`, reads the reply.
+    """The owner of a direct-mode agent on a raw socket: asks `status`, reads the reply.
 
-    In direct mode the agent believes the From; the owner is `sip:owner@<host>`.
+    In direct mode the agent believes the From; the owner is `sip:owner@<host>`. Over TCP
+    the reply comes back on the owner's own connection (it goes to the request's source).
     """
 
-    def __init__(self, agent_address: tuple[str, int], host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, agent_address: tuple[str, int], host: str = "127.0.0.1", transport: str = "udp"
+    ) -> None:
         self.agent = agent_address
+        self.transport = transport
         self.peer = UdpPeer(host)
+        self.host = host
         self.uri = f"sip:owner@{host}"
+        self._tcp: TcpPeer | None = None
 
     def status(self, timeout: float = STATUS_DEADLINE_S) -> str:
         return self.ask("status", timeout).body
 
     def ask(self, command: str, timeout: float = STATUS_DEADLINE_S) -> Received:
         """Send `command`; the agent's reply MESSAGE (AssertionError after `timeout`)."""
-        seen = len(self.peer.requests())
         to = f"sip:agent@{self.agent[0]}:{self.agent[1]}"
-        self.peer.send(
-            request(
-                "MESSAGE",
-                to,
-                local=self.peer.address,
-                sender=self.uri,
-                body=command,
-                content_type="text/plain",
-            ),
-            self.agent,
-        )
-        return wait_until(
-            lambda: next(iter(self.peer.requests()[seen:]), None),
-            timeout,
-            f"the agent's reply to {command!r} as the owner",
+        if self.transport == "tcp":
+            return self._ask_tcp(to, command, timeout)
+        seen = len(self.peer.requests())
+        raw = self._message(to, command, self.peer.address, "UDP")
+        # Resent as any SIP client would over UDP (RFC 3261 Timer E): after a flood the
+        # kernel may have dropped the first copy; the agent takes a repeat only once.
+        deadline, interval = time.monotonic() + timeout, T1
+        while (left := deadline - time.monotonic()) > 0:
+            self.peer.send(raw, self.agent)
+            reply = wait_until_or_none(
+                lambda: next(iter(self.peer.requests()[seen:]), None), min(interval, left)
+            )
+            if reply is not None:
+                return reply
+            interval = min(2 * interval, 4.0)
+        raise AssertionError(f"no reply to {command!r} as the owner within {timeout:g} s")
+
+    def _ask_tcp(self, to: str, command: str, timeout: float) -> Received:
+        if self._tcp is None:
+            self._tcp = TcpPeer(self.agent, self.host)
+        conn = self._tcp
+        conn.send(self._message(to, command, conn.address, "TCP"))
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            got = conn.read_response(left)
+            if got is None:
+                break
+            if got.method == "MESSAGE":
+                conn.send(answer_ok(got))
+                return got
+        self._tcp = None
+        conn.close()
+        raise AssertionError(f"no reply to {command!r} over TCP within {timeout:g} s")
+
+    def _message(self, to: str, body: str, local: tuple[str, int], proto: str) -> bytes:
+        return request(
+            "MESSAGE",
+            to,
+            local=local,
+            proto=proto,
+            sender=self.uri,
+            body=body,
+            content_type="text/plain",
         )
 
     def close(self) -> None:
         self.peer.close()
+        if self._tcp is not None:
+            self._tcp.close()
 
 
 class Soundness:
