@@ -30,7 +30,7 @@ from .agentproc import AgentProcess
 from .configs import DEFAULT_OUTPUTS
 from .mqttprobe import MqttProbe
 from .rawsip import Received, TcpPeer, UdpPeer, answer_ok, request
-from .waiting import wait_until, wait_until_or_none
+from .waiting import wait_until_or_none
 
 STATUS_DEADLINE_S = 5.0
 T1 = 0.5  # SIP's first retransmission interval over UDP
@@ -158,6 +158,8 @@ class Soundness:
             bodies = [m.json().get("body", "") for m in self.probe.messages(topic)]  # type: ignore[union-attr]
             return {t for t in tokens if not any(t in body for body in bodies)}
 
-        wait_until(
-            lambda: not missing(), RELAY_DEADLINE_S, f"every MESSAGE answered 200 on {topic}"
+        if wait_until_or_none(lambda: not missing(), RELAY_DEADLINE_S):
+            return
+        raise AssertionError(
+            f"answered 200 but not on {topic} within {RELAY_DEADLINE_S:g} s: {sorted(missing())}"
         )
