@@ -53,7 +53,6 @@ class DirectOwner:
         self.peer = UdpPeer(host)
         self.host = host
         self.uri = f"sip:owner@{host}"
-        self._tcp: TcpPeer | None = None
 
     def status(self, timeout: float = STATUS_DEADLINE_S) -> str:
         return self.ask("status", timeout).body
@@ -79,20 +78,20 @@ class DirectOwner:
         raise AssertionError(f"no reply to {command!r} as the owner within {timeout:g} s")
 
     def _ask_tcp(self, to: str, command: str, timeout: float) -> Received:
-        if self._tcp is None:
-            self._tcp = TcpPeer(self.agent, self.host)
-        conn = self._tcp
-        conn.send(self._message(to, command, conn.address, "TCP"))
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            got = conn.read_response(left)
-            if got is None:
-                break
-            if got.method == "MESSAGE":
-                conn.send(answer_ok(got))
-                return got
-        self._tcp = None
-        conn.close()
+        # A connection of its own each time: an idle one may have been closed meanwhile.
+        conn = TcpPeer(self.agent, self.host, timeout=timeout)
+        try:
+            conn.send(self._message(to, command, conn.address, "TCP"))
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                got = conn.read_response(left)
+                if got is None:
+                    break
+                if got.method == "MESSAGE":
+                    conn.send(answer_ok(got))
+                    return got
+        finally:
+            conn.close()
         raise AssertionError(f"no reply to {command!r} over TCP within {timeout:g} s")
 
     def _message(self, to: str, body: str, local: tuple[str, int], proto: str) -> bytes:
@@ -108,8 +107,6 @@ class DirectOwner:
 
     def close(self) -> None:
         self.peer.close()
-        if self._tcp is not None:
-            self._tcp.close()
 
 
 class Soundness:
