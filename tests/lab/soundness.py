@@ -46,11 +46,15 @@ class DirectOwner:
     """
 
     def __init__(
-        self, agent_address: tuple[str, int], host: str = "127.0.0.1", transport: str = "udp"
+        self,
+        agent_address: tuple[str, int],
+        host: str = "127.0.0.1",
+        transport: str = "udp",
+        netns: str | None = None,
     ) -> None:
         self.agent = agent_address
         self.transport = transport
-        self.peer = UdpPeer(host)
+        self.peer = UdpPeer(host, netns=netns)
         self.host = host
         self.uri = f"sip:owner@{host}"
 
