@@ -134,7 +134,10 @@ class UdpPeer:
                 self.received.append(got)
                 self.bytes_in += len(data)
             if self.answer and got.is_request and got.method != "ACK":
-                self.sock.sendto(answer_ok(got), source)
+                try:
+                    self.sock.sendto(answer_ok(got), source)
+                except OSError:
+                    return  # closed meanwhile
 
     def snapshot(self) -> list[Received]:
         with self._lock:
