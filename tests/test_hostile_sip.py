@@ -50,7 +50,8 @@ def test_an_invite_burst_over_udp_opens_nothing_and_the_agent_stays_sound(
     assert answers and {r.status for r in answers} == {603}
     assert len(answers) <= _budget(started)
     assert open_sockets(target.agent.proc.pid) == sockets  # no media socket, ever
-    assert "Assertion" not in target.agent.log.read_text()
+    log = target.agent.log.read_text()  # pjsip's debug lines are in it (log.level = "debug")
+    assert "RTP socket" not in log and "Assertion" not in log
 
 
 def test_an_invite_burst_over_tcp_leaves_the_agent_sound(
@@ -72,7 +73,7 @@ def test_an_invite_burst_over_tcp_leaves_the_agent_sound(
             conn.send(raw)
         conn.close()
     target.sound.check()
-    wait_until(lambda: open_sockets(target.agent.proc.pid) <= sockets + 1, 10, "connections closed")
+    assert open_sockets(target.agent.proc.pid) == sockets  # no media socket, ever
 
 
 def test_an_allowed_callers_retransmitted_invite_runs_the_call_action_once(

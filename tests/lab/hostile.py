@@ -77,12 +77,19 @@ def token() -> str:
     return f"hx-{secrets.token_hex(5)}"
 
 
-def open_sockets(pid: int) -> int:
-    """How many sockets process `pid` holds open."""
-    count = 0
+def open_sockets(pid: int, kind: str = "udp") -> int:
+    """How many `kind` ("udp", "tcp") sockets process `pid` holds open (media would be UDP)."""
+    inodes = set()
     for name in os.listdir(f"/proc/{pid}/fd"):
         try:
-            count += os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:")
+            link = os.readlink(f"/proc/{pid}/fd/{name}")
         except OSError:
             continue  # closed meanwhile
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    count = 0
+    for table in (kind, f"{kind}6"):
+        with open(f"/proc/{pid}/net/{table}") as lines:
+            next(lines)  # the header
+            count += sum(1 for line in lines if line.split()[9] in inodes)
     return count
