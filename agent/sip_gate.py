@@ -133,7 +133,7 @@ class RequestGate:
         self._lib: ctypes.CDLL | None = None
         self._endpt: int | None = None
         self._module: _Module | None = None
-        self._callback = _OnRx(self._on_rx_request)  # referenced for as long as pjsip may call
+        self._callback: object = None  # referenced for as long as pjsip may call it
         self._name = b"mod-sipagent-gate"
         self._probe: bytes | None = None
         self.active = False  # calibrated: the layout is what this module reads
@@ -148,6 +148,12 @@ class RequestGate:
         missing = [name for name in _NEEDED if not hasattr(lib, name)]
         if missing:
             raise GateUnavailable(f"the binding does not export {', '.join(missing)}")
+        try:
+            # libffi makes a small executable trampoline for the callback; a sandbox that
+            # forbids writable-executable memory everywhere would refuse it.
+            self._callback = _OnRx(self._on_rx_request)
+        except (MemoryError, OSError) as err:
+            raise GateUnavailable(f"cannot make the callback for pjsip: {err}") from None
         lib.pjsua_get_pjsip_endpt.restype = ctypes.c_void_p
         lib.pjsip_endpt_register_module.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         lib.pjsip_endpt_unregister_module.argtypes = [ctypes.c_void_p, ctypes.c_void_p]

@@ -160,10 +160,21 @@ class TcpGuard:
         if tripped and self._attached is None:
             self._counters.bump("sip.tcp.breaker.tripped")
             self._quiet.warning("breaker", "too many SIP connections: new ones kept out for now")
-        bpf.attach(
-            self._listener,
-            None if wanted is None else [ipaddress.ip_network(n) for n in wanted],
-        )
+        try:
+            bpf.attach(
+                self._listener,
+                None if wanted is None else [ipaddress.ip_network(n) for n in wanted],
+            )
+        except OSError as err:
+            # Seen inside systemd-nspawn, whose seccomp filter refuses SO_ATTACH_FILTER.
+            self._counters.bump("sip.tcp.filter.failed")
+            log.error(
+                "cannot filter connections to the SIP listener (%s): the kernel does not keep "
+                "strangers' connections out; a flood of connections may exhaust pjsip's slots",
+                err,
+            )
+            self.close()
+            return
         self._attached = wanted
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ memory the watchers cost at their bound. Never run by the tests (figures are not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import select
@@ -21,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,20 +80,32 @@ class Bench:
         self.broker.start()
         self.results: list[dict[str, object]] = []
 
-    def agent(self, name: str, **config: object) -> tuple[AgentProcess, tuple[str, int], MqttProbe]:
+    @contextlib.contextmanager
+    def agent(
+        self, name: str, **config: object
+    ) -> Iterator[tuple[AgentProcess, tuple[str, int], MqttProbe]]:
+        """An agent with an MQTT probe on its topics; stopped at the end."""
         port = free_port()
         device = f"bench-{name.lower()}"
         probe = MqttProbe(self.broker.host, self.broker.port, topics=(f"sipagent/{device}/#",))
         text = agent_toml(listen=f"127.0.0.1:{port}", mosquitto=self.broker, device_id=device,
                           log_level="warning", **config)  # type: ignore[arg-type]  # fmt: skip
         agent = AgentProcess(self.work / name, text)
-        agent.wait_ready(30)
-        return agent, ("127.0.0.1", port), probe
+        try:
+            agent.wait_ready(30)
+            yield agent, ("127.0.0.1", port), probe
+        finally:
+            probe.close()
+            agent.close()
+
+    def record(self, row: dict[str, object]) -> dict[str, object]:
+        print(json.dumps(row), flush=True)
+        self.results.append(row)
+        return row
 
     def flood(self, name: str, rate: int, make: Callable[[UdpPeer, str, int], bytes],
               answer: bool = True, **config: object) -> dict[str, object]:  # fmt: skip
-        agent, address, probe = self.agent(f"{name}-{rate}", **config)
-        try:
+        with self.agent(f"{name}-{rate}", **config) as (agent, address, probe):
             uri = f"sip:agent@{address[0]}:{address[1]}"
             attacker = UdpPeer("127.0.0.2", answer=answer)
             idle = rss_mb(agent.proc.pid)
@@ -112,19 +125,13 @@ class Bench:
             }  # fmt: skip
             owner.close()
             attacker.close()
-        finally:
-            probe.close()
-            agent.close()
-        print(json.dumps(row), flush=True)
-        self.results.append(row)
-        return row
+        return self.record(row)
 
     def watchers_at_bound(self, bound: int = 128) -> dict[str, object]:
         """Resident memory with `bound` watchers (the default sip.limits.watchers)."""
         senders = [f"sip:w{i}@127.0.0.2" for i in range(bound // 8)]
         extra = DOOR_CONFIG + "watchers = [" + ", ".join(f'"{s}"' for s in senders) + "]\n"
-        agent, address, probe = self.agent("watchers", presence="serve", extra=extra)
-        try:
+        with self.agent("watchers", presence="serve", extra=extra) as (agent, address, _):
             uri = f"sip:agent@{address[0]}:{address[1]}"
             watcher = UdpPeer("127.0.0.2")
             before = rss_mb(agent.proc.pid)
@@ -147,18 +154,12 @@ class Bench:
                 "notifies_per_change": len(watcher.requests("NOTIFY")) - notified,
             }  # fmt: skip
             watcher.close()
-        finally:
-            probe.close()
-            agent.close()
-        print(json.dumps(row), flush=True)
-        self.results.append(row)
-        return row
+        return self.record(row)
 
     def tcp_churn(self, rounds: int = 20) -> dict[str, object]:
         """Connections opened from 58 addresses and closed at once, `rounds` times."""
-        agent, address, probe = self.agent("tcp", transport="tcp")
         made = kept_out = 0
-        try:
+        with self.agent("tcp", transport="tcp") as (agent, address, _):
             with Sampler(agent.proc.pid) as sample:
                 for _ in range(rounds):
                     socks = []
@@ -179,12 +180,7 @@ class Bench:
                 "accepted": made, "kept_out": kept_out, "alive_and_answering": alive,
                 "cpu_pct": round(sample.cpu_pct, 1), "rss_peak_mb": round(sample.peak, 1),
             }  # fmt: skip
-        finally:
-            probe.close()
-            agent.close()
-        print(json.dumps(row), flush=True)
-        self.results.append(row)
-        return row
+        return self.record(row)
 
 
 def invite(peer: UdpPeer, uri: str, i: int) -> bytes:

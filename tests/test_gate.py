@@ -8,26 +8,14 @@ from dataclasses import replace
 import pytest
 
 from agent.budget import TokenBucket
-from agent.config import SipConfig, SipLimitsConfig
+from agent.config import SipConfig, SipLimitsConfig, parse_config
 from agent.counters import Counters
 from agent.gate import DROP, PASS, Arrival, GatePolicy, answer
 from agent.trust import Trust
 
-DIRECT = SipConfig(
-    uri="sip:agent@192.0.2.1",
-    registrar=None,
-    proxy=None,
-    username="agent",
-    password=None,
-    transport="udp",
-    listen_host="0.0.0.0",
-    listen_port=5060,
-    presence="serve",
-    reg_expires=300,
-    user_agent="t",
-    realm="*",
-    accept_from="anyone",
-)
+DIRECT = parse_config(
+    '[device]\nid = "t"\n[sip]\nuri = "sip:agent@192.0.2.1"\npresence = "serve"\n'
+).sip
 ROUTED = replace(DIRECT, registrar="sip:192.0.2.50", accept_from="proxy")
 PROXY, STRANGER, OWNER_IP = "192.0.2.50", "203.0.113.66", "192.0.2.9"
 OWNER = "sip:owner@example.org"
