@@ -112,7 +112,11 @@ class _Account(pj.Account):
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
         rdata = prm.rdata
         self._stack._on_reg_state(
-            prm.code, clean(prm.reason), prm.expiration, clean(rdata.wholeMsg), rdata.srcAddress
+            prm.code,
+            clean(prm.reason),
+            prm.expiration,
+            clean(rdata.wholeMsg),
+            clean(rdata.srcAddress),
         )
 
     @guarded("on_instant_message")
