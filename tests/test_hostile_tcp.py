@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import select
 import socket
+import time
 
-from lab.hostile import Target
-from lab.rawsip import TcpPeer
+from lab.hostile import Target, token
+from lab.rawsip import TcpPeer, request
 from lab.waiting import wait_until
 
 
@@ -20,11 +21,18 @@ def _connect_all(address: tuple[str, int], hosts: list[str], within: float) -> l
         sock.setblocking(False)
         sock.connect_ex(address)
         pending.append(sock)
-    _, writable, _ = select.select([], pending, [], within)
-    made = [s for s in writable if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0]
-    for sock in pending:
-        if sock not in made:
-            sock.close()
+    made: list[socket.socket] = []
+    deadline = time.monotonic() + within
+    while pending and (left := deadline - time.monotonic()) > 0:
+        _, writable, _ = select.select([], pending, [], left)
+        for sock in writable:
+            pending.remove(sock)
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                made.append(sock)
+            else:
+                sock.close()
+    for sock in pending:  # kept out: their SYNs were dropped
+        sock.close()
     return made
 
 
@@ -49,13 +57,23 @@ def test_connection_churn_from_many_addresses_trips_the_breaker_not_the_agent(
 ):
     target = Target.start(agent_factory, probe_factory, mosquitto, device_id, transport="tcp")
     target.sound.begin()
-    kept_out = 0
-    for _round in range(4):  # open 58 connections from 58 addresses, drop them, again
-        hosts = [f"127.0.1.{i + 1}" for i in range(58)]
-        made = _connect_all(target.address, hosts, within=1.0)
-        kept_out += len(hosts) - len(made)
-        for sock in made:
-            sock.close()
-    assert kept_out > 0, "the breaker never kept a connection out"
+    held = []
+    for i in range(58):  # one connection from each of 58 addresses, each seen working
+        try:
+            conn = TcpPeer(target.address, host=f"127.0.1.{i + 1}", timeout=2.0)
+        except OSError:
+            break  # kept out: the breaker tripped
+        conn.send(request("MESSAGE", target.uri, local=conn.address, proto="TCP",
+                          body=token(), content_type="text/plain"))  # fmt: skip
+        answered = conn.read_response(timeout=5.0)
+        conn.close() if answered is None else held.append(conn)
+        if answered is None:
+            break
+    assert 30 <= len(held) < 58, f"{len(held)} connections taken"
     assert "too many SIP connections" in target.agent.log.read_text()
+    for conn in held:  # all closed at once: their slots are held for half a second more...
+        conn.close()
+    hosts = [f"127.0.1.{i + 1}" for i in range(58)]
+    for sock in _connect_all(target.address, hosts, within=2.0):  # ...when these come
+        sock.close()
     target.sound.check()  # alive; the owner connects again once the flood is over
