@@ -11,9 +11,10 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.brokers import Broker
+from agent.limits import SipLimitsConfig
 
 DEFAULT_CONFIG_PATH = "/etc/sipagent/agent.toml"
 
@@ -109,21 +110,6 @@ class SipRecoveryConfig:
 
 
 @dataclass(frozen=True)
-class SipLimitsConfig:
-    """[sip.limits]: what strangers can make the agent do (README "Threat model")."""
-
-    watchers: int = 128  # live presence subscriptions in total (serve mode)
-    watchers_per_sender: int = 8  # ... per address of record
-    subscribe_per_s: int = 20  # SUBSCRIBEs taken per second (bursts of twice that)
-    # Answers to senders who are not configured (refusals, `error: forbidden` replies,
-    # answers to OPTIONS and other requests outside a dialog): per second, bursts of twice.
-    stranger_answers_per_s: int = 5
-    presence_per_s: int = 5  # presence changes sent out per second; later ones coalesce
-    tcp_connections_per_ip: int = 8  # open incoming TCP/TLS connections from one address
-    tcp_idle_s: int = 30  # an incoming connection that sends no request for this long closes
-
-
-@dataclass(frozen=True)
 class SipConfig:
     uri: str  # the account identity, canonical SipUri text
     registrar: str | None  # None: direct mode, no REGISTER
@@ -144,7 +130,7 @@ class SipConfig:
     # (and `trusted`); "anyone" takes them from any address, as direct mode must.
     accept_from: str = "proxy"
     trusted: tuple[str, ...] = ()  # more addresses, networks or host names counted as the proxy
-    limits: SipLimitsConfig = SipLimitsConfig()
+    limits: SipLimitsConfig = field(default_factory=SipLimitsConfig)
 
     @property
     def routed(self) -> bool:

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from agent.config import SipLimitsConfig, is_host
+from agent.config import is_host
 from agent.config_table import Table
+from agent.limits import SipLimitsConfig
 from agent.trust import as_network
 
 # Incoming TCP/TLS connections share pjsip's 64 ioqueue slots with everything else.
