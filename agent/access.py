@@ -27,10 +27,10 @@ def senders_authenticated(sip: SipConfig) -> bool:
     """Does someone vouch for the From of a SIP request that reaches the agent?
 
     Routed (a registrar or proxy): the proxy authenticates its users, and requests that
-    did not come through it are the SIP adapter's to refuse. Direct mode: nobody does.
-    (A setting that makes routed mode take requests from anywhere belongs here too.)
+    did not come through it are the SIP adapter's to refuse. Direct mode: nobody does, and
+    neither in routed mode with `sip.accept_from = "anyone"` (requests straight to the port).
     """
-    return bool(sip.registrar or sip.proxy)
+    return sip.routed and sip.accept_from == "proxy"
 
 
 def identity_of(sender: str) -> str:

@@ -11,9 +11,10 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.brokers import Broker
+from agent.limits import SipLimitsConfig
 
 DEFAULT_CONFIG_PATH = "/etc/sipagent/agent.toml"
 
@@ -125,6 +126,16 @@ class SipConfig:
     tls: SipTlsConfig = SipTlsConfig()
     nat: SipNatConfig = SipNatConfig()
     recovery: SipRecoveryConfig = SipRecoveryConfig()
+    # Routed mode: "proxy" takes requests only from the registrar's and proxy's addresses
+    # (and `trusted`); "anyone" takes them from any address, as direct mode must.
+    accept_from: str = "proxy"
+    trusted: tuple[str, ...] = ()  # more addresses, networks or host names counted as the proxy
+    limits: SipLimitsConfig = field(default_factory=SipLimitsConfig)
+
+    @property
+    def routed(self) -> bool:
+        """Requests go through a registrar or proxy (which authenticates senders)."""
+        return bool(self.registrar or self.proxy)
 
 
 @dataclass(frozen=True)

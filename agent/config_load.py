@@ -36,6 +36,7 @@ from agent.config import (
 )
 from agent.config_access import check_output_names, read_access, read_calls
 from agent.config_brokers import read_brokers
+from agent.config_perimeter import read_accept, read_limits
 from agent.config_presence import input_config, presence_config
 from agent.config_table import NAME, Table, read_secret, resolve_path
 from agent.sipuri import InvalidSipUri, address_of_record, parse_sip_uri
@@ -92,6 +93,7 @@ def _sip(t: Table, base_dir: str | None) -> SipConfig:
     host, port = _listen(t, "0.0.0.0:5060")
     presence_default = "publish" if "registrar" in t.raw else "serve"
     presence = t.choice("presence", ("publish", "serve", "off"), presence_default)
+    accept_from, trusted = read_accept(t, routed=registrar is not None or proxy is not None)
     sip = SipConfig(
         uri=str(uri) if uri else "",
         registrar=str(registrar) if registrar else None,
@@ -109,6 +111,9 @@ def _sip(t: Table, base_dir: str | None) -> SipConfig:
         tls=_sip_tls(t.table("tls") or t.empty("tls"), transport, base_dir),
         nat=_sip_nat(t.table("nat") or t.empty("nat")),
         recovery=_sip_recovery(t.table("recovery") or t.empty("recovery")),
+        accept_from=accept_from,
+        trusted=trusted,
+        limits=read_limits(t.table("limits") or t.empty("limits")),
     )
     t.finish()
     return sip

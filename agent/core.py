@@ -14,6 +14,7 @@ from typing import Protocol
 from agent import commands
 from agent.access import identity_of, senders_authenticated
 from agent.bridge import Bridge, Link
+from agent.budget import TokenBucket
 from agent.calls import handle_call
 from agent.codes import Store
 from agent.config import Config, OutputConfig
@@ -29,6 +30,7 @@ from agent.events import (
     StopRequested,
 )
 from agent.logfields import journal_fields
+from agent.lograte import LogThrottle
 from agent.messages import CommandOutcome, IncomingMessage, reply_target
 from agent.outbox import Outbox
 from agent.presence import PresenceError
@@ -40,6 +42,11 @@ from agent.sip_send import SipError
 log = logging.getLogger(__name__)
 
 COMMAND_CONTENT_TYPES = ("text/plain", "application/json")
+# What a message cut short is answered with (pjsip's PJSIP_MAX_PKT_LEN: README "Limits").
+TRUNCATED_REPLY = (
+    "error: message cut short (this device reads at most 4000 bytes of a SIP message, "
+    "headers included); not carried out"
+)
 
 
 class Sip(Protocol):
@@ -114,6 +121,10 @@ class Agent:
         # Replies to strangers and to refused users look alike unless someone vouches for
         # the From (agent.dispatch).
         self.senders_authenticated = senders_authenticated(config.sip)
+        # Replies to strangers are bounded (sip.limits.stranger_answers_per_s): the budget is
+        # shared with the request gate's refusals (agent.loop wires it).
+        self.strangers = TokenBucket(config.sip.limits.stranger_answers_per_s)
+        self._quiet = LogThrottle(log)
         # pjproject version, outdated or not, the last error (B/diagnostics, `status`).
         self.diagnostics = Diagnostics()
         self._diagnostics_due = 0.0
@@ -190,15 +201,19 @@ class Agent:
         if self.bridge is not None:
             self.bridge.sip_ready(self.registration.state in ("registered", "direct"))
 
+    def is_known(self, sender: str) -> bool:
+        """`sender` is someone the config names (no I/O: for the request gate too)."""
+        return self.config.access.rights_of(identity_of(sender)) is not None
+
     def on_message(self, msg: IncomingMessage) -> None:
-        known = self.config.access.rights_of(identity_of(msg.from_uri)) is not None  # no I/O
+        known = self.is_known(msg.from_uri)
         # pjsua 2.15 has already answered 200: store the message before anything else,
         # so that neither a broker outage nor a crash from here on can lose it.
         if self.bridge is not None and self.bridge.accept(msg, known).duplicate:
             return  # a retransmission of a request already accepted (and acted on)
         allowed, outcome = self._handle_message(msg, known)
         if outcome is not None:
-            self._reply(msg, outcome.result)
+            self._reply(msg, outcome.result, known)
         if self.bridge is not None:
             self.bridge.settle(msg, allowed, outcome)
 
@@ -210,6 +225,11 @@ class Agent:
         if content_type not in COMMAND_CONTENT_TYPES or commands.is_reply(msg.body):
             log.info("message %s from %s relayed (not a command)", msg.id, msg.from_uri)
             return known, None
+        if msg.truncated:
+            # Never obeyed: what is left of a command may mean something else.
+            self.counters.bump("sip.message.truncated")
+            log.warning("message %s from %s was cut short: not carried out", msg.id, msg.from_uri)
+            return False, CommandOutcome(None, None, TRUNCATED_REPLY)
         outcome = self.dispatcher.handle(
             msg.from_uri,
             msg.body,
@@ -220,9 +240,15 @@ class Agent:
         )
         return outcome.authorized, CommandOutcome(outcome.name, outcome.target, outcome.reply)
 
-    def _reply(self, msg: IncomingMessage, text: str) -> None:
+    def _reply(self, msg: IncomingMessage, text: str, known: bool) -> None:
         if not text:
             return  # silence was configured for this sender
+        if not known and not self.strangers.take():
+            self.counters.bump("sip.reply.stranger_budget.dropped")
+            self._quiet.warning(
+                "reply", "replies to strangers over sip.limits.stranger_answers_per_s dropped"
+            )
+            return
         target = reply_target(msg, routed=self.sip.routed)
         try:
             self.sip.send_message(target, text)

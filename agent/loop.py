@@ -78,8 +78,7 @@ class Runner:
             if config.mqtt
             else None
         )
-        self.sip = SipStack(config.sip)
-        self.sip.counters = self.counters
+        self.sip = SipStack(config.sip, self.counters)
         # The outbox exists for the MQTT relay; without a broker nothing needs keeping.
         self.outbox = (
             Outbox(
@@ -120,6 +119,13 @@ class Runner:
         if self.agent.bridge is not None:
             self.health.outbox_probe = self.agent.bridge.delivery.health
         self.sip.listener = self.agent
+        # The request gate asks the agent who is known, what a call does, who may watch;
+        # answers to strangers share one budget (the gate's refusals, the agent's replies).
+        gate = self.sip.policy
+        gate.known = self.agent.is_known
+        gate.on_call = self.agent.on_incoming_call
+        gate.may_watch = self.presence.authorize_watcher
+        gate.strangers = self.agent.strangers
         self.outputs.set_listener(self.agent.on_output_changed)
         self._signal_stop: str | None = None
         self._signal_log = Throttle()  # ignored signals: said once, then once a minute

@@ -25,6 +25,8 @@ class IncomingMessage:
     id: str
     # Identifies the SIP request (Call-ID, CSeq, From tag): a retransmission has the same.
     request_key: str | None = None
+    # The body arrived shorter than its Content-Length (over UDP pjsip reads 4000 bytes).
+    truncated: bool = False
 
     @classmethod
     def new(
@@ -39,6 +41,7 @@ class IncomingMessage:
         transport: str,
         received: datetime | None = None,
         request_key: str | None = None,
+        truncated: bool = False,
     ) -> IncomingMessage:
         return cls(
             from_uri=from_uri,
@@ -51,6 +54,7 @@ class IncomingMessage:
             received=received or datetime.now(UTC),
             id=str(uuid.uuid4()),
             request_key=request_key,
+            truncated=truncated,
         )
 
 
@@ -93,14 +97,14 @@ class CommandOutcome:
 def reply_target(msg: IncomingMessage, *, routed: bool) -> str:
     """The URI a reply to `msg` is sent to.
 
-    Through a proxy/registrar the sender's address of record is routable. Without one
-    (direct mode) it usually is not, so answer where the request came from, as a
-    response would: the Contact if it sent one, else its user at the source address.
+    Through a proxy/registrar the sender's address of record is routable, and only the
+    proxy's host is ever looked up. Without one (direct mode) the reply goes back where the
+    request came from, as a response would: the sender's user at the source address. Never
+    to the Contact: a stranger writes what they like there, a name that would be resolved
+    on the owner thread (and hang it), or someone else's address to flood.
     """
     if routed:
         return _strip_display(msg.from_uri)
-    if msg.contact:
-        return _strip_display(msg.contact)
     try:
         user = parse_sip_uri(msg.from_uri).user
     except InvalidSipUri:
@@ -129,6 +133,7 @@ def relay_record(
         "content_type": msg.content_type,
         "received": msg.received.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "authorized": authorized,
+        "truncated": msg.truncated,
         "command": None
         if outcome is None
         else {"name": outcome.name, "target": outcome.target, "result": outcome.result},

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import socket
 import sys
 import time
@@ -21,12 +20,16 @@ import pjsua2 as pj
 from agent import sipnet
 from agent.config import SipConfig
 from agent.counters import Counters
-from agent.messages import IncomingMessage, request_key
+from agent.lograte import LogThrottle
+from agent.messages import IncomingMessage
+from agent.perimeter import Perimeter
 from agent.redact import redact_sip_dump
 from agent.registration import RegState, reg_state_of
-from agent.sip_calls import IncomingCalls
+from agent.sip_account import account_config, endpoint_config
 from agent.sip_send import MessageSender
-from agent.sipuri import parse_sip_uri
+from agent.sipguard import failed, guarded
+from agent.sipmsg import parse_request
+from agent.siptext import clean, original_bytes
 
 log = logging.getLogger(__name__)
 pjlog = logging.getLogger("agent.pjsip")
@@ -41,6 +44,10 @@ _WAKE_DATAGRAM = b"\r\n\r\n"
 # pjsua2 reports no PUBLISH outcome. When pjsua gives its publication up (any failure but 412)
 # it logs this line (agent.sip_presence acts on it).
 _PUBLISH_FAILED = "publication (PUBLISH) failed"
+# pjsip's line for a packet it could not take (too long, unparsable), followed by the packet.
+_BAD_PACKET = "Error processing packet"
+# pjsip's lines can quote whole messages a stranger wrote; the journal gets this much.
+MAX_LOG_LINE = 500
 
 
 class SipListener(Protocol):
@@ -49,8 +56,6 @@ class SipListener(Protocol):
     def on_message(self, msg: IncomingMessage) -> None: ...
 
     def on_message_status(self, token: str | None, to: str, code: int, reason: str) -> None: ...
-
-    def on_incoming_call(self, caller: str, source: str) -> int: ...
 
 
 class _LogWriter(pj.LogWriter):
@@ -61,16 +66,25 @@ class _LogWriter(pj.LogWriter):
         3: logging.INFO,
     }
 
-    def __init__(self) -> None:
+    def __init__(self, counters: Counters) -> None:
         super().__init__()
+        self.counters = counters
         self.publish_failed = False
+        self._quiet = LogThrottle(pjlog)
 
+    @guarded("log_writer")
     def write(self, entry: pj.LogEntry) -> None:
-        msg = entry.msg.rstrip()
-        # At debug level pjsip logs whole MESSAGEs: their bodies may carry one-time codes.
-        pjlog.log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", redact_sip_dump(msg))
+        msg = clean(entry.msg).rstrip()
         if _PUBLISH_FAILED in msg:
             self.publish_failed = True  # acted on by SipStack.poll, outside pjsua's locks
+        if msg.startswith(_BAD_PACKET):
+            # pjsip quotes the whole packet: a stranger's 4 KB per line, as fast as sent.
+            self._quiet.warning("packet", "%s", msg.split("\n", 1)[0][:MAX_LOG_LINE])
+            return
+        if entry.level <= 3 and len(msg) > MAX_LOG_LINE:  # debug (4+) quotes messages whole
+            msg = f"{msg[:MAX_LOG_LINE]}… ({len(msg)} characters)"
+        # At debug level pjsip logs whole MESSAGEs: their bodies may carry one-time codes.
+        pjlog.log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", redact_sip_dump(msg))
 
 
 class _Endpoint(pj.Endpoint):
@@ -78,6 +92,11 @@ class _Endpoint(pj.Endpoint):
         super().__init__()
         self._stack = stack
 
+    @property
+    def counters(self) -> Counters:
+        return self._stack.counters
+
+    @guarded("on_transport_state")
     def onTransportState(self, prm: pj.OnTransportStateParam) -> None:
         self._stack._on_transport_state(prm)
 
@@ -87,36 +106,51 @@ class _Account(pj.Account):
         super().__init__()
         self._stack = stack
 
-    def onRegState(self, prm: pj.OnRegStateParam) -> None:
-        self._stack._on_reg_state(prm.code, prm.reason, prm.expiration, prm.rdata.wholeMsg)
+    @property
+    def counters(self) -> Counters:
+        return self._stack.counters
 
+    @guarded("on_reg_state")
+    def onRegState(self, prm: pj.OnRegStateParam) -> None:
+        rdata = prm.rdata
+        self._stack._on_reg_state(
+            prm.code,
+            clean(prm.reason),
+            prm.expiration,
+            clean(rdata.wholeMsg),
+            clean(rdata.srcAddress),
+        )
+
+    @guarded("on_instant_message")
     def onInstantMessage(self, prm: pj.OnInstantMessageParam) -> None:
         self._stack._on_instant_message(prm)
 
+    @guarded("on_instant_message_status")
     def onInstantMessageStatus(self, prm: pj.OnInstantMessageStatusParam) -> None:
-        self._stack._on_message_status(prm.toUri, prm.msgBody, prm.code, prm.reason)
+        self._stack._on_message_status(
+            clean(prm.toUri), clean(prm.msgBody), prm.code, clean(prm.reason)
+        )
 
-    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
-        self._stack.calls.reject(self, prm, self._stack.listener.on_incoming_call)
-
+    @guarded("on_incoming_subscribe")
     def onIncomingSubscribe(self, prm: pj.OnIncomingSubscribeParam) -> None:
-        self._stack._on_incoming_subscribe(prm)
+        prm.code = 500  # should the decision fail, the watcher is refused, not let in
+        prm.code, prm.reason = self._stack._on_incoming_subscribe(clean(prm.fromUri))
 
 
 class SipStack:
     """One pjsua2 endpoint with one account, polled by the owner loop."""
 
-    def __init__(self, config: SipConfig) -> None:
+    def __init__(self, config: SipConfig, counters: Counters | None = None) -> None:
         self.config = config
         self.listener: SipListener = _NoListener()
-        self.routed = bool(config.registrar or config.proxy)
+        self.routed = config.routed
+        # What was refused, dropped or limited: the run's shared counters (agent.loop).
+        self.counters = counters if counters is not None else Counters()
         self._ep: pj.Endpoint | None = None
         self._account: _Account | None = None
-        self._log_writer = _LogWriter()
+        self._log_writer = _LogWriter(self.counters)
         self._sender = MessageSender()
         self.messages_received = 0  # for agent.heap: when traffic stops, memory can go back
-        self.counters = Counters()  # the run's shared counters replace this (agent.loop)
-        self.calls = IncomingCalls()
         self._wake_sock: socket.socket | None = None
         self._unregistering = False
         self._recovery: sipnet.Recovery | None = None
@@ -125,8 +159,14 @@ class SipStack:
         # Who may SUBSCRIBE to our presence: from-URI -> (SIP code, reason). Until someone
         # decides (agent.sip_presence), nobody may: pjsua itself would accept everyone.
         self.subscribe_policy: Callable[[str], tuple[int, str]] = _refuse_subscribe
-        # Called after each poll, outside pjsua's callbacks (agent.sip_presence's timers).
+        # Called after each poll, outside pjsua's callbacks (agent.sip_presence's timers),
+        # and when they next have something to do (time.monotonic(); None: nothing).
         self.poll_hooks: list[Callable[[], None]] = []
+        self.deadlines: list[Callable[[], float | None]] = []
+        # Every request is judged before pjsua sees it (agent.gate), routed mode trusts
+        # only the proxy's addresses (agent.trust).
+        self.perimeter = Perimeter(config, self.counters, self.wake)
+        self.policy = self.perimeter.policy
 
     # -- start and stop ---------------------------------------------------------------
 
@@ -137,32 +177,20 @@ class SipStack:
             ep.libCreate()
         self._ep = ep
         self.version = ep.libVersion().full
-        cfg = pj.EpConfig()
-        # The architecture rule: pjsua2 lives on this thread and nowhere else.
-        cfg.uaConfig.threadCnt = 0
-        cfg.uaConfig.mainThreadOnly = True
-        cfg.uaConfig.userAgent = self.config.user_agent
-        # No RTP here: without its own ioqueue pjmedia starts no worker thread, which
-        # would otherwise wake every 10 ms and cost 0.3 % of a core while idle.
-        cfg.medConfig.hasIoqueue = False
-        cfg.medConfig.threadCnt = 0
-        cfg.logConfig.writer = self._log_writer
-        # pjsua2 hands the writer what passes consoleLevel; pjsip's level 4+ is a firehose.
-        cfg.logConfig.level = cfg.logConfig.consoleLevel = (
-            4 if pjlog.isEnabledFor(logging.DEBUG) else 2
+        ep.libInit(
+            endpoint_config(self.config, self._log_writer, pjlog.isEnabledFor(logging.DEBUG))
         )
-        cfg.logConfig.decor = 0
-        sipnet.apply_stun(cfg, self.config)
-        ep.libInit(cfg)
         tid = self._create_transport()
-        self._create_wake_transport()
+        wake_address = self._create_wake_transport()
         ep.libStart()
         ep.audDevManager().setNoDev()  # a messaging agent: never open a sound device
+        port = int(self.local_address.rsplit(":", 1)[1])
+        self.perimeter.start(wake_address, ep.libHandleEvents, port)
         self._account = _Account(self)
         if self.config.registrar:
             self._recovery = sipnet.Recovery(self.config, self._report)
             self._recovery.keeper.started()  # create() sends the first REGISTER
-        self._account.create(self._account_config(tid))
+        self._account.create(account_config(self.config, tid))
         log.info(
             "SIP account %s on %s %s (pjproject %s)",
             self.config.uri,
@@ -178,7 +206,7 @@ class SipStack:
         self.local_address = self._ep.transportGetInfo(tid).localName
         return tid
 
-    def _create_wake_transport(self) -> None:
+    def _create_wake_transport(self) -> tuple[str, int]:
         assert self._ep is not None
         tc = pj.TransportConfig()
         tc.port = 0
@@ -189,31 +217,7 @@ class SipStack:
         sock.connect((host, int(port)))
         sock.setblocking(False)
         self._wake_sock = sock
-
-    def _account_config(self, tid: int) -> pj.AccountConfig:
-        c = self.config
-        ac = pj.AccountConfig()
-        ac.idUri = c.uri
-        ac.sipConfig.transportId = tid
-        proxy = c.proxy or (_loose_route(c.registrar) if c.registrar else None)
-        if proxy:
-            ac.sipConfig.proxies.append(_with_transport(proxy, c.transport))
-        if c.registrar:
-            ac.regConfig.registrarUri = _with_transport(c.registrar, c.transport)
-            ac.regConfig.timeoutSec = c.reg_expires
-        # pjsua opens RTP sockets for every incoming INVITE before the agent can reject it.
-        # No audio is ever sent: keep them on loopback, on any free port (default: 4000 on
-        # every interface, where a taken port costs an error line per call).
-        ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
-        ac.mediaConfig.transportConfig.port = 0
-        if c.password is not None:
-            cred = pj.AuthCredInfo("digest", c.realm, c.username, 0, c.password)
-            ac.sipConfig.authCreds.append(cred)
-        # pjsua PUBLISHes only after setOnlineStatus, and again after each re-registration
-        # that finds its publication gone (see agent.sip_presence).
-        ac.presConfig.publishEnabled = c.presence == "publish"
-        sipnet.apply_nat(ac, c)
-        return ac
+        return host, int(port)
 
     @property
     def account(self) -> pj.Account | None:
@@ -237,11 +241,11 @@ class SipStack:
                 while self._unregistering and time.monotonic() < deadline:
                     self._ep.libHandleEvents(20)
         self._sender.close()
-        self.calls.hang_up_all()
         if account is not None:
             account.shutdown()
             self._account = None
         # NO_RX_MSG: we already waited for what we care about; pjsua would sleep 1 s more.
+        self.perimeter.close()
         self._ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG)
         self._ep = None
         if self._wake_sock is not None:
@@ -252,12 +256,21 @@ class SipStack:
 
     def poll(self, timeout_ms: int) -> None:
         assert self._ep is not None
-        self.calls.sweep()
+        now = time.monotonic()
+        for due in filter(None, (deadline() for deadline in self.deadlines)):
+            timeout_ms = min(timeout_ms, int((due - now) * 1000) + 1)
         self._ep.libHandleEvents(max(0, timeout_ms))
+        self.perimeter.after_poll(self._ep.transportShutdown)
         for hook in self.poll_hooks:
-            hook()
+            try:
+                hook()
+            except Exception:
+                failed(self.counters, "poll_hook")
         if self._recovery is not None:
-            self._recovery.tick(time.monotonic(), self._account)
+            try:
+                self._recovery.tick(time.monotonic(), self._account)
+            except Exception:
+                failed(self.counters, "recovery")
 
     def take_publish_failure(self) -> bool:
         """True once after pjsua logged that it gave its publication up."""
@@ -298,15 +311,21 @@ class SipStack:
 
     # -- callbacks (owner thread, inside poll) ------------------------------------------
 
-    def _on_reg_state(self, code: int, reason: str, expires: int, response: str) -> None:
+    def _on_reg_state(
+        self, code: int, reason: str, expires: int, response: str, source: str
+    ) -> None:
         state = reg_state_of(code, reason, expires, unregistering=self._unregistering)
         if self._unregistering and state.state != "failed":
             self._unregistering = False
+        if code // 100 == 2 and source:
+            self.perimeter.registered(source)  # who answered is the proxy: no lookup needed
         if self._recovery is not None:
             state = self._recovery.on_result(state, response)
         self.listener.on_registration(state)
 
     def _on_transport_state(self, prm: pj.OnTransportStateParam) -> None:
+        if self.perimeter.on_transport_state(prm):
+            return  # someone's connection to us: counted by the guard, not ours to recover
         refusal = sipnet.transport_trouble(prm)
         if self._recovery is None or prm.state != pj.PJSIP_TP_STATE_DISCONNECTED:
             return
@@ -320,22 +339,25 @@ class SipStack:
 
     def _on_instant_message(self, prm: pj.OnInstantMessageParam) -> None:
         self.messages_received += 1
+        rdata = prm.rdata
+        request = parse_request(original_bytes(rdata.wholeMsg))
         msg = IncomingMessage.new(
-            from_uri=prm.fromUri,
-            to_uri=prm.toUri,
-            contact=prm.contactUri,
-            body=_text(prm.msgBody),
-            content_type=prm.contentType,
-            source=prm.rdata.srcAddress,
+            from_uri=clean(prm.fromUri),
+            to_uri=clean(prm.toUri),
+            contact=clean(prm.contactUri),
+            body=clean(prm.msgBody),
+            content_type=clean(prm.contentType),
+            source=clean(rdata.srcAddress),
             transport=self.config.transport,
-            request_key=request_key(prm.rdata.wholeMsg),
+            request_key=request.key() if request else None,
+            truncated=request is not None and request.truncated,
         )
         self.listener.on_message(msg)
 
-    def _on_incoming_subscribe(self, prm: pj.OnIncomingSubscribeParam) -> None:
-        code, reason = self.subscribe_policy(prm.fromUri)
-        prm.code = code
-        prm.reason = reason
+    def _on_incoming_subscribe(self, from_uri: str) -> tuple[int, str]:
+        if self.perimeter.gate_on:
+            return 200, "OK"  # the gate let it through: allowed, within the bounds
+        return self.subscribe_policy(from_uri)
 
     def _on_message_status(self, to: str, body: str, code: int, reason: str) -> None:
         # 1xx are provisional; only a final answer settles the send.
@@ -355,22 +377,6 @@ class _NoListener:
     def on_message_status(self, token: str | None, to: str, code: int, reason: str) -> None:
         log.debug("MESSAGE status %d before the agent was attached", code)
 
-    def on_incoming_call(self, caller: str, source: str) -> int:
-        log.warning("call from %s arrived before the agent was attached", caller)
-        return 603
-
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
-
-
-def _text(text: str) -> str:
-    """pjsua2's text as clean str: bytes that were not UTF-8 become U+FFFD.
-
-    SWIG hands them over as lone surrogates, which cannot be encoded again: JSON for MQTT,
-    sqlite and the journal would all fail on them.
-    """
-    return _SURROGATES.sub("\ufffd", text)
-
 
 def _refuse_subscribe(from_uri: str) -> tuple[int, str]:
     log.warning("SUBSCRIBE from %s refused: presence is not being served", from_uri)
@@ -389,23 +395,3 @@ def _stdout_silenced() -> Iterator[None]:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
-
-
-def _with_transport(uri: str, transport: str) -> str:
-    """`uri` with a transport parameter for TCP/TLS.
-
-    pjsua derives the Contact's transport from the registrar/proxy URI, not from the
-    transport the account is bound to: without it a TCP account registers a UDP Contact.
-    """
-    parsed = parse_sip_uri(uri)
-    if transport == "udp" or any(k == "transport" for k, _ in parsed.params):
-        return uri
-    return f"{uri};transport={transport}"
-
-
-def _loose_route(uri: str) -> str:
-    """The registrar as an outbound proxy: without it an account's domain must resolve."""
-    parsed = parse_sip_uri(uri)
-    host = f"{parsed.scheme}:{parsed.hostport}"
-    params = "".join(f";{k}={v}" if v is not None else f";{k}" for k, v in parsed.params)
-    return host + params + ("" if any(k == "lr" for k, _ in parsed.params) else ";lr")

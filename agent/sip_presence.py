@@ -13,8 +13,11 @@ from dataclasses import dataclass
 
 import pjsua2 as pj
 
+from agent.counters import Counters
 from agent.presence import Pidf, from_xml_text, status_of_pidf, xml_text
 from agent.sip import SipStack
+from agent.sipguard import guarded
+from agent.siptext import clean
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +60,16 @@ BuddyListener = Callable[[BuddyState], None]
 
 
 class _WatchedBuddy(pj.Buddy):
-    def __init__(self, contact_id: str, uri: str, listener: BuddyListener) -> None:
+    def __init__(
+        self, contact_id: str, uri: str, listener: BuddyListener, counters: Counters
+    ) -> None:
         super().__init__()
         self.contact_id = contact_id
         self.uri = uri
         self._listener = listener
+        self.counters = counters
 
+    @guarded("on_buddy_state")
     def onBuddyState(self) -> None:
         try:
             info = self.getInfo()
@@ -76,15 +83,16 @@ class _WatchedBuddy(pj.Buddy):
             open_ = pres.status == pj.PJSUA_BUDDY_STATUS_ONLINE
         activity = _ACTIVITY_NAMES.get(pres.activity, "unknown")
         # statusText is pjsua's "Online"/"Offline"/"?" when the contact sent no note.
-        # pjlib's XML parser leaves entity references as they were: decode them here.
-        note = from_xml_text(pres.note)
+        # Written by the contact: anything at all. pjlib's XML parser leaves entity references
+        # as they were: decode them here.
+        note = from_xml_text(clean(pres.note))
         self._listener(
             BuddyState(
                 self.contact_id,
                 self.uri,
                 status_of_pidf(open_, activity),
                 note,
-                info.subStateName,
+                clean(info.subStateName),
             )
         )
 
@@ -100,7 +108,13 @@ class SipPresence:
         self._reregister_at: float | None = None
         self._failures = 0
         self._last_failure = 0.0
+        # Every change NOTIFYs every watcher: changes go out at most presence_per_s a second,
+        # the latest state after a pause (sip.limits.presence_per_s).
+        self._gap_s = 1.0 / stack.config.limits.presence_per_s
+        self._sent_at = -self._gap_s
+        self._pending: Pidf | None = None
         stack.poll_hooks.append(self._after_poll)
+        stack.deadlines.append(self._due)
 
     def _after_poll(self) -> None:
         now = time.monotonic()
@@ -113,6 +127,9 @@ class SipPresence:
                 delay = retry_delay(self._failures)
                 log.warning("PUBLISH failed; registering again in %.0fs to publish again", delay)
                 self._reregister_at = now + delay
+        if self._pending is not None and now - self._sent_at >= self._gap_s:
+            pidf, self._pending = self._pending, None
+            self._send(pidf)
         if self._reregister_at is not None and now >= self._reregister_at:
             self._reregister_at = None
             # On success pjsua starts a new publication and the agent sends its presence
@@ -121,6 +138,18 @@ class SipPresence:
 
     def set_presence(self, pidf: Pidf) -> None:
         """PUBLISH (publish mode) or NOTIFY every watcher (serve mode) with this state."""
+        if time.monotonic() - self._sent_at < self._gap_s:
+            self._pending = pidf  # sent by _after_poll once the gap has passed
+            return
+        self._pending = None
+        self._send(pidf)
+
+    def _due(self) -> float | None:
+        """When a held-back change is due (time.monotonic()), for the loop's wait."""
+        return None if self._pending is None else self._sent_at + self._gap_s
+
+    def _send(self, pidf: Pidf) -> None:
+        self._sent_at = time.monotonic()
         account = self._stack.account
         if account is None:
             return
@@ -148,7 +177,7 @@ class SipPresence:
         cfg = pj.BuddyConfig()
         cfg.uri = uri
         cfg.subscribe = True
-        buddy = _WatchedBuddy(contact_id, uri, listener)
+        buddy = _WatchedBuddy(contact_id, uri, listener, self._stack.counters)
         try:
             buddy.create(account, cfg)
         except pj.Error as err:
@@ -163,6 +192,7 @@ class SipPresence:
         Deleting a pjsua2 Buddy unsubscribes it; the account's shutdown would delete them
         from C++ behind Python's back, so they must go first.
         """
+        self._pending = None
         if pidf is not None:
-            self.set_presence(pidf)
+            self._send(pidf)  # the last word, however soon after the one before
         self._buddies.clear()

@@ -7,6 +7,7 @@ from collections import OrderedDict, deque
 
 import pjsua2 as pj
 
+from agent.siptext import clean
 from agent.sipuri import InvalidSipUri, parse_sip_uri
 
 # Recreating a Buddy for every reply costs more than keeping a few.
@@ -39,8 +40,9 @@ class MessageSender:
             buddy.sendInstantMessage(prm)
         except pj.Error as err:
             raise SipError(f"cannot send to {uri}: {err.reason}") from None
-        # pjsua2 cannot carry a Python token through userData; correlate by (uri, body).
-        self._pending.setdefault((uri, body), deque()).append(token)
+        # pjsua2 cannot carry a Python token through userData; correlate by (uri, body),
+        # as the status callback will show them: cleaned (agent.siptext; a NUL in a body).
+        self._pending.setdefault((clean(uri), clean(body)), deque()).append(token)
 
     def settle(self, to: str, body: str) -> str | None:
         """The token of the oldest request to `to` with `body` still waiting for an answer."""

@@ -64,6 +64,9 @@ def transport_config(config: SipConfig) -> pj.TransportConfig:
         tc.tlsConfig.privKeyFile = tls.key_file or ""
         # TLS 1.2 at least; SSLV23 lets OpenSSL pick the best both sides speak.
         tc.tlsConfig.method = pj.PJSIP_SSLV23_METHOD
+        # A connection that never finishes its handshake holds one of pjsip's 64 I/O slots
+        # unseen by the connection guard (agent.sip_tcp): give it as long as an idle one.
+        tc.tlsConfig.msecTimeout = config.limits.tcp_idle_s * 1000
     return tc
 
 

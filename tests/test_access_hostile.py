@@ -26,6 +26,7 @@ from test_dispatch import (
     Clock,
 )
 
+from agent.access import senders_authenticated
 from agent.codestore import CodeFile
 from agent.config import parse_config
 from agent.dispatch import Dispatcher
@@ -207,3 +208,23 @@ def test_redaction_keeps_ordinary_numbers() -> None:
         "blink lamp 200ms 800ms 5; set fan 40%"
     )
     assert redact_codes('{"code": "654321"}') == '{"code": "******"}'
+
+
+@pytest.mark.parametrize(
+    ("sip_table", "authenticated"),
+    [
+        ('uri = "sip:agent@127.0.0.1"', False),  # direct mode: nobody vouches for a From
+        ('uri = "sip:a@pbx.example.org"\nregistrar = "sip:pbx.example.org"', True),
+        ('uri = "sip:a@pbx.example.org"\nproxy = "sip:pbx.example.org;lr"', True),
+        (
+            'uri = "sip:a@pbx.example.org"\nregistrar = "sip:pbx.example.org"\n'
+            'accept_from = "anyone"',
+            False,  # requests straight to the port are taken: Froms are not vouched for
+        ),
+    ],
+)
+def test_senders_are_authenticated_only_when_every_request_comes_through_the_proxy(
+    sip_table: str, authenticated: bool
+) -> None:
+    config = parse_config(f'[device]\nid = "t"\n[sip]\n{sip_table}\n')
+    assert senders_authenticated(config.sip) is authenticated

@@ -29,6 +29,7 @@ from agent.config import (
     OutboxConfig,
     OutputConfig,
     SipConfig,
+    SipLimitsConfig,
     SipNatConfig,
     SipRecoveryConfig,
     SipTlsConfig,
@@ -334,6 +335,7 @@ def test_a_minimal_config_gets_every_default() -> None:
             reg_expires=300,
             user_agent=f"sipagent/{__version__}",
             realm="*",
+            accept_from="anyone",  # direct mode: there is no proxy to take requests from
         ),
         access=AccessConfig(
             allow=(),
@@ -618,6 +620,14 @@ BAD = [
     ("log.level", "trace", "'trace' is not one of: debug, info, warning, error"),
     ("log.level", datetime.date(2024, 1, 1), "string expected, got date/time"),
     ("calls.reject_code", 200, "200 is out of range 300..699"),
+    ("sip.accept_from", "everyone", "'everyone' is not one of: proxy, anyone"),
+    ("sip.limits.watchers", 0, "0 is out of range 1..10000"),
+    ("sip.limits.watchers_per_sender", 0, "0 is out of range 1..10000"),
+    ("sip.limits.subscribe_per_s", 0, "0 is out of range 1..10000"),
+    ("sip.limits.stranger_answers_per_s", -1, "-1 is out of range 0..10000"),
+    ("sip.limits.presence_per_s", 0, "0 is out of range 1..1000"),
+    ("sip.limits.tcp_connections_per_ip", 60, "60 is out of range 1..32"),
+    ("sip.limits.tcp_idle_s", 0, "0 is out of range 1..3600"),
     (
         "calls.action",
         "open gate",
@@ -639,6 +649,18 @@ def test_each_bad_value_is_reported_as_one_line(key: str, value: Any, problem: s
 
 # Bad values that take more than one key to set up: (edits, the one expected line).
 BAD_COMBINATIONS = [
+    (
+        {"sip.registrar": "sip:pbx.example.org", "sip.trusted": ["192.0.2.0/24", "not a host!"]},
+        "sip.trusted[1]: 'not a host!' is not an address, a network or a host name",
+    ),
+    (
+        {"sip.trusted": ["192.0.2.7"]},
+        "sip.trusted: only routed mode (sip.registrar or sip.proxy) has a proxy to trust",
+    ),
+    (
+        {"sip.accept_from": "proxy"},
+        "sip.accept_from: 'proxy' needs sip.registrar or sip.proxy (direct mode)",
+    ),
     (
         {"mqtt.groups": ["porch", "Porch Lights"]},
         "mqtt.groups[1]: 'Porch Lights': a group name must match [a-z0-9_-]+",
@@ -941,6 +963,27 @@ def test_tls_verifies_against_the_system_store_by_default() -> None:
     config = parse_config(edited({"sip.transport": "tls"}))
     assert config.sip.tls.verify is True
     assert config.sip.tls.ca_file == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_routed_mode_takes_requests_only_from_the_proxy_unless_told_otherwise() -> None:
+    routed = {"sip.registrar": "sip:pbx.example.org"}
+    config = parse_config(edited(routed))
+    assert (config.sip.accept_from, config.sip.trusted) == ("proxy", ())
+    assert config.sip.limits == SipLimitsConfig()
+    config = parse_config(
+        edited(
+            {
+                **routed,
+                "sip.accept_from": "anyone",
+                "sip.trusted": ["192.0.2.0/24", "pbx2.example.org", "2001:db8::5"],
+                "sip.limits.watchers": 10,
+                "sip.limits.stranger_answers_per_s": 0,
+            }
+        )
+    )
+    assert config.sip.accept_from == "anyone"
+    assert config.sip.trusted == ("192.0.2.0/24", "pbx2.example.org", "2001:db8::5")
+    assert (config.sip.limits.watchers, config.sip.limits.stranger_answers_per_s) == (10, 0)
 
 
 def test_a_sips_registrar_means_tls() -> None:

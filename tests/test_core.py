@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,30 @@ def test_replies_and_other_content_are_relayed_not_answered(parts, body, content
     agent.on_message(message(body=body, content_type=content_type))
     assert sip.sent == []
     assert json.loads(mqtt.last("sipagent/porch/message/in"))["command"] is None
+
+
+def test_a_message_cut_short_is_never_obeyed_and_is_relayed_as_cut(parts) -> None:  # type: ignore[no-untyped-def]
+    agent, sip, mqtt, pins = parts()
+    msg = message(body="on gate")
+    agent.on_message(replace(msg, truncated=True))
+    assert pins.state["gate"] is False
+    assert sip.sent[0][1].startswith("error: message cut short")
+    record = json.loads(mqtt.last("sipagent/porch/message/in"))
+    assert (record["truncated"], record["authorized"]) == (True, False)
+    assert agent.counters.get("sip.message.truncated") == 1
+
+
+def test_replies_to_strangers_stop_at_their_budget_the_owner_still_gets_his(parts) -> None:  # type: ignore[no-untyped-def]
+    agent, sip, mqtt, _ = parts()
+    for i in range(30):  # forged senders: each has a rate limit of its own, all share this
+        agent.on_message(message(from_uri=f"<sip:eve{i}@pbx.example.org>", body="on gate"))
+    assert len(sip.sent) == 10  # the burst: twice sip.limits.stranger_answers_per_s
+    assert agent.counters.get("sip.reply.stranger_budget.dropped") == 20
+    agent.flush()
+    relayed = [p for t, p, _ in mqtt.published if t == "sipagent/porch/message/in"]
+    assert len(relayed) == 30  # every one is still relayed
+    agent.on_message(message(body="status"))
+    assert sip.sent[-1][1].startswith("ok: outputs")
 
 
 def test_bad_command_from_owner_gets_an_error_reply(parts) -> None:  # type: ignore[no-untyped-def]

@@ -42,7 +42,10 @@ def message(**overrides: str) -> IncomingMessage:
         ({}, True, "sip:owner@pbx.example.org"),
         ({}, False, "sip:owner@192.0.2.7:40000"),
         ({"transport": "tcp"}, False, "sip:owner@192.0.2.7:40000;transport=tcp"),
-        ({"contact": "<sip:owner@192.0.2.7:5062>"}, False, "sip:owner@192.0.2.7:5062"),
+        # The Contact is the sender's to write: a name to resolve, someone else's address.
+        ({"contact": "<sip:v@doesnotexist.example>"}, False, "sip:owner@192.0.2.7:40000"),
+        ({"contact": "<sip:owner@198.51.100.9:5062>"}, False, "sip:owner@192.0.2.7:40000"),
+        ({"contact": "<sip:v@doesnotexist.example>"}, True, "sip:owner@pbx.example.org"),
         ({"from_uri": "garbage"}, False, "sip:192.0.2.7:40000"),
     ],
 )
@@ -61,6 +64,7 @@ def test_relay_record_has_the_briefs_fields() -> None:
         "content_type": "text/plain",
         "received": "2026-01-02T03:04:05.006Z",
         "authorized": True,
+        "truncated": False,
         "command": {"name": "on", "target": "lamp", "result": "ok: lamp on"},
     }
     assert relay_record(msg, False, None)["command"] is None

@@ -7,6 +7,7 @@ import socket
 import time
 
 from .netns import socket_in
+from .rawsip import request
 
 
 def sip_options(host: str, port: int, timeout: float = 1.0, netns: str | None = None) -> str | None:
@@ -18,17 +19,15 @@ def sip_options(host: str, port: int, timeout: float = 1.0, netns: str | None = 
         sock.bind((host, 0))
         local_port = sock.getsockname()[1]
         token = secrets.token_hex(8)
-        request = (
-            f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {host}:{local_port};branch=z9hG4bK{token};rport\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:lab-probe@{host}>;tag={token}\r\n"
-            f"To: <sip:{host}:{port}>\r\n"
-            f"Call-ID: {token}@{host}\r\n"
-            "CSeq: 1 OPTIONS\r\n"
-            "Content-Length: 0\r\n\r\n"
+        options = request(
+            "OPTIONS",
+            f"sip:{host}:{port}",
+            local=(host, local_port),
+            sender=f"sip:lab-probe@{host}",
+            call_id=f"{token}@{host}",
+            headers={"Contact": None},
         )
-        sock.sendto(request.encode(), (host, port))
+        sock.sendto(options, (host, port))
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             sock.settimeout(left)

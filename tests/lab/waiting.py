@@ -30,6 +30,16 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
         pause.wait(min(interval, left))
 
 
+def wait_until_or_none(
+    predicate: Callable[[], T], timeout: float, interval: float = 0.02
+) -> T | None:
+    """Like `wait_until`, but None instead of an AssertionError when time runs out."""
+    try:
+        return wait_until(predicate, timeout, "", interval)
+    except AssertionError:
+        return None
+
+
 def require_binary(name: str, hint: str) -> str:
     """Path of executable ``name``; a missing server fails the test, it is never skipped."""
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin:/bin")

@@ -1,0 +1,81 @@
+"""No name a stranger sent is ever looked up: against a DNS server that never answers.
+
+The agent runs in a namespace whose resolver is a black hole (lab/blackhole.py): one lookup
+there blocks the owner loop for 10 s. Every place a stranger can write a host name gets one
+(Contact, Record-Route, Via sent-by and maddr, From, Route, the Request-URI), in MESSAGE,
+INVITE, SUBSCRIBE and OPTIONS. Afterwards the owner's `status` is answered at once, and the
+black hole was asked nothing.
+"""
+
+from __future__ import annotations
+
+from lab.agentproc import AgentProcess
+from lab.blackhole import BlackholeDns
+from lab.configs import agent_toml
+from lab.rawsip import SDP, UdpPeer, request
+from lab.soundness import DirectOwner, Soundness
+
+NAME = "v{}.blackhole.example"
+
+
+def _attacks(to: str, local: tuple[str, int]) -> list[bytes]:
+    """Requests with a host name in every place a sender writes one (numbered, to tell apart)."""
+    n = iter(range(1000))
+
+    def name() -> str:
+        return NAME.format(next(n))
+
+    out = []
+    for sender in ("sip:eve@127.0.0.1", "sip:owner@127.0.0.1"):  # a stranger; a forged owner
+        contact = {"Contact": f"<sip:x@{name()}:5060>"}
+        out += [
+            request("MESSAGE", to, local=local, sender=sender, body="status",
+                    content_type="text/plain", headers=contact),
+            request("MESSAGE", to, local=local, sender=f"sip:owner@{name()}", body="status",
+                    content_type="text/plain"),
+            request("MESSAGE", to, local=local, sender=sender, body="status",
+                    content_type="text/plain",
+                    headers={"Via": f"SIP/2.0/UDP {name()}:5060;branch=z9hG4bKv{next(n)}"}),
+            request("MESSAGE", to, local=local, sender=sender, body="status",
+                    content_type="text/plain",
+                    headers={"Via": f"SIP/2.0/UDP 127.0.0.1:{local[1]};maddr={name()};"
+                                    f"branch=z9hG4bKm{next(n)}"}),
+            request("MESSAGE", f"sip:agent@{name()}", local=local, sender=sender, body="status",
+                    content_type="text/plain", extra=[f"Route: <sip:{name()};lr>"]),
+            request("INVITE", to, local=local, sender=sender, body=SDP,
+                    content_type="application/sdp", headers=contact,
+                    extra=[f"Record-Route: <sip:{name()};lr>"]),
+            request("SUBSCRIBE", to, local=local, sender=sender, headers=contact,
+                    extra=["Event: presence"]),
+            request("SUBSCRIBE", to, local=local, sender=sender,
+                    extra=["Event: presence", f"Record-Route: <sip:{name()};lr>"]),
+            request("OPTIONS", to, local=local, sender=sender, headers=contact,
+                    extra=[f"Record-Route: <sip:{name()};lr>"]),
+        ]  # fmt: skip
+    return out
+
+
+def test_no_name_a_stranger_wrote_is_looked_up(tmp_path):
+    with BlackholeDns() as dns:
+        port = 5060
+        config = agent_toml(
+            listen=f"127.0.0.1:{port}", presence="serve", extra='[calls]\naction = "status"\n'
+        )
+        agent = AgentProcess(tmp_path / "agent", config, netns=dns.netns)
+        try:
+            agent.wait_ready()
+            address = ("127.0.0.1", port)
+            owner = DirectOwner(address, netns=dns.netns)
+            sound = Soundness(agent, owner.status)
+            sound.begin()
+            attacker = UdpPeer(netns=dns.netns)
+            for raw in _attacks(f"sip:agent@127.0.0.1:{port}", attacker.address):
+                attacker.send(raw, address)
+            sound.check()  # within 5 s: one lookup alone would have taken 10
+            asked = [q for q in dns.queries() if "blackhole" in q]
+            assert asked == [], f"looked up on the owner thread: {sorted(set(asked))}"
+            assert attacker.snapshot(), "the attacker got no answer at all: nothing was tested"
+            owner.close()
+            attacker.close()
+        finally:
+            agent.close()
