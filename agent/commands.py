@@ -7,8 +7,8 @@ be tested without GPIO, SIP or MQTT. Who may run what is decided in `agent.acces
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.config import OutputConfig
@@ -26,6 +26,7 @@ MAX_BLINK_COUNT = 10000
 MAX_LEVEL_CHARS = 12
 # Shorter blink phases than this are not kept by a loop that may be busy for a few ms.
 MIN_BLINK_S = 0.02
+BLINK_ON_S = 0.5  # blink without times: 500 ms on, as long off
 _ECHO = 40  # how much of a bad word an error quotes back
 
 
@@ -99,6 +100,9 @@ class Spec:
     takes_output: bool = False
     max_args: int = 0  # words after the output (or after the name)
     json_fields: tuple[str, ...] = ()  # JSON keys, in the order of the words they become
+    # A JSON key left out before one that is given: the word that stands in for it (words
+    # are positional), or the name of an earlier key whose value it copies.
+    json_gaps: Mapping[str, str] = field(default_factory=dict)
 
 
 def _target(cmd: Command) -> str:
@@ -144,7 +148,7 @@ def _pulse(cmd: Command, controls: Controls) -> str:
 def _blink(cmd: Command, controls: Controls) -> str:
     cfg = controls.output_config(_target(cmd))
     limit = max(MIN_BLINK_S, cfg.max_pulse_s)
-    on_s = _bounded(cmd.args[0], "on time", MIN_BLINK_S, limit) if cmd.args else 0.5
+    on_s = _bounded(cmd.args[0], "on time", MIN_BLINK_S, limit) if cmd.args else BLINK_ON_S
     off_s = _bounded(cmd.args[1], "off time", MIN_BLINK_S, limit) if len(cmd.args) > 1 else on_s
     count = int(cmd.args[2]) if len(cmd.args) > 2 else None
     controls.blink(_target(cmd), on_s, off_s, count)
@@ -209,6 +213,7 @@ COMMANDS: dict[str, Spec] = {
     "blink": Spec(
         "blink <output> [<on>] [<off>] [<count>]", "blink, e.g. blink lamp 200ms 800ms 5",
         _blink, True, 3, ("on", "off", "count"),
+        {"on": format_duration(BLINK_ON_S), "off": "on"},
     ),
     "set": Spec("set <output> <0-100>%", "PWM level", _set, True, 1, ("level",)),
     "presence": Spec(
@@ -311,12 +316,19 @@ def _parse_json(body: str) -> Request:
         spec.json_fields if spec else ()
     )
     words = [data["command"]]
-    for key in fields:
+    given: dict[str, str] = {}
+    for i, key in enumerate(fields):
         value = data.get(key)
         if value is None:
-            continue
+            if not any(data.get(later) is not None for later in fields[i + 1 :]):
+                continue  # trailing words may be left out
+            gap = spec.json_gaps.get(key) if spec else None
+            if gap is None:
+                raise CommandError(f'"{key}" is needed when a later field is given')
+            value = given.get(gap, gap)
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise CommandError(f'"{key}" must be a string or a number')
+        given[key] = str(value)
         words += str(value).split()
     code = data.get("code")
     if code is not None and not (isinstance(code, str) and CODE.fullmatch(code)):

@@ -145,9 +145,17 @@ def test_json_commands() -> None:
     assert parse('{"command": "set", "target": "dimmer", "level": 40}').command == Command(
         "set", "dimmer", ("40",)
     )
+    # Words are positional: a count given without the times before it gets their defaults
+    # (500 ms on, off as long as on), never read as the off time.
     assert parse(
         '{"command": "blink", "target": "lamp", "on": "100ms", "count": 3}'
-    ).command == Command("blink", "lamp", ("100ms", "3"))
+    ).command == Command("blink", "lamp", ("100ms", "100ms", "3"))
+    assert parse('{"command": "blink", "target": "lamp", "count": 3}').command == Command(
+        "blink", "lamp", ("500ms", "500ms", "3")
+    )
+    assert parse('{"command": "blink", "target": "lamp", "off": "1s"}').command == Command(
+        "blink", "lamp", ("500ms", "1s")
+    )
     assert parse(
         '{"command": "presence", "status": "away", "note": "Back at 5"}'
     ).command == Command("presence", None, ("away", "Back", "at", "5"))
@@ -160,6 +168,7 @@ def test_json_commands() -> None:
         ('{"command": "on", "target": true}', '"target" must be a string or a number'),
         ('{"command": "on", "target": "gate", "code": 123456}', '"code" must be a string'),
         ("[" * 999, "invalid JSON"),
+        ('{"command": "pulse", "duration": "2s"}', '"target" is needed'),
     ]:
         with pytest.raises(CommandError, match=reason):
             parse(body)
