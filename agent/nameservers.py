@@ -24,6 +24,8 @@ LOCAL = "127.0.0.1"
 
 def usable(text: str) -> str | None:
     """`text` as pjsip accepts a nameserver (an address without port or zone), or None."""
+    if "%" in text:
+        return None  # a zone (fe80::1%eth0): pjsua2 refuses it
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:

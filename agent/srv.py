@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 # How often the records are asked for again (pjsip's cache answers until their TTL runs out).
-REFRESH_S = 30.0
+REFRESH_S = 10.0
 # A REGISTER to one of several targets that gets no answer this long counts as failed:
 # pjsip would wait 32 s (Timer F); by now it has been sent 5 times over UDP.
 GIVE_UP_S = 8.0

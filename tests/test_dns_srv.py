@@ -112,12 +112,32 @@ def test_srv_only_provider_registers_at_the_first_target_then_fails_over_to_the_
     assert agent.pin(LAMP) is False
 
 
-def test_a_name_that_does_not_resolve_gives_a_clear_status_and_the_loop_answers(
-    dns, agent_factory
-):
+def test_a_name_that_does_not_resolve_gives_a_clear_status_and_the_loop_answers(dns, agent_factory):
     agent = agent_factory(provider_config(dns, registrar=f"sip:nowhere.{DOMAIN}"))
     line = wait_status(agent, r"SIP failed", 30)
     assert f"cannot resolve nowhere.{DOMAIN}" in line, line
     answer = status_socket.ask([str(agent.status_socket)], timeout_s=5)
     assert answer, answer
     assert f"_sip._udp.nowhere.{DOMAIN}" in dns.queries()
+
+
+def test_records_changed_by_the_provider_are_followed_once_their_ttl_runs_out(
+    tmp_path, two_servers, agent_factory, peer_factory
+):
+    k1, k2 = two_servers
+    with DnsServer(tmp_path / "dns", srv_zone(k1.port, k2.port, ttl=1)) as dns:
+        agent = agent_factory(provider_config(dns))
+        agent.wait_ready(timeout=20)
+        mark = len(agent.notify.statuses())
+        # The provider retires k1 from its SRV records (k1 still runs, its name resolves):
+        # only looking the records up again, after their TTL, can tell.
+        moved = Zone(DOMAIN, ttl=1)
+        moved.srv("_sip._udp", f"k2.{DOMAIN}", k2.port, priority=10)
+        moved.host(f"k1.{DOMAIN}", K1)
+        moved.host(f"k2.{DOMAIN}", K2)
+        dns.replace(moved)
+        wait_status(agent, rf"SIP registered .* via k2\.{DOMAIN}:{k2.port}", 40, after=mark)
+        assert f"using k2.{DOMAIN}:{k2.port}" in agent.log.read_text()
+        owner = owner_at(peer_factory, k2)
+        owner.send(f"sip:agent@{DOMAIN}", "on lamp")
+        assert owner.wait_message()["body"] == "ok: lamp on"
