@@ -17,7 +17,7 @@ from typing import ClassVar, Protocol
 
 import pjsua2 as pj
 
-from agent import sipnet
+from agent import sip_listen, sipnet
 from agent.config import SipConfig
 from agent.counters import Counters
 from agent.lograte import LogThrottle
@@ -35,11 +35,6 @@ from agent.siptext import clean, original_bytes
 log = logging.getLogger(__name__)
 pjlog = logging.getLogger("agent.pjsip")
 
-_TRANSPORTS = {
-    "udp": pj.PJSIP_TRANSPORT_UDP,
-    "tcp": pj.PJSIP_TRANSPORT_TCP,
-    "tls": pj.PJSIP_TRANSPORT_TLS,
-}
 # A SIP keep-alive: pjsip drops it silently, and it wakes `libHandleEvents` at once.
 _WAKE_DATAGRAM = b"\r\n\r\n"
 # pjsua2 reports no PUBLISH outcome. When pjsua gives its publication up (any failure but 412)
@@ -214,9 +209,7 @@ class SipStack:
 
     def _create_transport(self) -> int:
         assert self._ep is not None
-        tc = sipnet.transport_config(self.config)
-        tid = self._ep.transportCreate(_TRANSPORTS[self.config.transport], tc)
-        self.local_address = self._ep.transportGetInfo(tid).localName
+        tid, self.local_address = sip_listen.create(self._ep, self.config)
         return tid
 
     def _create_wake_transport(self) -> tuple[str, int]:
