@@ -49,6 +49,7 @@ class Kamailio(LabServer):
         tls_client_ca: Path | None = None,
         also_listen: tuple[str, ...] = (),
         modules: str = "",
+        before_save: str = "",
     ) -> None:
         """``host``/``netns``: listen on ``host`` inside network namespace ``netns`` (see
         lab.netns); ``tls``: also a TLS listener on ``tls_port`` with that certificate;
@@ -63,6 +64,7 @@ class Kamailio(LabServer):
         self.tls_client_ca = tls_client_ca
         self.also_listen = also_listen  # more addresses (IPv6 ones too), same port
         self.modules = modules  # more Kamailio script before the routing (outbound, ...)
+        self.before_save = before_save  # script run on an authenticated REGISTER before save()
         self.tls_port = free_port("tcp") if tls is not None else None
         self.users: dict[str, str] = dict(users)
         self.domain = domain
@@ -152,6 +154,7 @@ class Kamailio(LabServer):
                 tls=tls,
                 also_listen=self.also_listen,
                 modules=self.modules,
+                before_save=self.before_save,
             )
         )
         return [

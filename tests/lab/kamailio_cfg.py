@@ -93,6 +93,7 @@ def render(
     tls: tuple[int, Path] | None = None,
     also_listen: tuple[str, ...] = (),
     modules: str = "",
+    before_save: str = "",
 ) -> str:
     """The complete kamailio.cfg text; `tls` = (port, tls.cfg path) adds a TLS listener."""
     check_credential("domain", domain)
@@ -116,6 +117,7 @@ def render(
     return (
         _TEMPLATE.replace("@PORT@", str(port))
         .replace("@MODULES@\n", modules)
+        .replace("@BEFORE_SAVE@\n", before_save)
         .replace("@HOST@", host)
         .replace("@TLS@\n", tls_lines)
         .replace("@DOMAIN@", domain)
@@ -327,6 +329,7 @@ route[REGISTRAR] {
 		exit;
 	}
 	consume_credentials();
+@BEFORE_SAVE@
 	if (!save("location")) {
 		sl_reply_error();
 	}
