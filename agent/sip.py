@@ -26,7 +26,6 @@ from agent.perimeter import Perimeter
 from agent.redact import redact_sip_dump
 from agent.registration import RegState, reg_state_of
 from agent.sip_account import account_config, endpoint_config
-from agent.sip_hops import NextHop
 from agent.sip_send import MessageSender
 from agent.sipguard import failed, guarded
 from agent.sipmsg import parse_request
@@ -150,8 +149,6 @@ class SipStack:
         self._wake_sock: socket.socket | None = None
         self._unregistering = False
         self._recovery: sipnet.Recovery | None = None
-        self._hop: NextHop | None = None  # the provider's servers by SRV (agent.sip_hops)
-        self._tid = -1
         self.version = ""
         self.local_address = ""
         # Who may SUBSCRIBE to our presence: from-URI -> (SIP code, reason). Until someone
@@ -183,22 +180,16 @@ class SipStack:
         ep.libStart()
         ep.audDevManager().setNoDev()  # a messaging agent: never open a sound device
         port = int(self.local_address.rsplit(":", 1)[1])
-        hop = NextHop.of(self.config) if self.config.registrar else None
-        self._hop = hop if hop is not None and hop.start() else None
-        if self._hop is not None:
-            self.perimeter.resolved_by_pjsip(self._hop.host)
+        if self.config.registrar:  # before the perimeter: the SRV domain is looked up here
+            self._recovery = sipnet.Recovery.create(self.config, self._report, self.perimeter)
         self.perimeter.start(wake_address, ep.libHandleEvents, port)
         self._account = _Account(self)
-        self._tid = tid
-        if self.config.registrar:
-            self._recovery = sipnet.Recovery(self.config, self._report, self._hop)
-            self._recovery.trust_found = self.perimeter.found
-        if self._hop is not None:
-            self._hop.pin = self._pin
-        waits = self._hop is not None and self._hop.srv  # for the SRV records: no REGISTER yet
+        recovery = self._recovery
+        waits = recovery is not None and recovery.waits_for_dns  # the first REGISTER waits
         self._account.create(account_config(self.config, tid, register=not waits))
-        if self._recovery is not None:
-            self._recovery.begin(time.monotonic())
+        if recovery is not None:
+            reroute = lambda route: account_config(self.config, tid, route=route)  # noqa: E731
+            recovery.begin(time.monotonic(), self._account, reroute)
         log.info(
             "SIP account %s on %s %s (pjproject %s)",
             self.config.uri,
@@ -235,6 +226,8 @@ class SipStack:
         if self._ep is None:
             return
         account = self._account
+        if self._recovery is not None:
+            self._recovery.close()  # before libDestroy: its DNS query lives in pjsua's pool
         self._recovery = None  # no retries while we leave
         if account is not None and self.config.registrar and account.getInfo().regIsActive:
             self._unregistering = True
@@ -247,8 +240,6 @@ class SipStack:
                 while self._unregistering and time.monotonic() < deadline:
                     self._ep.libHandleEvents(20)
         self._sender.close()
-        if self._hop is not None:
-            self._hop.close()
         if account is not None:
             account.shutdown()
             self._account = None
@@ -344,17 +335,6 @@ class SipStack:
 
     def _report(self, state: RegState) -> None:
         self.listener.on_registration(state)
-
-    def _pin(self, route: str | None) -> None:
-        """Route the account through `route` (an SRV target); pjsua REGISTERs through it."""
-        if self._account is None or self._recovery is None:
-            return
-        try:
-            self._account.modify(account_config(self.config, self._tid, route=route))
-        except pj.Error as err:
-            log.warning("cannot route through %s: %s", route, err.info())
-            return
-        self._recovery.pinned(time.monotonic())
 
     def _on_instant_message(self, prm: pj.OnInstantMessageParam) -> None:
         self.messages_received += 1

@@ -16,6 +16,7 @@ import pjsua2 as pj
 
 from agent.config import SipConfig
 from agent.netwatch import RouteWatch
+from agent.perimeter import Perimeter
 from agent.registration import Action, Attempt, Backoff, Keeper, RegState, public_address
 from agent.sip_hops import NextHop
 from agent.sipuri import DEFAULT_PORTS, parse_sip_uri
@@ -102,6 +103,10 @@ class Registrar(Protocol):
     def setRegistration(self, renew: bool) -> None: ...
 
 
+class Reroutable(Registrar, Protocol):
+    def modify(self, config: pj.AccountConfig) -> None: ...
+
+
 def transport_trouble(prm: pj.OnTransportStateParam) -> str | None:
     """Log a closed connection; for a refused TLS certificate, return why (for the status)."""
     if prm.state != pj.PJSIP_TP_STATE_DISCONNECTED:
@@ -142,24 +147,65 @@ class Recovery:
             self._route = RouteWatch(uri.host, port)
             self._route.changed(time.monotonic())  # the starting point, not a change
         self.hop = hop
+        self._account: Reroutable | None = None
+        self._reroute: Callable[[str | None], object] = lambda _route: None
         # The perimeter hears the provider's addresses too (set by the SIP adapter).
         self.trust_found: Callable[[str, set[str]], None] = lambda _host, _addresses: None
         if hop is not None:
             hop.found = self._found
             hop.failed_lookup = self._lookup_failed
 
-    def begin(self, now: float) -> None:
-        """The account exists: its first REGISTER went out, or (SRV) waits for the records."""
-        if self.hop is not None and self.hop.srv:
+    @classmethod
+    def create(
+        cls, config: SipConfig, report: Callable[[RegState], None], perimeter: Perimeter
+    ) -> Recovery:
+        """After libStart (pjsip's resolver exists then); the perimeter hears of the
+        provider's addresses."""
+        hop = NextHop.of(config)
+        if hop is not None and not hop.start():
+            hop = None
+        recovery = cls(config, report, hop)
+        if hop is not None:
+            perimeter.resolved_by_pjsip(hop.host)
+        recovery.trust_found = perimeter.found
+        return recovery
+
+    @property
+    def waits_for_dns(self) -> bool:
+        """The first REGISTER waits for the SRV records (the account is added without)."""
+        return self.hop is not None and self.hop.srv
+
+    def begin(
+        self, now: float, account: Reroutable, reroute: Callable[[str | None], object]
+    ) -> None:
+        """The account exists: its first REGISTER went out, or (SRV) waits for the records.
+        `reroute(route)` is the account's config through that route (agent.sip_account)."""
+        self._account = account
+        self._reroute = reroute
+        if self.hop is not None:
+            self.hop.pin = self._pin
+        if self.waits_for_dns:
+            assert self.hop is not None
             self.hop.resolve(now)
         else:
             self.keeper.started()
 
-    def pinned(self, now: float) -> None:
-        """The account was re-routed through a target (agent.sip_hops): that REGISTERs."""
+    def close(self) -> None:
+        if self.hop is not None:
+            self.hop.close()
+
+    def _pin(self, route: str | None) -> None:
+        """Route the account through `route` (an SRV target): pjsua REGISTERs through it."""
+        if self._account is None:
+            return
+        try:
+            self._account.modify(self._reroute(route))
+        except pj.Error as err:
+            log.warning("cannot route through %s: %s", route, err.info())
+            return
         self.keeper.started()
         if self.hop is not None:
-            self.hop.sent_at = now
+            self.hop.sent_at = time.monotonic()
 
     def _found(self, host: str, addresses: set[str]) -> None:
         self.trust_found(host, addresses)
