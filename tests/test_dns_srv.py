@@ -8,16 +8,14 @@ the nameserver. Root only (the DNS server listens on port 53), as CI runs.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab.agentproc import AgentProcess
 from lab.dns import DnsServer, Zone
 from lab.kamailio import Kamailio
 from lab.ports import free_port
-from lab.waiting import wait_until
+from test_network import wait_status
 
 from agent import status_socket
 
@@ -61,25 +59,6 @@ def dns(tmp_path: Path, two_servers: tuple[Kamailio, Kamailio]) -> Iterator[DnsS
     k1, k2 = two_servers
     with DnsServer(tmp_path / "dns", srv_zone(k1.port, k2.port)) as server:
         yield server
-
-
-def statuses_after(agent: AgentProcess, mark: int) -> list[str]:
-    return agent.notify.statuses()[mark:]
-
-
-def wait_status(agent: AgentProcess, pattern: str, timeout: float, after: int = 0) -> str:
-    def found() -> str | None:
-        for line in statuses_after(agent, after):
-            if re.search(pattern, line):
-                return line
-        if agent.proc.poll() is not None:
-            raise AssertionError(f"agent exited:\n{agent.log_tail()}")
-        return None
-
-    return wait_until(
-        found, timeout, f"STATUS {pattern!r} (got {statuses_after(agent, after)}):\n"
-        f"{agent.log_tail()}"
-    )  # fmt: skip
 
 
 def owner_at(peer_factory, server: Kamailio):  # type: ignore[no-untyped-def]
