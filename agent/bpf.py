@@ -26,6 +26,7 @@ _AND = 0x54  # BPF_ALU | BPF_AND | BPF_K
 _JEQ = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
 _RET = 0x06  # BPF_RET | BPF_K
 _ACCEPT, _DROP = 0xFFFFFFFF, 0
+_END = -3  # marks the end of one network's checks (resolved by _link)
 MAX_NETWORKS = 16  # jump offsets are one byte: keep programs short
 
 
@@ -39,8 +40,9 @@ def program(allowed: Iterable[Network]) -> list[tuple[int, int, int, int]]:
     code: list[tuple[int, int, int, int]] = [
         (_LD_B, 0, 0, _NET + 0),
         (_AND, 0, 0, 0xF0),
-        # IPv4: fall into its checks; anything else jumps over them to the IPv6 checks.
-        (_JEQ, 0, len(v4_code) + 1, 0x40),
+        # IPv4: fall into its checks; anything else jumps over them to the IPv6 checks (the
+        # end-of-network markers in v4_code are no instructions: they do not count).
+        (_JEQ, 0, len([c for c in v4_code if c[0] != _END]) + 1, 0x40),
         *v4_code,
         (_RET, 0, 0, _DROP),
         *v6_code,

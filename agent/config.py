@@ -131,6 +131,8 @@ class SipConfig:
     accept_from: str = "proxy"
     trusted: tuple[str, ...] = ()  # more addresses, networks or host names counted as the proxy
     limits: SipLimitsConfig = field(default_factory=SipLimitsConfig)
+    # pjsip's DNS resolver (agent.nameservers): None: /etc/resolv.conf's; (): off.
+    nameservers: tuple[str, ...] | None = None
 
     @property
     def routed(self) -> bool:

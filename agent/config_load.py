@@ -39,6 +39,7 @@ from agent.config_brokers import read_brokers
 from agent.config_perimeter import read_accept, read_limits
 from agent.config_presence import input_config, presence_config
 from agent.config_table import NAME, Table, read_secret, resolve_path
+from agent.nameservers import read_nameservers
 from agent.sipuri import InvalidSipUri, address_of_record, parse_sip_uri
 
 
@@ -114,6 +115,7 @@ def _sip(t: Table, base_dir: str | None) -> SipConfig:
         accept_from=accept_from,
         trusted=trusted,
         limits=read_limits(t.table("limits") or t.empty("limits")),
+        nameservers=read_nameservers(t),
     )
     t.finish()
     return sip

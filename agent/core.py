@@ -149,6 +149,7 @@ class Agent:
     def status_summary(self) -> str:
         reg = self.registration
         sip = f"SIP {reg.state}" + (f" as {reg.public}" if reg.public else "")
+        sip += f" via {reg.server}" if reg.server else ""
         if reg.code or reg.state in ("registering", "failed"):
             sip += f" ({reg.code} {reg.reason})" if reg.code else f" ({reg.reason})"
         if reg.retry_in_s is not None:

@@ -7,50 +7,41 @@ kernel only picks the route and the source address, so checking every few second
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
-import logging
 import socket
-
-log = logging.getLogger(__name__)
-
-# How long a failed name lookup is trusted before the next try: no DNS traffic every check.
-_RESOLVE_RETRY_S = 30.0
 
 
 class RouteWatch:
-    """Reports the local source address toward `host`, or None when there is no route."""
+    """Reports the local source address toward the registrar, or None when there is no route.
+
+    Never looks a name up (that would block the owner loop): a registrar given by name is
+    watched once `aim` has its address (from agent.sip_hops, through pjsip's resolver).
+    """
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host.strip("[]")
         self.port = port
         self._target: tuple[int, str] | None = None
-        self._resolve_after = 0.0
         self.last: str | None = None
+        with contextlib.suppress(ValueError):  # a name: nothing to watch until it is known
+            self.aim(self.host)
 
-    def _resolve(self, now: float) -> tuple[int, str] | None:
-        if self._target is not None:
-            return self._target
-        try:
-            addr = ipaddress.ip_address(self.host)
-        except ValueError:
-            if now < self._resolve_after:
-                return None
-            try:
-                infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
-            except OSError as err:
-                log.debug("cannot resolve %s for the route check: %s", self.host, err)
-                self._resolve_after = now + _RESOLVE_RETRY_S
-                return None
-            family, _, _, _, sockaddr = infos[0]
-            self._target = (family, str(sockaddr[0]))
-        else:
-            family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
-            self._target = (family, str(addr))
-        return self._target
+    def aim(self, address: str, port: int | None = None) -> None:
+        """Watch the route to `address` (an IP address) from now on."""
+        addr = ipaddress.ip_address(address.strip("[]"))
+        family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+        self._target = (family, str(addr))
+        if port is not None:
+            self.port = port
+
+    @property
+    def aimed(self) -> bool:
+        return self._target is not None
 
     def source(self, now: float) -> str | None:
         """The local address a packet to the registrar would leave from, or None."""
-        target = self._resolve(now)
+        target = self._target
         if target is None:
             return None
         family, address = target

@@ -40,6 +40,7 @@ class Perimeter:
         self._gate = RequestGate(self._decide, counters)
         self._lookup = HostLookup(wake)
         self._looked_up_at = -LOOKUP_EVERY_S
+        self._by_pjsip: set[str] = set()  # names agent.sip_hops looks up (and reports here)
 
     @property
     def gate_on(self) -> bool:
@@ -71,6 +72,16 @@ class Perimeter:
         if time.monotonic() - self._looked_up_at >= LOOKUP_EVERY_S:
             self._look_up()
 
+    def resolved_by_pjsip(self, host: str) -> None:
+        """`host` is looked up through pjsip's resolver (its SRV targets too): not here."""
+        self._by_pjsip.add(host)
+
+    def found(self, host: str, addresses: set[str]) -> None:
+        """The provider's servers behind `host` are at `addresses` (all its SRV targets)."""
+        self.trust.resolved(host, addresses)
+        log.debug("the proxy %s is at %s", host, ", ".join(sorted(addresses)))
+        self.tcp.refresh()
+
     def on_transport_state(self, prm: pj.OnTransportStateParam) -> bool:
         """Count the change; True for a connection someone else opened to us."""
         return self.tcp.on_state(prm)
@@ -92,7 +103,7 @@ class Perimeter:
         return self.policy.decide(arrival)
 
     def _look_up(self) -> None:
-        names = [h for h in self._hosts if as_network(h) is None]
+        names = [h for h in self._hosts if as_network(h) is None and h not in self._by_pjsip]
         if names and self._lookup.start(names):
             self._looked_up_at = time.monotonic()
 

@@ -26,6 +26,7 @@ class RegState:
     public: str = ""  # "ip:port" the registrar saw us at (Via received/rport), "" if unknown
     retry_in_s: float | None = None  # failed: the next attempt comes this much later
     attempt: int = 0  # consecutive failures so far
+    server: str = ""  # "host:port" of the provider's server in use, when SRV chose it
 
     def as_dict(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -40,6 +41,8 @@ class RegState:
             d["retry_in"] = round(self.retry_in_s, 1)
         if self.attempt:
             d["attempt"] = self.attempt
+        if self.server:
+            d["server"] = self.server
         return d
 
 

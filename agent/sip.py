@@ -17,7 +17,7 @@ from typing import ClassVar, Protocol
 
 import pjsua2 as pj
 
-from agent import sipnet
+from agent import sip_listen, sipnet
 from agent.config import SipConfig
 from agent.counters import Counters
 from agent.lograte import LogThrottle
@@ -34,11 +34,6 @@ from agent.siptext import clean, original_bytes
 log = logging.getLogger(__name__)
 pjlog = logging.getLogger("agent.pjsip")
 
-_TRANSPORTS = {
-    "udp": pj.PJSIP_TRANSPORT_UDP,
-    "tcp": pj.PJSIP_TRANSPORT_TCP,
-    "tls": pj.PJSIP_TRANSPORT_TLS,
-}
 # A SIP keep-alive: pjsip drops it silently, and it wakes `libHandleEvents` at once.
 _WAKE_DATAGRAM = b"\r\n\r\n"
 # pjsua2 reports no PUBLISH outcome. When pjsua gives its publication up (any failure but 412)
@@ -185,12 +180,16 @@ class SipStack:
         ep.libStart()
         ep.audDevManager().setNoDev()  # a messaging agent: never open a sound device
         port = int(self.local_address.rsplit(":", 1)[1])
+        if self.config.registrar:  # before the perimeter: the SRV domain is looked up here
+            self._recovery = sipnet.Recovery.create(self.config, self._report, self.perimeter)
         self.perimeter.start(wake_address, ep.libHandleEvents, port)
         self._account = _Account(self)
-        if self.config.registrar:
-            self._recovery = sipnet.Recovery(self.config, self._report)
-            self._recovery.keeper.started()  # create() sends the first REGISTER
-        self._account.create(account_config(self.config, tid))
+        recovery = self._recovery
+        waits = recovery is not None and recovery.waits_for_dns  # the first REGISTER waits
+        self._account.create(account_config(self.config, tid, register=not waits))
+        if recovery is not None:
+            reroute = lambda route: account_config(self.config, tid, route=route)  # noqa: E731
+            recovery.begin(time.monotonic(), self._account, reroute)
         log.info(
             "SIP account %s on %s %s (pjproject %s)",
             self.config.uri,
@@ -201,9 +200,7 @@ class SipStack:
 
     def _create_transport(self) -> int:
         assert self._ep is not None
-        tc = sipnet.transport_config(self.config)
-        tid = self._ep.transportCreate(_TRANSPORTS[self.config.transport], tc)
-        self.local_address = self._ep.transportGetInfo(tid).localName
+        tid, self.local_address = sip_listen.create(self._ep, self.config)
         return tid
 
     def _create_wake_transport(self) -> tuple[str, int]:
@@ -229,6 +226,8 @@ class SipStack:
         if self._ep is None:
             return
         account = self._account
+        if self._recovery is not None:
+            self._recovery.close()  # before libDestroy: its DNS query lives in pjsua's pool
         self._recovery = None  # no retries while we leave
         if account is not None and self.config.registrar and account.getInfo().regIsActive:
             self._unregistering = True

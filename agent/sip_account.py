@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pjsua2 as pj
 
-from agent import sipnet
+from agent import nameservers, sipnet
 from agent.config import SipConfig
 from agent.sipuri import parse_sip_uri
 
@@ -28,20 +28,28 @@ def endpoint_config(config: SipConfig, writer: pj.LogWriter, debug: bool) -> pj.
     cfg.logConfig.level = cfg.logConfig.consoleLevel = 4 if debug else 2
     cfg.logConfig.decor = 0
     sipnet.apply_stun(cfg, config)
+    # pjsip's own resolver: names (SRV, A/AAAA) are looked up without blocking the owner loop.
+    for server in nameservers.choose(config.nameservers):
+        cfg.uaConfig.nameserver.append(server)
     return cfg
 
 
-def account_config(config: SipConfig, tid: int) -> pj.AccountConfig:
+def account_config(
+    config: SipConfig, tid: int, *, route: str | None = None, register: bool = True
+) -> pj.AccountConfig:
+    """`route`: through this server (an SRV target, agent.sip_hops) instead of the configured
+    hop; `register=False`: no REGISTER when the account is added (it waits for the route)."""
     c = config
     ac = pj.AccountConfig()
     ac.idUri = c.uri
     ac.sipConfig.transportId = tid
-    proxy = c.proxy or (loose_route(c.registrar) if c.registrar else None)
+    proxy = route or c.proxy or (loose_route(c.registrar) if c.registrar else None)
     if proxy:
         ac.sipConfig.proxies.append(with_transport(proxy, c.transport))
     if c.registrar:
         ac.regConfig.registrarUri = with_transport(c.registrar, c.transport)
         ac.regConfig.timeoutSec = c.reg_expires
+        ac.regConfig.registerOnAdd = register
     # No media is ever set up (maxCalls 0); should pjsua still open RTP sockets, they stay
     # on loopback, on any free port.
     ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"

@@ -87,7 +87,7 @@ class TcpGuard:
         self._only_proxy = only_proxy
         self._handles: dict[int, object] = {}  # pointer -> pjsua2's handle, to shut it down
         self._close: dict[int, str] = {}  # pointer -> why, closed after the poll
-        self._listener: socket.socket | None = None
+        self._listeners: list[socket.socket] = []  # one per family ("[::]": two)
         self._attached: tuple[str, ...] | bool | None = False  # False: nothing decided yet
         self._quiet = LogThrottle(log)
 
@@ -95,8 +95,8 @@ class TcpGuard:
         """Find pjsip's listening socket on `port` and put the first filter on it."""
         if not self.enabled:
             return
-        self._listener = _listening_socket(port)
-        if self._listener is None:
+        self._listeners = _listening_sockets(port)
+        if not self._listeners:
             log.error("TCP listener on port %d not found: connections are not filtered", port)
         self.refresh()
 
@@ -148,7 +148,7 @@ class TcpGuard:
 
     def refresh(self) -> None:
         """Put the filter the moment calls for on the listener, if it changed."""
-        if self._listener is None:
+        if not self._listeners:
             return
         tripped = self.connections.breaker()
         if self._only_proxy:
@@ -161,10 +161,11 @@ class TcpGuard:
             self._counters.bump("sip.tcp.breaker.tripped")
             self._quiet.warning("breaker", "too many SIP connections: new ones kept out for now")
         try:
-            bpf.attach(
-                self._listener,
-                None if wanted is None else [ipaddress.ip_network(n) for n in wanted],
-            )
+            for listener in self._listeners:
+                bpf.attach(
+                    listener,
+                    None if wanted is None else [ipaddress.ip_network(n) for n in wanted],
+                )
         except OSError as err:
             # Seen inside systemd-nspawn, whose seccomp filter refuses SO_ATTACH_FILTER.
             self._counters.bump("sip.tcp.filter.failed")
@@ -178,13 +179,15 @@ class TcpGuard:
         self._attached = wanted
 
     def close(self) -> None:
-        if self._listener is not None:
-            self._listener.close()  # our duplicate only: pjsip's descriptor stays open
-            self._listener = None
+        for listener in self._listeners:
+            listener.close()  # our duplicate only: pjsip's descriptor stays open
+        self._listeners = []
 
 
-def _listening_socket(port: int) -> socket.socket | None:
-    """A duplicate of this process's listening TCP socket on `port` (filters apply to both)."""
+def _listening_sockets(port: int) -> list[socket.socket]:
+    """Duplicates of this process's listening TCP sockets on `port` (IPv4, IPv6; filters
+    apply to the originals too)."""
+    found = []
     for name in os.listdir("/proc/self/fd"):
         try:
             if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
@@ -198,8 +201,9 @@ def _listening_socket(port: int) -> socket.socket | None:
                 and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
                 and sock.getsockname()[1] == port
             ):
-                return sock
+                found.append(sock)
+                continue
         except OSError:
             pass
         sock.close()
-    return None
+    return found

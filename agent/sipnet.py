@@ -16,8 +16,11 @@ import pjsua2 as pj
 
 from agent.config import SipConfig
 from agent.netwatch import RouteWatch
+from agent.perimeter import Perimeter
 from agent.registration import Action, Attempt, Backoff, Keeper, RegState, public_address
+from agent.sip_hops import NextHop
 from agent.sipuri import DEFAULT_PORTS, parse_sip_uri
+from agent.srv import is_server_failure
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,10 @@ class Registrar(Protocol):
     def setRegistration(self, renew: bool) -> None: ...
 
 
+class Reroutable(Registrar, Protocol):
+    def modify(self, config: pj.AccountConfig) -> None: ...
+
+
 def transport_trouble(prm: pj.OnTransportStateParam) -> str | None:
     """Log a closed connection; for a refused TLS certificate, return why (for the status)."""
     if prm.state != pj.PJSIP_TP_STATE_DISCONNECTED:
@@ -119,10 +126,14 @@ def transport_trouble(prm: pj.OnTransportStateParam) -> str | None:
 class Recovery:
     """Keeps the account registered: retries with backoff, periodic checks, route changes.
 
-    `report(state)` announces the steps that have no REGISTER answer of their own.
+    `report(state)` announces the steps that have no REGISTER answer of their own. With a
+    `hop` (a registrar or proxy given by name, agent.sip_hops), the first REGISTER waits for
+    its SRV records, and a REGISTER that finds no server moves to the next target at once.
     """
 
-    def __init__(self, config: SipConfig, report: Callable[[RegState], None]) -> None:
+    def __init__(
+        self, config: SipConfig, report: Callable[[RegState], None], hop: NextHop | None = None
+    ) -> None:
         rc = config.recovery
         self.keeper = Keeper(Backoff(rc.retry_min_s, rc.retry_max_s), rc.check_s)
         self._report_state = report
@@ -135,11 +146,92 @@ class Recovery:
             port = uri.port or DEFAULT_PORTS["sips" if config.transport == "tls" else "sip"]
             self._route = RouteWatch(uri.host, port)
             self._route.changed(time.monotonic())  # the starting point, not a change
+        self.hop = hop
+        self._account: Reroutable | None = None
+        self._reroute: Callable[[str | None], object] = lambda _route: None
+        # The perimeter hears the provider's addresses too (set by the SIP adapter).
+        self.trust_found: Callable[[str, set[str]], None] = lambda _host, _addresses: None
+        if hop is not None:
+            hop.found = self._found
+            hop.failed_lookup = self._lookup_failed
+
+    @classmethod
+    def create(
+        cls, config: SipConfig, report: Callable[[RegState], None], perimeter: Perimeter
+    ) -> Recovery:
+        """After libStart (pjsip's resolver exists then); the perimeter hears of the
+        provider's addresses."""
+        hop = NextHop.of(config)
+        if hop is not None and not hop.start():
+            hop = None
+        recovery = cls(config, report, hop)
+        if hop is not None:
+            perimeter.resolved_by_pjsip(hop.host)
+        recovery.trust_found = perimeter.found
+        return recovery
+
+    @property
+    def waits_for_dns(self) -> bool:
+        """The first REGISTER waits for the SRV records (the account is added without)."""
+        return self.hop is not None and self.hop.srv
+
+    def begin(
+        self, now: float, account: Reroutable, reroute: Callable[[str | None], object]
+    ) -> None:
+        """The account exists: its first REGISTER went out, or (SRV) waits for the records.
+        `reroute(route)` is the account's config through that route (agent.sip_account)."""
+        self._account = account
+        self._reroute = reroute
+        if self.hop is not None:
+            self.hop.pin = self._pin
+        if self.waits_for_dns:
+            assert self.hop is not None
+            self.hop.resolve(now)
+        else:
+            self.keeper.started()
+
+    def close(self) -> None:
+        if self.hop is not None:
+            self.hop.close()
+
+    def _pin(self, route: str | None) -> None:
+        """Route the account through `route` (an SRV target): pjsua REGISTERs through it."""
+        if self._account is None:
+            return
+        try:
+            self._account.modify(self._reroute(route))
+        except pj.Error as err:
+            log.warning("cannot route through %s: %s", route, err.info())
+            return
+        self.keeper.started()
+        if self.hop is not None:
+            self.hop.sent_at = time.monotonic()
+
+    def _found(self, host: str, addresses: set[str]) -> None:
+        self.trust_found(host, addresses)
+        route = self._route
+        if route is None or not addresses:
+            return
+        current = self.hop.hops.current if self.hop is not None else None
+        preferred = [a for a in (current.addresses if current else ()) if a in addresses]
+        port = current.port if current else None
+        route.aim(preferred[0] if preferred else sorted(addresses)[0], port)
+        route.changed(time.monotonic())  # a new starting point, not a change of network
+
+    def _lookup_failed(self, why: str) -> None:
+        attempt = self.keeper.failed(time.monotonic(), why)
+        log.warning("%s; trying again in %.1fs", why, attempt.delay_s)
+        self._report(attempt)
 
     def on_result(self, state: RegState, response: str) -> RegState:
         """A REGISTER's outcome: note the public address, or schedule the retry."""
         now = time.monotonic()
+        if self.hop is not None:
+            self.hop.sent_at = None
         if state.state == "registered":
+            if self.hop is not None and self.hop.pinned:
+                self.hop.hops.succeeded()
+                state = replace(state, server=self.hop.hops.current.hostport)  # type: ignore[union-attr]
             note = self.keeper.registered(now, public_address(response) if response else None)
             if note:
                 log.warning("registration of %s: %s", self.uri, note)
@@ -153,6 +245,15 @@ class Recovery:
             # pjsip's words ("SSL certificate verification error") say less than ours.
             state = replace(state, reason=self.tls_refusal)
             self.tls_refusal = ""
+        if self.hop is not None and is_server_failure(state.code):
+            target = self.hop.failover(f"{state.code} {state.reason}")
+            if target is not None:
+                return replace(
+                    state,
+                    state="registering",
+                    reason=f"{state.code} {state.reason}; trying {target.hostport}",
+                    attempt=self.keeper.failures,
+                )
         attempt = self.keeper.failed(now, f"{state.code} {state.reason}")
         return replace(state, retry_in_s=attempt.delay_s, attempt=attempt.failures)
 
@@ -175,6 +276,11 @@ class Recovery:
         """Called after every poll: look at the route, then do what is due."""
         if account is None:
             return
+        hop = self.hop
+        if hop is not None and hop.pinned and hop.refresh_due(now):
+            hop.resolve(now)  # the records' TTL may have run out: pjsip's cache knows
+        if hop is not None and hop.overdue(now):
+            self._report_state(self.on_result(RegState("failed", 408, "no answer", 0), ""))
         if self._route is not None and now >= self._next_route_check:
             self._next_route_check = now + ROUTE_CHECK_S
             change = self._route.changed(now)
@@ -195,6 +301,15 @@ class Recovery:
         self._report(self.keeper.link_changed(now, why))
 
     def _register(self, now: float, account: Registrar, action: Action) -> None:
+        hop = self.hop
+        if hop is not None and hop.srv and hop.hops.needs_lookup(now):
+            # No targets yet, or every one failed: look them up again; the answer pins the
+            # best one, which registers (or, unchanged, the REGISTER below goes to it).
+            hop.resolve(now)
+            if not hop.pinned or self.keeper.in_flight:
+                return  # the answer comes later, or it re-routed the account (REGISTERing)
+        if hop is not None and hop.repin():
+            return  # back to the best target after a round of failures: that REGISTERs
         try:
             account.setRegistration(True)
         except pj.Error as err:
@@ -204,6 +319,8 @@ class Recovery:
             self._report(attempt)
             return
         self.keeper.started()
+        if hop is not None and hop.pinned:
+            hop.sent_at = now
         failures = self.keeper.failures
         if action is Action.REGISTER and failures:
             log.info("registering again (attempt %d)", failures + 1)

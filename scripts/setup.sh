@@ -25,6 +25,9 @@ if [ "$with_tests" = 1 ]; then
   # The network tests: Kamailio's TLS listener, a CA made with openssl, namespaces with an
   # nftables NAT router, and a STUN server and client.
   packages+=(kamailio-tls-modules openssl iproute2 nftables stun-server stun-client)
+  # Providers: a DNS server with SRV/NAPTR records (dnsmasq-base: the binary, no service)
+  # and Kamailio's SIP outbound (RFC 5626) module.
+  packages+=(dnsmasq-base kamailio-outbound-modules)
 fi
 
 missing=()

@@ -14,6 +14,9 @@ from lab.blackhole import BlackholeDns
 from lab.configs import agent_toml
 from lab.rawsip import SDP, UdpPeer, request
 from lab.soundness import DirectOwner, Soundness
+from lab.waiting import wait_until
+
+from agent import status_socket
 
 NAME = "v{}.blackhole.example"
 
@@ -77,5 +80,30 @@ def test_no_name_a_stranger_wrote_is_looked_up(tmp_path):
             assert attacker.snapshot(), "the attacker got no answer at all: nothing was tested"
             owner.close()
             attacker.close()
+        finally:
+            agent.close()
+
+
+def test_names_the_owner_chose_are_looked_up_without_blocking_the_loop(tmp_path):
+    """pjsip's own resolver (nameservers from the namespace's resolv.conf: the black hole)
+    asks asynchronously: the owner loop answers while the lookups hang, and the registration
+    says why it failed once pjsip gives up."""
+    with BlackholeDns() as dns:
+        config = agent_toml(listen="127.0.0.1:0").replace(
+            'uri = "sip:agent@127.0.0.1"',
+            'uri = "sip:agent@pbx.blackhole.example"\nregistrar = "sip:pbx.blackhole.example"\n'
+            'password = "pw"',
+        )
+        agent = AgentProcess(tmp_path / "agent", config, netns=dns.netns)
+        try:
+            wait_until(lambda: "_sip._udp.pbx.blackhole.example" in dns.queries(), 15,
+                       f"the SRV query; log:\n{agent.log_tail()}")  # fmt: skip
+            for _ in range(3):  # the loop answers while pjsip's resolver waits
+                assert status_socket.ask([str(agent.status_socket)], timeout_s=3)
+            wait_until(
+                lambda: any("cannot resolve pbx.blackhole.example" in s
+                            for s in agent.notify.statuses()),
+                40, f"the failed registration; log:\n{agent.log_tail()}",
+            )  # fmt: skip
         finally:
             agent.close()

@@ -47,6 +47,9 @@ class Kamailio(LabServer):
         netns: str | None = None,
         tls: CertPair | None = None,
         tls_client_ca: Path | None = None,
+        also_listen: tuple[str, ...] = (),
+        modules: str = "",
+        before_save: str = "",
     ) -> None:
         """``host``/``netns``: listen on ``host`` inside network namespace ``netns`` (see
         lab.netns); ``tls``: also a TLS listener on ``tls_port`` with that certificate;
@@ -59,6 +62,9 @@ class Kamailio(LabServer):
         self.netns = netns
         self.tls = tls
         self.tls_client_ca = tls_client_ca
+        self.also_listen = also_listen  # more addresses (IPv6 ones too), same port
+        self.modules = modules  # more Kamailio script before the routing (outbound, ...)
+        self.before_save = before_save  # script run on an authenticated REGISTER before save()
         self.tls_port = free_port("tcp") if tls is not None else None
         self.users: dict[str, str] = dict(users)
         self.domain = domain
@@ -77,17 +83,26 @@ class Kamailio(LabServer):
         return self._host
 
     @property
+    def uri_host(self) -> str:
+        """The host as written in a URI (an IPv6 address in brackets)."""
+        return f"[{self._host}]" if ":" in self._host else self._host
+
+    def registrar_at(self, host: str) -> str:
+        """The registrar on another of its addresses (``also_listen``)."""
+        return f"sip:[{host}]:{self.port}" if ":" in host else f"sip:{host}:{self.port}"
+
+    @property
     def tls_uri(self) -> str:
         """The registrar over TLS (``sips:`` would work as well; the tests use both)."""
-        return f"sip:{self.host}:{self.tls_port};transport=tls"
+        return f"sip:{self.uri_host}:{self.tls_port};transport=tls"
 
     @property
     def proxy_uri(self) -> str:
-        return f"sip:{self.host}:{self.port};lr"
+        return f"sip:{self.uri_host}:{self.port};lr"
 
     @property
     def registrar_uri(self) -> str:
-        return f"sip:{self.host}:{self.port}"
+        return f"sip:{self.uri_host}:{self.port}"
 
     def aor(self, user: str) -> str:
         """``sip:user@domain``."""
@@ -135,8 +150,11 @@ class Kamailio(LabServer):
                 users=self.users,
                 dbdir=self.dbdir,
                 secret=self._secret,
-                host=self.host,
+                host=self.uri_host,
                 tls=tls,
+                also_listen=self.also_listen,
+                modules=self.modules,
+                before_save=self.before_save,
             )
         )
         return [
@@ -162,7 +180,8 @@ class Kamailio(LabServer):
         # Kamailio opens its TCP listener in the same startup step, but the tests use TCP too.
         ports = [self.port] + ([self.tls_port] if self.tls_port else [])
         for port in ports:
-            with socket_in(self.netns, socket.AF_INET, socket.SOCK_STREAM) as sock:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            with socket_in(self.netns, family, socket.SOCK_STREAM) as sock:
                 sock.settimeout(0.25)
                 try:
                     sock.connect((self.host, port))

@@ -91,6 +91,9 @@ def render(
     secret: str,
     host: str = "127.0.0.1",
     tls: tuple[int, Path] | None = None,
+    also_listen: tuple[str, ...] = (),
+    modules: str = "",
+    before_save: str = "",
 ) -> str:
     """The complete kamailio.cfg text; `tls` = (port, tls.cfg path) adds a TLS listener."""
     check_credential("domain", domain)
@@ -108,8 +111,13 @@ def render(
             f"enable_tls=yes\nlisten=tls:{host}:{tls[0]}\n"
             f'loadmodule "tls.so"\nmodparam("tls", "config", "{tls[1]}")\n'
         )
+    for address in also_listen:
+        bracketed = f"[{address}]" if ":" in address else address
+        tls_lines += f"listen=udp:{bracketed}:{port}\nlisten=tcp:{bracketed}:{port}\n"
     return (
         _TEMPLATE.replace("@PORT@", str(port))
+        .replace("@MODULES@\n", modules)
+        .replace("@BEFORE_SAVE@\n", before_save)
         .replace("@HOST@", host)
         .replace("@TLS@\n", tls_lines)
         .replace("@DOMAIN@", domain)
@@ -159,6 +167,7 @@ loadmodule "htable.so"
 loadmodule "db_text.so"
 loadmodule "presence.so"
 loadmodule "presence_xml.so"
+@MODULES@
 
 # A MESSAGE to a registered but dead contact fails in 5 s rather than 30 s: tests wait for it.
 modparam("tm", "fr_timer", 5000)
@@ -320,6 +329,7 @@ route[REGISTRAR] {
 		exit;
 	}
 	consume_credentials();
+@BEFORE_SAVE@
 	if (!save("location")) {
 		sl_reply_error();
 	}

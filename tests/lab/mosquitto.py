@@ -99,7 +99,8 @@ class Mosquitto(LabServer):
     def _answers(self) -> bool:
         assert self._child is not None
         self._child.check_alive()
-        with socket_in(self.netns, socket.AF_INET, socket.SOCK_STREAM) as sock:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket_in(self.netns, family, socket.SOCK_STREAM) as sock:
             sock.settimeout(0.25)
             try:
                 sock.connect((self.host, self.port))

@@ -71,6 +71,7 @@ def request(
     """A request to `to`. `headers` replaces a standard header's value (None removes it);
     `extra` lines are added as written; `content_length` may lie."""
     host, port = local
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     payload = body.encode() if isinstance(body, str) else body
     standard: dict[str, str | None] = {
         "Via": f"SIP/2.0/{proto} {host}:{port};branch=z9hG4bK{secrets.token_hex(6)};rport",

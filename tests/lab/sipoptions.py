@@ -15,16 +15,18 @@ def sip_options(host: str, port: int, timeout: float = 1.0, netns: str | None = 
 
     With `netns`, the probe is sent from inside that network namespace.
     """
-    with socket_in(netns, socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    uri_host = f"[{host}]" if family == socket.AF_INET6 else host
+    with socket_in(netns, family, socket.SOCK_DGRAM) as sock:
         sock.bind((host, 0))
         local_port = sock.getsockname()[1]
         token = secrets.token_hex(8)
         options = request(
             "OPTIONS",
-            f"sip:{host}:{port}",
+            f"sip:{uri_host}:{port}",
             local=(host, local_port),
-            sender=f"sip:lab-probe@{host}",
-            call_id=f"{token}@{host}",
+            sender=f"sip:lab-probe@{uri_host}",
+            call_id=f"{token}@lab",
             headers={"Contact": None},
         )
         sock.sendto(options, (host, port))
