@@ -115,12 +115,14 @@ def test_a_code_works_once_across_a_restart_and_from_sip_to_mqtt_and_is_never_lo
     tmp_path, mosquitto, agent_factory, peer_factory, probe_factory, device_id
 ):
     B = f"sipagent/{device_id}"
-    probe = probe_factory(f"{B}/command/result")
+    probe = probe_factory(f"{B}/command/result", f"{B}/availability")
     state = tmp_path / "state"
     port = free_port()
     config = _code_config(port, mosquitto, device_id)
     first = agent_factory(config, extra_env={"STATE_DIRECTORY": str(state)})
     first.wait_ready()
+    # `online` comes after the agent's subscriptions: from then on B/command is heard.
+    probe.wait_for(f"{B}/availability", lambda m: m.payload == b"online")
     alice = peer_factory(uri="sip:alice@127.0.0.1")
     code = totp(KEY, time.time())
     alice.send(f"sip:agent@127.0.0.1:{port}", f"{code} on gate")
@@ -128,9 +130,10 @@ def test_a_code_works_once_across_a_restart_and_from_sip_to_mqtt_and_is_never_lo
     first.terminate()
     assert first.wait_exit()["code"] == 0
 
+    probe.wait_for(f"{B}/availability", lambda m: m.payload == b"offline")
     second = agent_factory(config, extra_env={"STATE_DIRECTORY": str(state)})
     second.wait_ready()
-    probe.wait_connected()
+    probe.wait_for(f"{B}/availability", lambda m: m.payload == b"online")
     still_valid = {totp(KEY, time.time() + s) for s in (-30, 0, 30)}
     probe.publish(f"{B}/command", f"{code} on gate")
     result = json.loads(probe.wait_for(f"{B}/command/result").payload)

@@ -98,6 +98,8 @@ def test_names_the_owner_chose_are_looked_up_without_blocking_the_loop(tmp_path)
         try:
             wait_until(lambda: "_sip._udp.pbx.blackhole.example" in dns.queries(), 15,
                        f"the SRV query; log:\n{agent.log_tail()}")  # fmt: skip
+            # The socket opens just after the SIP stack starts (and asks its first query).
+            wait_until(agent.status_socket.exists, 10, f"the socket; log:\n{agent.log_tail()}")
             for _ in range(3):  # the loop answers while pjsip's resolver waits
                 assert status_socket.ask([str(agent.status_socket)], timeout_s=3)
             wait_until(
