@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from agent import commands
+from agent import chat, commands
 from agent.access import identity_of, senders_authenticated
 from agent.bridge import Bridge, Link
 from agent.budget import TokenBucket
@@ -35,6 +35,7 @@ from agent.messages import CommandOutcome, IncomingMessage, reply_target
 from agent.outbox import Outbox
 from agent.presence import PresenceError
 from agent.presence_keeper import PresenceKeeper
+from agent.receipts import Receipts
 from agent.service import Notifier
 from agent.sip import RegState
 from agent.sip_send import SipError
@@ -124,6 +125,14 @@ class Agent:
         # Replies to strangers are bounded (sip.limits.stranger_answers_per_s): the budget is
         # shared with the request gate's refusals (agent.loop wires it).
         self.strangers = TokenBucket(config.sip.limits.stranger_answers_per_s)
+        # Delivery notices (IMDN) both ways, within the same budget for strangers.
+        self.receipts = Receipts(
+            lambda to, body, content_type: sip.send_message(to, body, content_type),
+            self.counters,
+            self.strangers,
+            routed=sip.routed,
+            authenticated=self.senders_authenticated,
+        )
         self._quiet = LogThrottle(log)
         # pjproject version, outdated or not, the last error (B/diagnostics, `status`).
         self.diagnostics = Diagnostics()
@@ -206,14 +215,29 @@ class Agent:
         return self.config.access.rights_of(identity_of(sender)) is not None
 
     def on_message(self, msg: IncomingMessage) -> None:
+        # CPIM unwrapped, notices and typing told apart (agent.chat: pure, bounded).
+        reading = chat.read(msg)
+        if reading.kind != "message":
+            record = self.receipts.on_signal(reading)
+            if record is not None and self.bridge is not None:
+                self.bridge.event(self.bridge.topics.message_sent, record)
+            return
+        msg = reading.message
         known = self.is_known(msg.from_uri)
         # pjsua 2.15 has already answered 200: store the message before anything else,
         # so that neither a broker outage nor a crash from here on can lose it.
         if self.bridge is not None and self.bridge.accept(msg, known).duplicate:
             return  # a retransmission of a request already accepted (and acted on)
-        allowed, outcome = self._handle_message(msg, known)
+        self.receipts.notify(msg, reading.request, "delivered", known)
+        if reading.problem is None:
+            allowed, outcome = self._handle_message(msg, known)
+        else:  # relayed as it came, never obeyed
+            self.counters.bump("sip.message.unreadable")
+            log.warning("message %s from %s: %s", msg.id, msg.from_uri, reading.problem)
+            allowed, outcome = known, None
         if outcome is not None:
             self._reply(msg, outcome.result, known)
+            self.receipts.notify(msg, reading.request, "displayed", known)
         if self.bridge is not None:
             self.bridge.settle(msg, allowed, outcome)
 

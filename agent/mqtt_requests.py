@@ -58,6 +58,8 @@ class SendRequest:
     to: str
     body: str
     content_type: str
+    # Ask the recipient for delivery notices (sent wrapped in CPIM, agent.receipts).
+    notify: bool = False
 
 
 class SendRefused(ValueError):
@@ -70,7 +72,8 @@ class SendRefused(ValueError):
 
 
 def parse_send(payload: bytes) -> SendRequest:
-    """`{"to": "sip:…", "body": "…", "id": "…", "content_type": "…"}`, or SendRefused."""
+    """`{"to": "sip:…", "body": "…", "id": "…", "content_type": "…", "notify": true}`,
+    or SendRefused."""
     try:
         data = loads(payload.decode("utf-8"))
     except UnicodeDecodeError:
@@ -89,9 +92,12 @@ def parse_send(payload: bytes) -> SendRequest:
         _check_to(to)
         _check_body(body)
         _check_content_type(content_type)
+        notify = data.get("notify", False)
+        if not isinstance(notify, bool):
+            raise SendRefused('"notify" must be true or false')
     except SendRefused as err:
         raise SendRefused(str(err), request_id, echo) from None
-    return SendRequest(request_id, to, body, content_type)
+    return SendRequest(request_id, to, body, content_type, notify)
 
 
 def _id(value: object) -> str | None:

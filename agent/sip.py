@@ -351,6 +351,8 @@ class SipStack:
             transport=self.config.transport,
             request_key=request.key() if request else None,
             truncated=request is not None and request.truncated,
+            raw_body=request.body if request is not None else None,
+            content_encoding=(request.first("content-encoding") or "") if request else "",
         )
         self.listener.on_message(msg)
 
