@@ -67,7 +67,12 @@ class Link(Protocol):
 
 class Sender(Protocol):
     def send_message(
-        self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
+        self,
+        to: str,
+        body: str,
+        content_type: str = "text/plain",
+        token: str | None = None,
+        account: str | None = None,
     ) -> None: ...
 
 
@@ -276,16 +281,26 @@ class Bridge:
             self._report_sent({**outcome, "attempts": 0})
             return
         token = request.id or str(uuid.uuid4())
+        by = next((a for a in self.config.accounts if a.name == request.account), None)
+        if by is None and request.account is not None:
+            names = ", ".join(a.name for a in self.config.accounts)
+            reason = f"no SIP account {request.account!r} (accounts: {names})"
+            self._refused("message_send", "invalid", f"message/send refused: {reason}")
+            outcome = {"id": token, "to": request.to, "ok": False, "code": None, "reason": reason}
+            self._report_sent({**outcome, "attempts": 0})
+            return
         body, content_type = request.body, request.content_type
         if request.notify:
-            sender = self.config.sip.uri
+            sender = (by or self.config.sip).uri
             body = self.device.receipts.wrap(token, request.to, sender, body, content_type)
             content_type = CPIM_TYPE
-        self.outgoing.submit(token, request.to, body, content_type)
+        self.outgoing.submit(token, request.to, body, content_type, request.account)
 
     def _send(self, request: Request) -> None:
         try:
-            self.sip.send_message(request.to, request.body, request.content_type, request.token)
+            self.sip.send_message(
+                request.to, request.body, request.content_type, request.token, request.account
+            )
         except SipError as err:
             raise ValueError(str(err)) from None
 

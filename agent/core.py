@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from agent import chat, commands
+from agent import accounts, chat, commands
 from agent.access import identity_of, senders_authenticated
 from agent.bridge import Bridge, Link
 from agent.budget import TokenBucket
@@ -54,7 +54,12 @@ class Sip(Protocol):
     routed: bool
 
     def send_message(
-        self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
+        self,
+        to: str,
+        body: str,
+        content_type: str = "text/plain",
+        token: str | None = None,
+        account: str | None = None,
     ) -> None: ...
 
 
@@ -109,9 +114,13 @@ class Agent:
             # Without an outbox of its own (unit tests) it gets one in memory: not durable.
             outbox = outbox if outbox is not None else Outbox(":memory:")
             self.bridge = Bridge(config, mqtt, outbox, sip, self)
-        self.registration = RegState("direct", 0, "no registrar", 0)
+        first = RegState("direct", 0, "no registrar", 0)
         if config.sip.registrar:
-            self.registration = RegState("unregistered", 0, "not yet registered", 0)
+            first = RegState("unregistered", 0, "not yet registered", 0)
+        # Per account ([[sip.accounts]]); `registration` is the device's as a whole (agent.
+        # accounts: registered when any account is).
+        self.registrations = {a.name: first for a in config.accounts}
+        self.registration = first
         self.ready = False
         self._outbox_trouble: str | None = None
         self.stop_reason: str | None = None
@@ -127,7 +136,9 @@ class Agent:
         self.strangers = TokenBucket(config.sip.limits.stranger_answers_per_s)
         # Delivery notices (IMDN) both ways, within the same budget for strangers.
         self.receipts = Receipts(
-            lambda to, body, content_type: sip.send_message(to, body, content_type),
+            lambda to, body, content_type, account: sip.send_message(
+                to, body, content_type, account=account
+            ),
             self.counters,
             self.strangers,
             routed=sip.routed,
@@ -156,12 +167,7 @@ class Agent:
             self.notifier.ready(self.status_summary())
 
     def status_summary(self) -> str:
-        reg = self.registration
-        sip = f"SIP {reg.state}" + (f" as {reg.public}" if reg.public else "")
-        if reg.code or reg.state in ("registering", "failed"):
-            sip += f" ({reg.code} {reg.reason})" if reg.code else f" ({reg.reason})"
-        if reg.retry_in_s is not None:
-            sip += f", retry {reg.attempt} in {reg.retry_in_s:.0f}s"
+        sip = "SIP " + accounts.summary(self.registrations)
         mqtt = "MQTT off" if self.mqtt is None else f"MQTT {self._mqtt_word()}"
         return f"{sip}; {mqtt}"
 
@@ -183,24 +189,25 @@ class Agent:
 
     # -- SIP callbacks ----------------------------------------------------------------
 
-    def on_registration(self, state: RegState) -> None:
-        previous = self.registration
-        self.registration = state
+    def on_registration(self, state: RegState, account: str = "main") -> None:
+        previous = self.registrations.get(account)
+        self.registrations[account] = state
+        self.registration = accounts.overall(self.registrations)
         level = logging.INFO if state.state != "failed" else logging.WARNING
         log.log(
             level,
             "registration %s for %s: %d %s (expires %ds)",
             state.state,
-            self.config.sip.uri,
+            accounts.uri_of(self.config, account),
             state.code,
             state.reason,
             state.expires,
             extra=journal_fields(sip_status=state.code, registration=state.state),
         )
         if state.state == "registered":
-            self._become_ready()
-            if self.presence is not None:
-                self.presence.on_registered()
+            self._become_ready()  # the first account to register (agent.accounts says why)
+            if self.presence is not None and account == self.config.sip.name:
+                self.presence.on_registered()  # presence goes out by the first account
         if state != previous:
             self.notifier.status(self.status_summary())
             self._publish_registration()
@@ -275,7 +282,7 @@ class Agent:
             return
         target = reply_target(msg, routed=self.sip.routed)
         try:
-            self.sip.send_message(target, text)
+            self.sip.send_message(target, text, account=msg.account)
         except SipError as err:
             log.warning("reply to %s not sent: %s", target, err)
 
@@ -427,9 +434,15 @@ class Agent:
     # -- helpers ----------------------------------------------------------------------
 
     def _publish_registration(self) -> None:
-        if self.bridge is not None:
-            payload = json.dumps(self.registration.as_dict())
-            self.bridge.publish_state(self.bridge.topics.registration, payload)
+        if self.bridge is None:
+            return
+        # B/registration stays the first account's; with several, each has its own too.
+        first = self.registrations[self.config.sip.name]
+        self.bridge.publish_state(self.bridge.topics.registration, json.dumps(first.as_dict()))
+        if len(self.registrations) > 1:
+            for name, state in self.registrations.items():
+                topic = self.bridge.topics.account_registration(name)
+                self.bridge.publish_state(topic, json.dumps(state.as_dict()))
 
 
 def _duration(seconds: float) -> str:

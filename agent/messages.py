@@ -33,6 +33,7 @@ class IncomingMessage:
     content_encoding: str = ""
     # The From inside a message/cpim wrapper: recorded beside the SIP From, never trusted.
     cpim_from: str | None = None
+    account: str = "main"  # the SIP account it came in on ([[sip.accounts]]); replies too
 
     @classmethod
     def new(
@@ -50,6 +51,7 @@ class IncomingMessage:
         truncated: bool = False,
         raw_body: bytes | None = None,
         content_encoding: str = "",
+        account: str = "main",
     ) -> IncomingMessage:
         return cls(
             from_uri=from_uri,
@@ -65,6 +67,7 @@ class IncomingMessage:
             truncated=truncated,
             raw_body=raw_body,
             content_encoding=content_encoding,
+            account=account,
         )
 
 

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 # Our notified sends whose notices may still come; the oldest are forgotten past this.
 MAX_TRACKED = 256
 
-SendFn = Callable[[str, str, str], None]  # (to, body, content_type); raises on failure
+# (to, body, content_type, account); raises SipError when it cannot be sent
+SendFn = Callable[[str, str, str, str | None], None]
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class Receipts:
             content_headers=(("Content-Disposition", "notification"),),
         )
         try:
-            self._send(target, body, cpim.CONTENT_TYPE)
+            self._send(target, body, cpim.CONTENT_TYPE, msg.account)
         except SipError as err:
             log.warning("%s notice for %s to %s not sent: %s", status, msg.id, target, err)
             return

@@ -219,9 +219,14 @@ class TypedSip(FakeSip):
         self.types: list[str] = []
 
     def send_message(
-        self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
+        self,
+        to: str,
+        body: str,
+        content_type: str = "text/plain",
+        token: str | None = None,
+        account: str | None = None,
     ) -> None:
-        super().send_message(to, body, content_type, token)
+        super().send_message(to, body, content_type, token, account)
         self.types.append(content_type)
 
 
