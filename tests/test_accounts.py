@@ -1,0 +1,126 @@
+"""Several SIP accounts: reading [[sip.accounts]], the device's registration as a whole,
+and what Home Assistant is told (the first account's entity unchanged)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent import accounts
+from agent.config import ConfigError, parse_config
+from agent.discovery import announcements
+from agent.registration import RegState
+
+BASE = """
+[device]
+id = "porch"
+[sip]
+uri = "sip:porch@pbx.home"
+registrar = "sip:pbx.home"
+password = "x"
+{extra}
+[mqtt]
+host = "localhost"
+[gpio]
+pin_factory = "mock"
+"""
+
+PUBLIC = """
+[[sip.accounts]]
+name = "public"
+uri = "sip:+4930123@provider.example"
+registrar = "sip:provider.example"
+password = "y"
+transport = "tcp"
+"""
+
+
+def test_a_second_account_has_its_own_identity_and_shares_the_policy() -> None:
+    config = parse_config(BASE.format(extra='accept_from = "proxy"\n' + PUBLIC))
+    first, public = config.accounts
+    assert (first.name, first.listen_port, first.presence) == ("main", 5060, "publish")
+    assert (public.name, public.uri, public.transport) == (
+        "public", "sip:+4930123@provider.example", "tcp",
+    )  # fmt: skip
+    assert (public.listen_port, public.presence) == (0, "off")  # any free port; no presence
+    assert (public.accept_from, public.limits) == (first.accept_from, first.limits)
+
+
+def test_one_sip_table_is_one_account() -> None:
+    config = parse_config(BASE.format(extra=""))
+    assert [a.name for a in config.accounts] == ["main"] and config.more_accounts == ()
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ('[[sip.accounts]]\nuri = "sip:a@b"\nregistrar = "sip:b"',
+         "sip.accounts[0].name: required key is missing"),
+        ('[[sip.accounts]]\nname = "main"\nuri = "sip:a@b"\nregistrar = "sip:b"',
+         "sip.accounts[0].name: 'main' is already another account's"),
+        ('[[sip.accounts]]\nname = "Public!"\nuri = "sip:a@b"\nregistrar = "sip:b"',
+         "sip.accounts[0].name: 'Public!' must match [a-z0-9_-]+"),
+        ('[[sip.accounts]]\nname = "p"\nuri = "sip:a@b"',
+         "sip.accounts[0].registrar: required key is missing"),
+        ('[[sip.accounts]]\nname = "p"\nuri = "sip:a@b"\nregistrar = "sip:b"\npresence = "serve"',
+         "sip.accounts[0].presence: is the same for every account: set it in [sip]"),
+        ('[[sip.accounts]]\nname = "p"\nuri = "sip:a@b"\nregistrar = "sip:b"\n'
+         '[[sip.accounts.accounts]]\nname = "q"',
+         "sip.accounts[0].accounts: unknown key"),
+        ('[[sip.accounts]]\nname = "p"\nuri = "sip:a@b"\nregistrar = "sip:b"\n'
+         'listen = "0.0.0.0:5060"', "sip.accounts[0].listen: 0.0.0.0:5060 (udp) is already"),
+        ("".join(f'[[sip.accounts]]\nname = "a{i}"\nuri = "sip:a@b"\nregistrar = "sip:b"\n'
+                 for i in range(4)), "sip.accounts: at most 4 accounts in all"),
+    ],
+)  # fmt: skip
+def test_account_problems_name_the_key(extra: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(BASE.format(extra=extra))
+    assert any(p.startswith(problem) for p in err.value.problems), err.value.problems
+
+
+def test_several_accounts_need_a_registrar_in_sip_too() -> None:
+    text = BASE.format(extra=PUBLIC).replace('registrar = "sip:pbx.home"\n', "", 1)
+    with pytest.raises(ConfigError, match="several accounts need a registrar each"):
+        parse_config(text)
+
+
+REGISTERED = RegState("registered", 200, "OK", 300)
+FAILED = RegState("failed", 403, "Forbidden", 0)
+TRYING = RegState("registering", 0, "", 0)
+
+
+@pytest.mark.parametrize(
+    ("states", "overall"),
+    [
+        ({"main": REGISTERED, "public": FAILED}, REGISTERED),
+        ({"main": FAILED, "public": REGISTERED}, REGISTERED),  # any account makes it ready
+        ({"main": TRYING, "public": FAILED}, TRYING),  # none: the first account's
+        ({"main": FAILED}, FAILED),
+    ],
+)
+def test_the_device_is_registered_when_any_account_is(states, overall) -> None:  # type: ignore[no-untyped-def]
+    assert accounts.overall(states) == overall
+
+
+def test_the_summary_names_each_account_only_when_there_are_several() -> None:
+    assert accounts.summary({"main": REGISTERED}) == "registered (200 OK)"
+    assert accounts.summary({"main": REGISTERED, "public": FAILED}) == (
+        "main registered (200 OK); public failed (403 Forbidden)"
+    )
+
+
+def test_home_assistant_gets_a_registration_sensor_per_further_account() -> None:
+    single = announcements(parse_config(BASE.format(extra="")))
+    double = announcements(parse_config(BASE.format(extra=PUBLIC)))
+    # The first account's entity is the one a single-account agent always had.
+    topic = "homeassistant/sensor/sipagent_porch/registration/config"
+    assert json.loads(single[topic]) == json.loads(double[topic])
+    assert json.loads(single[topic])["unique_id"] == "sipagent_porch_registration"
+    extra = json.loads(double["homeassistant/sensor/sipagent_porch/registration_public/config"])
+    assert extra["unique_id"] == "sipagent_porch_registration_public"
+    assert extra["state_topic"] == "sipagent/porch/registration/public"
+    assert set(double) - set(single) == {
+        "homeassistant/sensor/sipagent_porch/registration_public/config"
+    }
