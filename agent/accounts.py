@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from agent.config import Config
 from agent.registration import RegState
+from agent.sipuri import InvalidSipUri, parse_sip_uri
 
 _WORKING = ("registered", "direct")
 
@@ -32,6 +33,23 @@ def summary(states: Mapping[str, RegState]) -> str:
     if len(states) == 1:
         return _words(next(iter(states.values())))
     return "; ".join(f"{name} {_words(state)}" for name, state in states.items())
+
+
+def misrouted(config: Config, account: str, sender: str) -> str | None:
+    """Why a request from `sender` cannot be what it says, having come in on `account`, or
+    None. A user of one account's domain reaches the agent through that account's proxy:
+    the same From through another account's proxy (a public provider relaying whatever a
+    stranger writes) is not vouched for by anyone, so it is never obeyed."""
+    if len(config.accounts) < 2:
+        return None
+    try:
+        host = parse_sip_uri(sender).host.lower()
+    except InvalidSipUri:
+        return None
+    own = {a.name: parse_sip_uri(a.uri).host.lower() for a in config.accounts}
+    if host == own.get(account) or host not in own.values():
+        return None
+    return f"a From of another account's domain ({host}) came in through account {account!r}"
 
 
 def uri_of(config: Config, name: str) -> str:

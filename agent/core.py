@@ -236,12 +236,13 @@ class Agent:
         if self.bridge is not None and self.bridge.accept(msg, known).duplicate:
             return  # a retransmission of a request already accepted (and acted on)
         self.receipts.notify(msg, reading.request, "delivered", known)
-        if reading.problem is None:
+        problem = reading.problem or accounts.misrouted(self.config, msg.account, msg.from_uri)
+        if problem is None:
             allowed, outcome = self._handle_message(msg, known)
         else:  # relayed as it came, never obeyed
             self.counters.bump("sip.message.unreadable")
-            log.warning("message %s from %s: %s", msg.id, msg.from_uri, reading.problem)
-            allowed, outcome = known, None
+            log.warning("message %s from %s: %s: not obeyed", msg.id, msg.from_uri, problem)
+            allowed, outcome = False, None
         if outcome is not None:
             self._reply(msg, outcome.result, known)
             self.receipts.notify(msg, reading.request, "displayed", known)

@@ -124,3 +124,23 @@ def test_home_assistant_gets_a_registration_sensor_per_further_account() -> None
     assert set(double) - set(single) == {
         "homeassistant/sensor/sipagent_porch/registration_public/config"
     }
+
+
+@pytest.mark.parametrize(
+    ("account", "sender", "misrouted"),
+    [
+        ("main", "sip:owner@pbx.home", False),
+        ("public", "sip:+4917@provider.example", False),
+        ("public", "sip:friend@elsewhere.example", False),  # a stranger either way
+        ("public", '"Owner" <sip:owner@PBX.home>', True),  # the PBX's user, via the provider
+        ("main", "sip:+4930123@provider.example", True),
+        ("public", "garbage", False),
+    ],
+)
+def test_a_from_of_another_accounts_domain_is_never_vouched_for(
+    account: str, sender: str, misrouted: bool
+) -> None:
+    config = parse_config(BASE.format(extra=PUBLIC))
+    assert (accounts.misrouted(config, account, sender) is not None) is misrouted
+    single = parse_config(BASE.format(extra=""))
+    assert accounts.misrouted(single, "main", sender) is None
