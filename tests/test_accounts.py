@@ -4,13 +4,16 @@ and what Home Assistant is told (the first account's entity unchanged)."""
 from __future__ import annotations
 
 import json
+import tomllib
 
 import pytest
 
 from agent import accounts
 from agent.config import ConfigError, parse_config
 from agent.discovery import announcements
+from agent.explain import explain
 from agent.registration import RegState
+from agent.reload import plan_reload
 
 BASE = """
 [device]
@@ -144,3 +147,21 @@ def test_a_from_of_another_accounts_domain_is_never_vouched_for(
     assert (accounts.misrouted(config, account, sender) is not None) is misrouted
     single = parse_config(BASE.format(extra=""))
     assert accounts.misrouted(single, "main", sender) is None
+
+
+def test_explain_shows_each_account_and_never_its_password() -> None:
+    text = BASE.format(extra=PUBLIC.replace('password = "y"', 'password = "provider-secret"'))
+    config = parse_config(text)
+    lines = explain(config, tomllib.loads(text))
+    assert "sip.accounts[0].password = (set)" in lines
+    assert 'sip.accounts[0].uri = "sip:+4930123@provider.example"' in lines
+    assert not [line for line in lines if "provider-secret" in line]
+    assert any("sipagent/porch/registration/public" in line for line in lines)
+
+
+def test_a_reload_that_changes_the_accounts_needs_a_restart() -> None:
+    running = parse_config(BASE.format(extra=PUBLIC))
+    loaded = parse_config(BASE.format(extra=PUBLIC.replace("tcp", "udp")))
+    plan = plan_reload(running, loaded)
+    assert plan.needs_restart == ("sip.accounts",)
+    assert plan.config.more_accounts == running.more_accounts
