@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
 from typing import Protocol
 
 from agent import accounts, chat, commands
@@ -17,8 +16,9 @@ from agent.bridge import Bridge, Link
 from agent.budget import TokenBucket
 from agent.calls import handle_call
 from agent.codes import Store
-from agent.config import Config, OutputConfig
+from agent.config import Config
 from agent.counters import Counters
+from agent.device import DeviceControls, OutputPins
 from agent.diagnostics import Diagnostics
 from agent.dispatch import Dispatcher
 from agent.events import (
@@ -33,7 +33,6 @@ from agent.logfields import journal_fields
 from agent.lograte import LogThrottle
 from agent.messages import CommandOutcome, IncomingMessage, reply_target
 from agent.outbox import Outbox
-from agent.presence import PresenceError
 from agent.presence_keeper import PresenceKeeper
 from agent.receipts import Receipts
 from agent.service import Notifier
@@ -63,29 +62,7 @@ class Sip(Protocol):
     ) -> None: ...
 
 
-class OutputPins(Protocol):
-    def output_names(self) -> Sequence[str]: ...
-
-    def output_config(self, name: str) -> OutputConfig: ...
-
-    def output_is_on(self, name: str) -> bool: ...
-
-    def set_output(self, name: str, on: bool) -> None: ...
-
-    def set_level(self, name: str, level: float) -> None: ...
-
-    def pulse(self, name: str, seconds: float) -> None: ...
-
-    def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None: ...
-
-    def level(self, name: str) -> float: ...
-
-    def state_payload(self, name: str) -> str: ...
-
-    def activity(self, name: str) -> str | None: ...
-
-
-class Agent:
+class Agent(DeviceControls):
     """Owns the agent's state; every method runs on the owner thread."""
 
     def __init__(
@@ -308,63 +285,6 @@ class Agent:
             self.bridge.event(self.bridge.topics.call_in, outcome.record())
         return outcome.code
 
-    # -- commands' view of the device (commands.Controls) --------------------------------
-
-    def output_names(self) -> Sequence[str]:
-        return self.outputs.output_names()
-
-    def output_config(self, name: str) -> OutputConfig:
-        return self.outputs.output_config(name)
-
-    def output_is_on(self, name: str) -> bool:
-        return self.outputs.output_is_on(name)
-
-    def set_output(self, name: str, on: bool) -> None:
-        self.outputs.set_output(name, on)
-
-    def set_level(self, name: str, level: float) -> None:
-        self.outputs.set_level(name, level)
-
-    def pulse(self, name: str, seconds: float) -> None:
-        self.outputs.pulse(name, seconds)
-
-    def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None:
-        self.outputs.blink(name, on_s, off_s, count)
-
-    def status_lines(self) -> Sequence[str]:
-        outs = ", ".join(self._output_status(n) for n in self.output_names())
-        return [
-            f"outputs: {outs or 'none'}",
-            self.status_summary(),
-            *(self.presence.status_lines() if self.presence is not None else ()),
-            *([self.bridge.status_line()] if self.bridge is not None else ()),
-            f"uptime {_duration(time.monotonic() - self.started)}",
-        ]
-
-    def _output_status(self, name: str) -> str:
-        word = "on" if self.outputs.output_is_on(name) else "off"
-        if self.outputs.output_config(name).pwm:
-            word = f"{round(self.outputs.level(name) * 100, 1):g}%"
-        running = self.outputs.activity(name)
-        return f"{name} {word}" + (f" ({running})" if running else "")
-
-    def set_presence(self, status: str, note: str | None) -> str:
-        """The `presence` command; returns the reply text (`ok: ` or `error: ` is added)."""
-        if self.presence is None:
-            raise commands.CommandError("presence is not available")
-        try:
-            return self.presence.set(status, note)
-        except PresenceError as err:
-            raise commands.CommandError(str(err)) from None
-
-    def on_output_changed(self, name: str, on: bool) -> None:
-        """Listener for the GPIO adapter: every change of an output is announced."""
-        if self.bridge is not None:
-            topic = self.bridge.topics.output_state(name)
-            self.bridge.publish_state(topic, self.outputs.state_payload(name))
-        if self.presence is not None:
-            self.presence.on_output_changed()
-
     # -- inbox events -------------------------------------------------------------------
 
     def handle(self, event: Event) -> None:
@@ -444,10 +364,3 @@ class Agent:
             for name, state in self.registrations.items():
                 topic = self.bridge.topics.account_registration(name)
                 self.bridge.publish_state(topic, json.dumps(state.as_dict()))
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"

@@ -13,36 +13,27 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 import pjsua2 as pj
 
 from agent import sipnet
 from agent.config import SipConfig
 from agent.counters import Counters
-from agent.lograte import LogThrottle
 from agent.messages import IncomingMessage
 from agent.perimeter import Perimeter
-from agent.redact import redact_sip_dump
 from agent.registration import RegState, reg_state_of
 from agent.sip_account import account_config, endpoint_config
 from agent.sip_accounts import Slot, Slots
+from agent.sip_log import PjLogWriter, pjlog
 from agent.sipguard import failed, guarded
 from agent.sipmsg import parse_request
 from agent.siptext import clean, original_bytes
 
 log = logging.getLogger(__name__)
-pjlog = logging.getLogger("agent.pjsip")
 
 # A SIP keep-alive: pjsip drops it silently, and it wakes `libHandleEvents` at once.
 _WAKE_DATAGRAM = b"\r\n\r\n"
-# pjsua2 reports no PUBLISH outcome. When pjsua gives its publication up (any failure but 412)
-# it logs this line (agent.sip_presence acts on it).
-_PUBLISH_FAILED = "publication (PUBLISH) failed"
-# pjsip's line for a packet it could not take (too long, unparsable), followed by the packet.
-_BAD_PACKET = "Error processing packet"
-# pjsip's lines can quote whole messages a stranger wrote; the journal gets this much.
-MAX_LOG_LINE = 500
 
 
 class SipListener(Protocol):
@@ -51,35 +42,6 @@ class SipListener(Protocol):
     def on_message(self, msg: IncomingMessage) -> None: ...
 
     def on_message_status(self, token: str | None, to: str, code: int, reason: str) -> None: ...
-
-
-class _LogWriter(pj.LogWriter):
-    _LEVELS: ClassVar[dict[int, int]] = {
-        0: logging.ERROR,
-        1: logging.ERROR,
-        2: logging.WARNING,
-        3: logging.INFO,
-    }
-
-    def __init__(self, counters: Counters) -> None:
-        super().__init__()
-        self.counters = counters
-        self.publish_failed = False
-        self._quiet = LogThrottle(pjlog)
-
-    @guarded("log_writer")
-    def write(self, entry: pj.LogEntry) -> None:
-        msg = clean(entry.msg).rstrip()
-        if _PUBLISH_FAILED in msg:
-            self.publish_failed = True  # acted on by SipStack.poll, outside pjsua's locks
-        if msg.startswith(_BAD_PACKET):
-            # pjsip quotes the whole packet: a stranger's 4 KB per line, as fast as sent.
-            self._quiet.warning("packet", "%s", msg.split("\n", 1)[0][:MAX_LOG_LINE])
-            return
-        if entry.level <= 3 and len(msg) > MAX_LOG_LINE:  # debug (4+) quotes messages whole
-            msg = f"{msg[:MAX_LOG_LINE]}… ({len(msg)} characters)"
-        # At debug level pjsip logs whole MESSAGEs: their bodies may carry one-time codes.
-        pjlog.log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", redact_sip_dump(msg))
 
 
 class _Endpoint(pj.Endpoint):
@@ -150,7 +112,7 @@ class SipStack:
         # What was refused, dropped or limited: the run's shared counters (agent.loop).
         self.counters = counters if counters is not None else Counters()
         self._ep: pj.Endpoint | None = None
-        self._log_writer = _LogWriter(self.counters)
+        self._log_writer = PjLogWriter(self.counters)
         self.messages_received = 0  # for agent.heap: when traffic stops, memory can go back
         self._wake_sock: socket.socket | None = None
         self.version = ""
