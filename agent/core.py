@@ -120,6 +120,7 @@ class Agent(DeviceControls):
             self.strangers,
             routed=sip.routed,
             authenticated=self.senders_authenticated,
+            own_uri=lambda account: accounts.uri_of(self.config, account),
         )
         self._quiet = LogThrottle(log)
         # pjproject version, outdated or not, the last error (B/diagnostics, `status`).

@@ -55,8 +55,12 @@ class Receipts:
         *,
         routed: bool,
         authenticated: bool,
+        own_uri: Callable[[str], str],
     ) -> None:
         self._send = send
+        # Our identity on an account: a notice's CPIM From must be the SIP From it leaves
+        # with (Linphone checks that the two agree).
+        self._own_uri = own_uri
         self.counters = counters
         self.strangers = strangers
         self.routed = routed
@@ -85,7 +89,7 @@ class Receipts:
         target = reply_target(msg, routed=self.routed)
         now = _now()
         body = cpim.build(
-            identity_of(msg.to_uri),
+            self._own_uri(msg.account),
             identity_of(msg.from_uri),
             imdn.CONTENT_TYPE,
             imdn.notice_xml(request.message_id, status, request.datetime or now),

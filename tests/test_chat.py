@@ -262,6 +262,10 @@ def test_a_linphone_command_is_obeyed_delivered_and_displayed(tmp_path: Path) ->
         ("sip:owner@pbx.example.org", imdn.Notice("Fo8k6As19CJd", "delivered")),
         ("sip:owner@pbx.example.org", imdn.Notice("Fo8k6As19CJd", "displayed")),
     ]
+    # A notice's CPIM From is the account's identity, as its SIP From (Linphone checks it).
+    assert {cpim.parse(body.encode()).sender for _, body, _ in sip.sent[::2]} == {
+        "<sip:porch@pbx.example.org>"
+    }
     agent.on_message(cpim_message(linphone("on gate")))
     assert pins.state["gate"] is True
     record = json.loads(mqtt.last("sipagent/porch/message/in"))
