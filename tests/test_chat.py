@@ -253,7 +253,7 @@ def notices(sip: TypedSip) -> list[tuple[str, imdn.Notice | None]]:
 
 def test_a_linphone_command_is_obeyed_delivered_and_displayed(tmp_path: Path) -> None:
     agent, sip, mqtt, pins = build(tmp_path)
-    agent.on_message(cpim_message())
+    agent.on_message(cpim_message(to_uri="<sip:alias@pbx.example.org>"))  # whatever To says
     assert (
         pins.state["gate"] is False
         and sip.sent[1][1] == "error: unknown output 'lamp' (outputs: gate)"
