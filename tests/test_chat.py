@@ -12,8 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_core import FakeMqtt, FakePins, FakeSip
+from test_core import FakeMqtt, FakePins
 from test_messages import message
+from test_mqtt_hostile import Sip as TypedSip  # records the content types too
 
 from agent import chat, cpim, imdn
 from agent.config import parse_config
@@ -212,28 +213,11 @@ pin = 17
 """
 
 
-class TypedSip(FakeSip):
-    def __init__(self, routed: bool) -> None:
-        super().__init__()
-        self.routed = routed
-        self.types: list[str] = []
-
-    def send_message(
-        self,
-        to: str,
-        body: str,
-        content_type: str = "text/plain",
-        token: str | None = None,
-        account: str | None = None,
-    ) -> None:
-        super().send_message(to, body, content_type, token, account)
-        self.types.append(content_type)
-
-
 def build(tmp_path: Path, routed: bool = True) -> tuple[Agent, TypedSip, FakeMqtt, FakePins]:
     sip_keys = 'registrar = "sip:pbx.example.org"\npassword = "pw"' if routed else ""
     config = parse_config(CONFIG.format(sip=sip_keys))
-    sip, mqtt, pins = TypedSip(routed), FakeMqtt(), FakePins()
+    sip, mqtt, pins = TypedSip(), FakeMqtt(), FakePins()
+    sip.routed = routed
     agent = Agent(config, sip, pins, mqtt, Notifier(), outbox=Outbox(str(tmp_path / "o.db")))
     mqtt.turn_ends = agent.flush
     agent.started_sip()
@@ -246,7 +230,7 @@ def notices(sip: TypedSip) -> list[tuple[str, imdn.Notice | None]]:
     """(where, what) of every notice the agent sent."""
     return [
         (to, chat.read(cpim_message(body)).notice)
-        for (to, body, _), kind in zip(sip.sent, sip.types, strict=True)
+        for (to, body, _), kind in zip(sip.sent, sip.content_types, strict=True)
         if kind == "message/cpim"
     ]
 
@@ -325,7 +309,7 @@ def test_notices_for_our_sends_reach_message_sent_only_from_the_recipient(tmp_pa
     agent, sip, mqtt, _ = build(tmp_path)
     request = {"id": "m1", "to": "sip:owner@pbx.example.org", "body": "hi", "notify": True}
     agent.handle(MqttMessage("sipagent/porch/message/send", json.dumps(request).encode(), False))
-    (to, body, token), content_type = sip.sent[0], sip.types[0]
+    (to, body, token), content_type = sip.sent[0], sip.content_types[0]
     assert (to, token, content_type) == ("sip:owner@pbx.example.org", "m1", "message/cpim")
     sent = chat.read(cpim_message(body))
     assert sent.message.body == "hi" and sent.request is not None
