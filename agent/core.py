@@ -167,7 +167,8 @@ class Agent(DeviceControls):
 
     # -- SIP callbacks ----------------------------------------------------------------
 
-    def on_registration(self, state: RegState, account: str = "main") -> None:
+    def on_registration(self, state: RegState, account: str | None = None) -> None:
+        account = account or self.config.sip.name  # None: the first account
         previous = self.registrations.get(account)
         self.registrations[account] = state
         self.registration = accounts.overall(self.registrations)
@@ -208,17 +209,19 @@ class Agent(DeviceControls):
                 self.bridge.event(self.bridge.topics.message_sent, record)
             return
         msg = reading.message
-        known = self.is_known(msg.from_uri)
+        # A From of another account's domain is nobody's to vouch for: a stranger here.
+        misrouted = accounts.misrouted(self.config, msg.account, msg.from_uri)
+        known = misrouted is None and self.is_known(msg.from_uri)
         # pjsua 2.15 has already answered 200: store the message before anything else,
         # so that neither a broker outage nor a crash from here on can lose it.
         if self.bridge is not None and self.bridge.accept(msg, known).duplicate:
             return  # a retransmission of a request already accepted (and acted on)
         self.receipts.notify(msg, reading.request, "delivered", known)
-        problem = reading.problem or accounts.misrouted(self.config, msg.account, msg.from_uri)
+        problem = reading.problem or misrouted
         if problem is None:
             allowed, outcome = self._handle_message(msg, known)
         else:  # relayed as it came, never obeyed
-            self.counters.bump("sip.message.unreadable")
+            self.counters.bump(f"sip.message.{'misrouted' if misrouted else 'unreadable'}")
             log.warning("message %s from %s: %s: not obeyed", msg.id, msg.from_uri, problem)
             allowed, outcome = False, None
         if outcome is not None:

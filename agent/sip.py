@@ -37,7 +37,7 @@ _WAKE_DATAGRAM = b"\r\n\r\n"
 
 
 class SipListener(Protocol):
-    def on_registration(self, state: RegState, account: str = "main") -> None: ...
+    def on_registration(self, state: RegState, account: str | None = None) -> None: ...
 
     def on_message(self, msg: IncomingMessage) -> None: ...
 
@@ -348,7 +348,7 @@ class SipStack:
 class _NoListener:
     """Until the agent is attached, callbacks are logged and dropped."""
 
-    def on_registration(self, state: RegState, account: str = "main") -> None:
+    def on_registration(self, state: RegState, account: str | None = None) -> None:
         log.debug("registration %s of %s before the agent was attached", state.state, account)
 
     def on_message(self, msg: IncomingMessage) -> None:

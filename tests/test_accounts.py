@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import tomllib
+from dataclasses import replace
 
 import pytest
+from test_core import FakeMqtt, FakePins, FakeSip
+from test_messages import message
 
 from agent import accounts
 from agent.config import ConfigError, parse_config
+from agent.core import Agent
 from agent.discovery import announcements
+from agent.events import MqttConnected
 from agent.explain import explain
+from agent.outbox import Outbox
 from agent.registration import RegState
 from agent.reload import plan_reload
+from agent.service import Notifier
 
 BASE = """
 [device]
@@ -165,3 +172,22 @@ def test_a_reload_that_changes_the_accounts_needs_a_restart() -> None:
     plan = plan_reload(running, loaded)
     assert plan.needs_restart == ("sip.accounts",)
     assert plan.config.more_accounts == running.more_accounts
+
+
+def test_the_owner_of_the_pbx_through_the_provider_is_relayed_never_obeyed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    text = BASE.format(extra=PUBLIC) + '[access]\nallow = ["sip:owner@pbx.home"]\n'
+    config = parse_config(text.replace("[gpio]", "[gpio]\n", 1) + "[gpio.outputs.gate]\npin = 17\n")
+    sip, mqtt, pins = FakeSip(), FakeMqtt(), FakePins()
+    agent = Agent(config, sip, pins, mqtt, Notifier(), outbox=Outbox(str(tmp_path / "o.db")))
+    mqtt.turn_ends = agent.flush
+    agent.started_sip()
+    agent.handle(MqttConnected())
+    owner = {"from_uri": "<sip:owner@pbx.home>", "body": "on gate"}
+    agent.on_message(replace(message(**owner), account="public"))
+    assert pins.state["gate"] is False and sip.sent == []
+    record = json.loads(mqtt.last("sipagent/porch/message/in"))
+    assert record["authorized"] is False
+    assert agent.counters.get("sip.message.misrouted") == 1
+    agent.on_message(replace(message(**owner), account="main"))
+    assert pins.state["gate"] is True
+    assert (sip.sent[-1][1], sip.accounts[-1]) == ("ok: gate on", "main")
