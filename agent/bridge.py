@@ -19,6 +19,7 @@ from agent import commands, discovery
 from agent.config import Config
 from agent.containment import LogThrottle
 from agent.counters import Counters
+from agent.cpim import CONTENT_TYPE as CPIM_TYPE
 from agent.dispatch import Dispatcher
 from agent.events import (
     Event,
@@ -33,6 +34,7 @@ from agent.messages import CommandOutcome, IncomingMessage, relay_record, to_jso
 from agent.mqtt_requests import SendRefused, parse_send
 from agent.outbox import Outbox
 from agent.outgoing import Outgoing, Request
+from agent.receipts import Receipts
 from agent.relay import Delivery
 from agent.sip_send import SipError
 from agent.topics import COMMAND_KINDS, Topics
@@ -65,13 +67,19 @@ class Link(Protocol):
 
 class Sender(Protocol):
     def send_message(
-        self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
+        self,
+        to: str,
+        body: str,
+        content_type: str = "text/plain",
+        token: str | None = None,
+        account: str | None = None,
     ) -> None: ...
 
 
 class Device(commands.Controls, Protocol):
     dispatcher: Dispatcher
     counters: Counters
+    receipts: Receipts
 
     def announce_state(self) -> None:
         """Publish every retained state (outputs, registration, ...) through the bridge."""
@@ -273,11 +281,26 @@ class Bridge:
             self._report_sent({**outcome, "attempts": 0})
             return
         token = request.id or str(uuid.uuid4())
-        self.outgoing.submit(token, request.to, request.body, request.content_type)
+        by = next((a for a in self.config.accounts if a.name == request.account), None)
+        if by is None and request.account is not None:
+            names = ", ".join(a.name for a in self.config.accounts)
+            reason = f"no SIP account {request.account!r} (accounts: {names})"
+            self._refused("message_send", "invalid", f"message/send refused: {reason}")
+            outcome = {"id": token, "to": request.to, "ok": False, "code": None, "reason": reason}
+            self._report_sent({**outcome, "attempts": 0})
+            return
+        body, content_type = request.body, request.content_type
+        if request.notify:
+            sender = (by or self.config.sip).uri
+            body = self.device.receipts.wrap(token, request.to, sender, body, content_type)
+            content_type = CPIM_TYPE
+        self.outgoing.submit(token, request.to, body, content_type, request.account)
 
     def _send(self, request: Request) -> None:
         try:
-            self.sip.send_message(request.to, request.body, request.content_type, request.token)
+            self.sip.send_message(
+                request.to, request.body, request.content_type, request.token, request.account
+            )
         except SipError as err:
             raise ValueError(str(err)) from None
 

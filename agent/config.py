@@ -133,6 +133,7 @@ class SipConfig:
     limits: SipLimitsConfig = field(default_factory=SipLimitsConfig)
     # pjsip's DNS resolver (agent.nameservers): None: /etc/resolv.conf's; (): off.
     nameservers: tuple[str, ...] | None = None
+    name: str = "main"  # which account ([[sip.accounts]]): topics, `"account"` in sends
 
     @property
     def routed(self) -> bool:
@@ -330,6 +331,12 @@ class Config:
     source: str  # the file it came from, or "<embedded default>"
     presence: PresenceConfig = DEFAULT_PRESENCE
     outbox: OutboxConfig = DEFAULT_OUTBOX
+    more_accounts: tuple[SipConfig, ...] = ()  # [[sip.accounts]] (agent.config_accounts)
+
+    @property
+    def accounts(self) -> tuple[SipConfig, ...]:
+        """Every SIP account, `sip` (the first, the one presence uses) first."""
+        return (self.sip, *self.more_accounts)
 
 
 def parse_config(text: str, *, source: str = "<string>", base_dir: str | None = None) -> Config:

@@ -35,6 +35,7 @@ from agent.config import (
     split_host_port,
 )
 from agent.config_access import check_output_names, read_access, read_calls
+from agent.config_accounts import DEFAULT_NAME, account_name, read_more_accounts
 from agent.config_brokers import read_brokers
 from agent.config_perimeter import read_accept, read_limits
 from agent.config_presence import input_config, presence_config
@@ -50,7 +51,10 @@ def build_config(raw: Mapping[str, Any], *, source: str, base_dir: str | None) -
     problems: list[str] = []
     root = Table(problems, "", raw)
     device = _device(root.table("device", required=True) or Table.detached("device"))
-    sip = _sip(root.table("sip", required=True) or Table.detached("sip"), base_dir)
+    sip_table = root.table("sip", required=True) or Table.detached("sip")
+    sip = _sip(sip_table, base_dir)
+    more_accounts = read_more_accounts(sip_table, sip, lambda t: _sip(t, base_dir, nested=True))
+    sip_table.finish()
     access = read_access(root.table("access") or Table.detached("access"), base_dir)
     mqtt_table = root.table("mqtt")
     mqtt = _mqtt(mqtt_table, device.id, base_dir) if mqtt_table else None
@@ -66,7 +70,10 @@ def build_config(raw: Mapping[str, Any], *, source: str, base_dir: str | None) -
     check_output_names(problems, access, gpio, calls)
     if problems:
         raise ConfigError(problems)
-    return Config(device, sip, access, mqtt, gpio, log, calls, watchdog, source, presence, outbox)
+    return Config(
+        device, sip, access, mqtt, gpio, log, calls, watchdog, source, presence, outbox,
+        more_accounts,
+    )  # fmt: skip
 
 
 def _device(t: Table) -> DeviceConfig:
@@ -79,7 +86,10 @@ def _device(t: Table) -> DeviceConfig:
     return DeviceConfig(id=device_id, name=name or device_id)
 
 
-def _sip(t: Table, base_dir: str | None) -> SipConfig:
+def _sip(t: Table, base_dir: str | None, *, nested: bool = False) -> SipConfig:
+    """[sip], or one `[[sip.accounts]]` entry (`nested`: a name is required, and the caller
+    finishes [sip] itself once it has read the entries)."""
+    name = account_name(t, None if nested else DEFAULT_NAME)
     uri = t.sip_uri("uri", required=True)
     if uri is not None and uri.user is None:
         t.problem("uri", f"{str(uri)!r} has no user part (e.g. 'sip:porch@{uri.hostport}')")
@@ -116,8 +126,10 @@ def _sip(t: Table, base_dir: str | None) -> SipConfig:
         trusted=trusted,
         limits=read_limits(t.table("limits") or t.empty("limits")),
         nameservers=read_nameservers(t),
+        name=name,
     )
-    t.finish()
+    if nested:
+        t.finish()  # [sip] itself is finished after its [[sip.accounts]] were read
     return sip
 
 

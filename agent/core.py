@@ -8,17 +8,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
 from typing import Protocol
 
-from agent import commands
+from agent import accounts, chat, commands
 from agent.access import identity_of, senders_authenticated
 from agent.bridge import Bridge, Link
 from agent.budget import TokenBucket
 from agent.calls import handle_call
 from agent.codes import Store
-from agent.config import Config, OutputConfig
+from agent.config import Config
 from agent.counters import Counters
+from agent.device import DeviceControls, OutputPins
 from agent.diagnostics import Diagnostics
 from agent.dispatch import Dispatcher
 from agent.events import (
@@ -33,8 +33,8 @@ from agent.logfields import journal_fields
 from agent.lograte import LogThrottle
 from agent.messages import CommandOutcome, IncomingMessage, reply_target
 from agent.outbox import Outbox
-from agent.presence import PresenceError
 from agent.presence_keeper import PresenceKeeper
+from agent.receipts import Receipts
 from agent.service import Notifier
 from agent.sip import RegState
 from agent.sip_send import SipError
@@ -53,33 +53,16 @@ class Sip(Protocol):
     routed: bool
 
     def send_message(
-        self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
+        self,
+        to: str,
+        body: str,
+        content_type: str = "text/plain",
+        token: str | None = None,
+        account: str | None = None,
     ) -> None: ...
 
 
-class OutputPins(Protocol):
-    def output_names(self) -> Sequence[str]: ...
-
-    def output_config(self, name: str) -> OutputConfig: ...
-
-    def output_is_on(self, name: str) -> bool: ...
-
-    def set_output(self, name: str, on: bool) -> None: ...
-
-    def set_level(self, name: str, level: float) -> None: ...
-
-    def pulse(self, name: str, seconds: float) -> None: ...
-
-    def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None: ...
-
-    def level(self, name: str) -> float: ...
-
-    def state_payload(self, name: str) -> str: ...
-
-    def activity(self, name: str) -> str | None: ...
-
-
-class Agent:
+class Agent(DeviceControls):
     """Owns the agent's state; every method runs on the owner thread."""
 
     def __init__(
@@ -108,9 +91,13 @@ class Agent:
             # Without an outbox of its own (unit tests) it gets one in memory: not durable.
             outbox = outbox if outbox is not None else Outbox(":memory:")
             self.bridge = Bridge(config, mqtt, outbox, sip, self)
-        self.registration = RegState("direct", 0, "no registrar", 0)
+        first = RegState("direct", 0, "no registrar", 0)
         if config.sip.registrar:
-            self.registration = RegState("unregistered", 0, "not yet registered", 0)
+            first = RegState("unregistered", 0, "not yet registered", 0)
+        # Per account ([[sip.accounts]]); `registration` is the device's as a whole (agent.
+        # accounts: registered when any account is).
+        self.registrations = {a.name: first for a in config.accounts}
+        self.registration = first
         self.ready = False
         self._outbox_trouble: str | None = None
         self.stop_reason: str | None = None
@@ -124,6 +111,17 @@ class Agent:
         # Replies to strangers are bounded (sip.limits.stranger_answers_per_s): the budget is
         # shared with the request gate's refusals (agent.loop wires it).
         self.strangers = TokenBucket(config.sip.limits.stranger_answers_per_s)
+        # Delivery notices (IMDN) both ways, within the same budget for strangers.
+        self.receipts = Receipts(
+            lambda to, body, content_type, account: sip.send_message(
+                to, body, content_type, account=account
+            ),
+            self.counters,
+            self.strangers,
+            routed=sip.routed,
+            authenticated=self.senders_authenticated,
+            own_uri=lambda account: accounts.uri_of(self.config, account),
+        )
         self._quiet = LogThrottle(log)
         # pjproject version, outdated or not, the last error (B/diagnostics, `status`).
         self.diagnostics = Diagnostics()
@@ -147,13 +145,7 @@ class Agent:
             self.notifier.ready(self.status_summary())
 
     def status_summary(self) -> str:
-        reg = self.registration
-        sip = f"SIP {reg.state}" + (f" as {reg.public}" if reg.public else "")
-        sip += f" via {reg.server}" if reg.server else ""
-        if reg.code or reg.state in ("registering", "failed"):
-            sip += f" ({reg.code} {reg.reason})" if reg.code else f" ({reg.reason})"
-        if reg.retry_in_s is not None:
-            sip += f", retry {reg.attempt} in {reg.retry_in_s:.0f}s"
+        sip = "SIP " + accounts.summary(self.registrations)
         mqtt = "MQTT off" if self.mqtt is None else f"MQTT {self._mqtt_word()}"
         return f"{sip}; {mqtt}"
 
@@ -175,24 +167,26 @@ class Agent:
 
     # -- SIP callbacks ----------------------------------------------------------------
 
-    def on_registration(self, state: RegState) -> None:
-        previous = self.registration
-        self.registration = state
+    def on_registration(self, state: RegState, account: str | None = None) -> None:
+        account = account or self.config.sip.name  # None: the first account
+        previous = self.registrations.get(account)
+        self.registrations[account] = state
+        self.registration = accounts.overall(self.registrations)
         level = logging.INFO if state.state != "failed" else logging.WARNING
         log.log(
             level,
             "registration %s for %s: %d %s (expires %ds)",
             state.state,
-            self.config.sip.uri,
+            accounts.uri_of(self.config, account),
             state.code,
             state.reason,
             state.expires,
             extra=journal_fields(sip_status=state.code, registration=state.state),
         )
         if state.state == "registered":
-            self._become_ready()
-            if self.presence is not None:
-                self.presence.on_registered()
+            self._become_ready()  # the first account to register (agent.accounts says why)
+            if self.presence is not None and account == self.config.sip.name:
+                self.presence.on_registered()  # presence goes out by the first account
         if state != previous:
             self.notifier.status(self.status_summary())
             self._publish_registration()
@@ -207,14 +201,32 @@ class Agent:
         return self.config.access.rights_of(identity_of(sender)) is not None
 
     def on_message(self, msg: IncomingMessage) -> None:
-        known = self.is_known(msg.from_uri)
+        # CPIM unwrapped, notices and typing told apart (agent.chat: pure, bounded).
+        reading = chat.read(msg)
+        if reading.kind != "message":
+            record = self.receipts.on_signal(reading)
+            if record is not None and self.bridge is not None:
+                self.bridge.event(self.bridge.topics.message_sent, record)
+            return
+        msg = reading.message
+        # A From of another account's domain is nobody's to vouch for: a stranger here.
+        misrouted = accounts.misrouted(self.config, msg.account, msg.from_uri)
+        known = misrouted is None and self.is_known(msg.from_uri)
         # pjsua 2.15 has already answered 200: store the message before anything else,
         # so that neither a broker outage nor a crash from here on can lose it.
         if self.bridge is not None and self.bridge.accept(msg, known).duplicate:
             return  # a retransmission of a request already accepted (and acted on)
-        allowed, outcome = self._handle_message(msg, known)
+        self.receipts.notify(msg, reading.request, "delivered", known)
+        problem = reading.problem or misrouted
+        if problem is None:
+            allowed, outcome = self._handle_message(msg, known)
+        else:  # relayed as it came, never obeyed
+            self.counters.bump(f"sip.message.{'misrouted' if misrouted else 'unreadable'}")
+            log.warning("message %s from %s: %s: not obeyed", msg.id, msg.from_uri, problem)
+            allowed, outcome = False, None
         if outcome is not None:
             self._reply(msg, outcome.result, known)
+            self.receipts.notify(msg, reading.request, "displayed", known)
         if self.bridge is not None:
             self.bridge.settle(msg, allowed, outcome)
 
@@ -252,7 +264,7 @@ class Agent:
             return
         target = reply_target(msg, routed=self.sip.routed)
         try:
-            self.sip.send_message(target, text)
+            self.sip.send_message(target, text, account=msg.account)
         except SipError as err:
             log.warning("reply to %s not sent: %s", target, err)
 
@@ -276,63 +288,6 @@ class Agent:
         if self.bridge is not None:
             self.bridge.event(self.bridge.topics.call_in, outcome.record())
         return outcome.code
-
-    # -- commands' view of the device (commands.Controls) --------------------------------
-
-    def output_names(self) -> Sequence[str]:
-        return self.outputs.output_names()
-
-    def output_config(self, name: str) -> OutputConfig:
-        return self.outputs.output_config(name)
-
-    def output_is_on(self, name: str) -> bool:
-        return self.outputs.output_is_on(name)
-
-    def set_output(self, name: str, on: bool) -> None:
-        self.outputs.set_output(name, on)
-
-    def set_level(self, name: str, level: float) -> None:
-        self.outputs.set_level(name, level)
-
-    def pulse(self, name: str, seconds: float) -> None:
-        self.outputs.pulse(name, seconds)
-
-    def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None:
-        self.outputs.blink(name, on_s, off_s, count)
-
-    def status_lines(self) -> Sequence[str]:
-        outs = ", ".join(self._output_status(n) for n in self.output_names())
-        return [
-            f"outputs: {outs or 'none'}",
-            self.status_summary(),
-            *(self.presence.status_lines() if self.presence is not None else ()),
-            *([self.bridge.status_line()] if self.bridge is not None else ()),
-            f"uptime {_duration(time.monotonic() - self.started)}",
-        ]
-
-    def _output_status(self, name: str) -> str:
-        word = "on" if self.outputs.output_is_on(name) else "off"
-        if self.outputs.output_config(name).pwm:
-            word = f"{round(self.outputs.level(name) * 100, 1):g}%"
-        running = self.outputs.activity(name)
-        return f"{name} {word}" + (f" ({running})" if running else "")
-
-    def set_presence(self, status: str, note: str | None) -> str:
-        """The `presence` command; returns the reply text (`ok: ` or `error: ` is added)."""
-        if self.presence is None:
-            raise commands.CommandError("presence is not available")
-        try:
-            return self.presence.set(status, note)
-        except PresenceError as err:
-            raise commands.CommandError(str(err)) from None
-
-    def on_output_changed(self, name: str, on: bool) -> None:
-        """Listener for the GPIO adapter: every change of an output is announced."""
-        if self.bridge is not None:
-            topic = self.bridge.topics.output_state(name)
-            self.bridge.publish_state(topic, self.outputs.state_payload(name))
-        if self.presence is not None:
-            self.presence.on_output_changed()
 
     # -- inbox events -------------------------------------------------------------------
 
@@ -404,13 +359,12 @@ class Agent:
     # -- helpers ----------------------------------------------------------------------
 
     def _publish_registration(self) -> None:
-        if self.bridge is not None:
-            payload = json.dumps(self.registration.as_dict())
-            self.bridge.publish_state(self.bridge.topics.registration, payload)
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+        if self.bridge is None:
+            return
+        # B/registration stays the first account's; with several, each has its own too.
+        first = self.registrations[self.config.sip.name]
+        self.bridge.publish_state(self.bridge.topics.registration, json.dumps(first.as_dict()))
+        if len(self.registrations) > 1:
+            for name, state in self.registrations.items():
+                topic = self.bridge.topics.account_registration(name)
+                self.bridge.publish_state(topic, json.dumps(state.as_dict()))

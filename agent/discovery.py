@@ -238,6 +238,23 @@ def entities(config: Config) -> list[Entity]:
     assert config.mqtt is not None
     t = Topics(config.mqtt.base_topic)
     found = [Entity(component, key, build(t)) for component, key, build in _FIXED]
+    for account in config.more_accounts:
+        # The first account keeps the entity every agent has (its unique id unchanged); each
+        # further one gets its own, named for it.
+        topic = t.account_registration(account.name)
+        found.append(
+            Entity(
+                "sensor",
+                f"registration_{account.name}",
+                _diagnostic_sensor(
+                    f"Registration {account.name}",
+                    topic,
+                    "{{ value_json.state }}",
+                    "mdi:phone-check",
+                    attributes=True,
+                ),
+            )
+        )
     for out in config.gpio.outputs:
         # A gate is pressed, a lamp switched, a PWM output dimmed.
         if out.button:

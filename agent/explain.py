@@ -25,7 +25,13 @@ HIDDEN = {"users"}
 def explain(config: Config, raw: Mapping[str, Any]) -> list[str]:
     lines = [f"# {config.source}: effective values; (default) = not set in the file"]
     for field in dataclasses.fields(config):
-        if field.name != "source":
+        if field.name == "more_accounts":
+            # Each [[sip.accounts]] entry like [sip] itself (secrets only as "set").
+            entries = raw.get("sip", {}).get("accounts", [])
+            for i, account in enumerate(config.more_accounts):
+                entry = entries[i] if i < len(entries) else {}
+                lines += _values(f"sip.accounts[{i}]", account, entry)
+        elif field.name != "source":
             lines += _values(field.name, getattr(config, field.name), raw.get(field.name, {}))
     lines += ["", "# who may do what", *rights(config)]
     lines += ["", "# MQTT topics", *topics(config)]
@@ -148,6 +154,10 @@ def topics(config: Config) -> list[str]:
     rows: list[tuple[str, str, str]] = [
         ("out", t.availability, "retained, will: online / offline"),
         ("out", t.registration, "retained: registration state, public address"),
+        *(
+            ("out", t.account_registration(a.name), f"retained: registration of {a.name}")
+            for a in (config.accounts if config.more_accounts else ())
+        ),
         ("out", t.presence_state, "retained: {status, note}"),
         ("out", t.diagnostics, "retained: pjproject, outdated, last error"),
         ("out", t.outbox, "retained: outbox depth and losses"),

@@ -78,7 +78,7 @@ class Runner:
             if config.mqtt
             else None
         )
-        self.sip = SipStack(config.sip, self.counters)
+        self.sip = SipStack(config.sip, self.counters, config.more_accounts)
         # The outbox exists for the MQTT relay; without a broker nothing needs keeping.
         self.outbox = (
             Outbox(

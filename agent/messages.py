@@ -27,6 +27,13 @@ class IncomingMessage:
     request_key: str | None = None
     # The body arrived shorter than its Content-Length (over UDP pjsip reads 4000 bytes).
     truncated: bool = False
+    # The body's bytes as they came (agent.chat inflates and unwraps from these) and its
+    # Content-Encoding; None: `body` is all there is.
+    raw_body: bytes | None = None
+    content_encoding: str = ""
+    # The From inside a message/cpim wrapper: recorded beside the SIP From, never trusted.
+    cpim_from: str | None = None
+    account: str = "main"  # the SIP account it came in on ([[sip.accounts]]); replies too
 
     @classmethod
     def new(
@@ -42,6 +49,9 @@ class IncomingMessage:
         received: datetime | None = None,
         request_key: str | None = None,
         truncated: bool = False,
+        raw_body: bytes | None = None,
+        content_encoding: str = "",
+        account: str = "main",
     ) -> IncomingMessage:
         return cls(
             from_uri=from_uri,
@@ -55,6 +65,9 @@ class IncomingMessage:
             id=str(uuid.uuid4()),
             request_key=request_key,
             truncated=truncated,
+            raw_body=raw_body,
+            content_encoding=content_encoding,
+            account=account,
         )
 
 
@@ -128,6 +141,7 @@ def relay_record(
     return {
         "id": msg.id,
         "from": msg.from_uri,
+        "cpim_from": msg.cpim_from,
         "to": msg.to_uri,
         "body": msg.body,
         "content_type": msg.content_type,

@@ -28,6 +28,7 @@ MAX_CONTENT_TYPE_CHARS = 128
 # quoted-string. No white space but single spaces around ';', so no CR or LF can get in.
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED = r'"(?:[ !\x23-\x5b\x5d-\x7e]|\\[ -~])*"'
+_ACCOUNT = re.compile(r"[a-z0-9_-]{1,64}")
 _CONTENT_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?: ?; ?{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))*")
 
 
@@ -58,6 +59,9 @@ class SendRequest:
     to: str
     body: str
     content_type: str
+    # Ask the recipient for delivery notices (sent wrapped in CPIM, agent.receipts).
+    notify: bool = False
+    account: str | None = None  # which SIP account sends it ([[sip.accounts]]); None: the first
 
 
 class SendRefused(ValueError):
@@ -70,7 +74,8 @@ class SendRefused(ValueError):
 
 
 def parse_send(payload: bytes) -> SendRequest:
-    """`{"to": "sip:…", "body": "…", "id": "…", "content_type": "…"}`, or SendRefused."""
+    """`{"to": "sip:…", "body": "…", "id": "…", "content_type": "…", "notify": true}`,
+    or SendRefused."""
     try:
         data = loads(payload.decode("utf-8"))
     except UnicodeDecodeError:
@@ -89,9 +94,15 @@ def parse_send(payload: bytes) -> SendRequest:
         _check_to(to)
         _check_body(body)
         _check_content_type(content_type)
+        notify = data.get("notify", False)
+        if not isinstance(notify, bool):
+            raise SendRefused('"notify" must be true or false')
+        account = data.get("account")
+        if account is not None and not (isinstance(account, str) and _ACCOUNT.fullmatch(account)):
+            raise SendRefused('"account" must be the name of a SIP account ([a-z0-9_-]+)')
     except SendRefused as err:
         raise SendRefused(str(err), request_id, echo) from None
-    return SendRequest(request_id, to, body, content_type)
+    return SendRequest(request_id, to, body, content_type, notify, account)
 
 
 def _id(value: object) -> str | None:

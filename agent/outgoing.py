@@ -33,6 +33,7 @@ class Request:
     attempts: int = 0
     due: float = 0.0  # not sent again before this time
     sending: bool = False  # an attempt awaits its final status
+    account: str | None = None  # the SIP account to send by (None: the first)
 
 
 Send = Callable[[Request], None]  # raises ValueError with the reason if it cannot send at all
@@ -59,8 +60,16 @@ class Outgoing:
         self._requests: dict[str, Request] = {}
         self.ready = False  # SIP can send now (registered, or direct mode)
 
-    def submit(self, token: str, to: str, body: str, content_type: str = "text/plain") -> None:
-        request = Request(token, to, body, content_type, self._clock() + self._timeout_s)
+    def submit(
+        self,
+        token: str,
+        to: str,
+        body: str,
+        content_type: str = "text/plain",
+        account: str | None = None,
+    ) -> None:
+        deadline = self._clock() + self._timeout_s
+        request = Request(token, to, body, content_type, deadline, account=account)
         reason = None
         if token in self._requests:
             reason = f"id {token!r} is already being sent"

@@ -31,12 +31,22 @@ LOOKUP_EVERY_S = 300.0
 
 
 class Perimeter:
-    def __init__(self, config: SipConfig, counters: Counters, wake: Callable[[], None]) -> None:
-        self._hosts = proxy_hosts(config)
+    def __init__(
+        self,
+        config: SipConfig,
+        counters: Counters,
+        wake: Callable[[], None],
+        more_accounts: tuple[SipConfig, ...] = (),
+    ) -> None:
+        # Every account's registrar and proxy are "the proxy": requests come through any.
+        accounts = (config, *more_accounts)
+        self._hosts = list(dict.fromkeys(h for a in accounts for h in proxy_hosts(a)))
         self.trust = Trust(h for h in self._hosts if as_network(h) is not None)
         strangers = TokenBucket(config.limits.stranger_answers_per_s)
         self.policy = GatePolicy(config, counters, self.trust, strangers)
-        self.tcp = TcpGuard(config, counters, self.trust, self.policy.only_proxy)
+        # The kernel filter guards one listener: the first account on TCP/TLS (agent.sip).
+        tcp = next((a for a in accounts if a.transport != "udp"), config)
+        self.tcp = TcpGuard(tcp, counters, self.trust, self.policy.only_proxy)
         self._gate = RequestGate(self._decide, counters)
         self._lookup = HostLookup(wake)
         self._looked_up_at = -LOOKUP_EVERY_S

@@ -63,6 +63,8 @@ def plan_reload(running: Config, loaded: Config) -> ReloadPlan:
             continue
         if name in SECTIONS_LIVE:
             applied += _differences(name, old, new)
+        elif name == "more_accounts":  # [[sip.accounts]]: accounts are made at start
+            restart.append("sip.accounts")
         elif name not in ("gpio", "presence"):
             restart += _differences(name, old, new)
     presence = running.presence

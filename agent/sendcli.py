@@ -44,7 +44,7 @@ class _Listener:
     status: tuple[int, str] | None = None
     replies: list[IncomingMessage] = field(default_factory=list)
 
-    def on_registration(self, state: RegState) -> None:
+    def on_registration(self, state: RegState, account: str | None = None) -> None:
         self.registration = state
 
     def on_message(self, msg: IncomingMessage) -> None:

@@ -13,73 +13,36 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import ClassVar, Protocol
+from functools import partial
+from typing import Protocol
 
 import pjsua2 as pj
 
-from agent import sip_listen, sipnet
+from agent import sipnet
 from agent.config import SipConfig
 from agent.counters import Counters
-from agent.lograte import LogThrottle
 from agent.messages import IncomingMessage
 from agent.perimeter import Perimeter
-from agent.redact import redact_sip_dump
 from agent.registration import RegState, reg_state_of
 from agent.sip_account import account_config, endpoint_config
-from agent.sip_send import MessageSender
+from agent.sip_accounts import Slot, Slots
+from agent.sip_log import PjLogWriter, pjlog
 from agent.sipguard import failed, guarded
 from agent.sipmsg import parse_request
 from agent.siptext import clean, original_bytes
 
 log = logging.getLogger(__name__)
-pjlog = logging.getLogger("agent.pjsip")
 
 # A SIP keep-alive: pjsip drops it silently, and it wakes `libHandleEvents` at once.
 _WAKE_DATAGRAM = b"\r\n\r\n"
-# pjsua2 reports no PUBLISH outcome. When pjsua gives its publication up (any failure but 412)
-# it logs this line (agent.sip_presence acts on it).
-_PUBLISH_FAILED = "publication (PUBLISH) failed"
-# pjsip's line for a packet it could not take (too long, unparsable), followed by the packet.
-_BAD_PACKET = "Error processing packet"
-# pjsip's lines can quote whole messages a stranger wrote; the journal gets this much.
-MAX_LOG_LINE = 500
 
 
 class SipListener(Protocol):
-    def on_registration(self, state: RegState) -> None: ...
+    def on_registration(self, state: RegState, account: str | None = None) -> None: ...
 
     def on_message(self, msg: IncomingMessage) -> None: ...
 
     def on_message_status(self, token: str | None, to: str, code: int, reason: str) -> None: ...
-
-
-class _LogWriter(pj.LogWriter):
-    _LEVELS: ClassVar[dict[int, int]] = {
-        0: logging.ERROR,
-        1: logging.ERROR,
-        2: logging.WARNING,
-        3: logging.INFO,
-    }
-
-    def __init__(self, counters: Counters) -> None:
-        super().__init__()
-        self.counters = counters
-        self.publish_failed = False
-        self._quiet = LogThrottle(pjlog)
-
-    @guarded("log_writer")
-    def write(self, entry: pj.LogEntry) -> None:
-        msg = clean(entry.msg).rstrip()
-        if _PUBLISH_FAILED in msg:
-            self.publish_failed = True  # acted on by SipStack.poll, outside pjsua's locks
-        if msg.startswith(_BAD_PACKET):
-            # pjsip quotes the whole packet: a stranger's 4 KB per line, as fast as sent.
-            self._quiet.warning("packet", "%s", msg.split("\n", 1)[0][:MAX_LOG_LINE])
-            return
-        if entry.level <= 3 and len(msg) > MAX_LOG_LINE:  # debug (4+) quotes messages whole
-            msg = f"{msg[:MAX_LOG_LINE]}… ({len(msg)} characters)"
-        # At debug level pjsip logs whole MESSAGEs: their bodies may carry one-time codes.
-        pjlog.log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", redact_sip_dump(msg))
 
 
 class _Endpoint(pj.Endpoint):
@@ -97,9 +60,10 @@ class _Endpoint(pj.Endpoint):
 
 
 class _Account(pj.Account):
-    def __init__(self, stack: SipStack) -> None:
+    def __init__(self, stack: SipStack, slot: Slot) -> None:
         super().__init__()
         self._stack = stack
+        self._slot = slot  # which of the accounts ([[sip.accounts]]) pjsua calls back
 
     @property
     def counters(self) -> Counters:
@@ -109,6 +73,7 @@ class _Account(pj.Account):
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
         rdata = prm.rdata
         self._stack._on_reg_state(
+            self._slot,
             prm.code,
             clean(prm.reason),
             prm.expiration,
@@ -118,12 +83,12 @@ class _Account(pj.Account):
 
     @guarded("on_instant_message")
     def onInstantMessage(self, prm: pj.OnInstantMessageParam) -> None:
-        self._stack._on_instant_message(prm)
+        self._stack._on_instant_message(prm, self._slot)
 
     @guarded("on_instant_message_status")
     def onInstantMessageStatus(self, prm: pj.OnInstantMessageStatusParam) -> None:
         self._stack._on_message_status(
-            clean(prm.toUri), clean(prm.msgBody), prm.code, clean(prm.reason)
+            self._slot, clean(prm.toUri), clean(prm.msgBody), prm.code, clean(prm.reason)
         )
 
     @guarded("on_incoming_subscribe")
@@ -133,22 +98,24 @@ class _Account(pj.Account):
 
 
 class SipStack:
-    """One pjsua2 endpoint with one account, polled by the owner loop."""
+    """One pjsua2 endpoint with its accounts (`config` first), polled by the owner loop."""
 
-    def __init__(self, config: SipConfig, counters: Counters | None = None) -> None:
+    def __init__(
+        self,
+        config: SipConfig,
+        counters: Counters | None = None,
+        more_accounts: tuple[SipConfig, ...] = (),
+    ) -> None:
         self.config = config
+        self.slots = Slots((config, *more_accounts))
         self.listener: SipListener = _NoListener()
         self.routed = config.routed
         # What was refused, dropped or limited: the run's shared counters (agent.loop).
         self.counters = counters if counters is not None else Counters()
         self._ep: pj.Endpoint | None = None
-        self._account: _Account | None = None
-        self._log_writer = _LogWriter(self.counters)
-        self._sender = MessageSender()
+        self._log_writer = PjLogWriter(self.counters)
         self.messages_received = 0  # for agent.heap: when traffic stops, memory can go back
         self._wake_sock: socket.socket | None = None
-        self._unregistering = False
-        self._recovery: sipnet.Recovery | None = None
         self.version = ""
         self.local_address = ""
         # Who may SUBSCRIBE to our presence: from-URI -> (SIP code, reason). Until someone
@@ -160,7 +127,7 @@ class SipStack:
         self.deadlines: list[Callable[[], float | None]] = []
         # Every request is judged before pjsua sees it (agent.gate), routed mode trusts
         # only the proxy's addresses (agent.trust).
-        self.perimeter = Perimeter(config, self.counters, self.wake)
+        self.perimeter = Perimeter(config, self.counters, self.wake, more_accounts)
         self.policy = self.perimeter.policy
 
     # -- start and stop ---------------------------------------------------------------
@@ -175,33 +142,37 @@ class SipStack:
         ep.libInit(
             endpoint_config(self.config, self._log_writer, pjlog.isEnabledFor(logging.DEBUG))
         )
-        tid = self._create_transport()
+        for slot in self.slots.all:
+            slot.create_transport(ep)
+        self.local_address = self.slots.first.local_address
         wake_address = self._create_wake_transport()
         ep.libStart()
         ep.audDevManager().setNoDev()  # a messaging agent: never open a sound device
-        port = int(self.local_address.rsplit(":", 1)[1])
-        if self.config.registrar:  # before the perimeter: the SRV domain is looked up here
-            self._recovery = sipnet.Recovery.create(self.config, self._report, self.perimeter)
-        self.perimeter.start(wake_address, ep.libHandleEvents, port)
-        self._account = _Account(self)
-        recovery = self._recovery
+        for slot in self.slots.all:
+            if slot.config.registrar:  # before the perimeter: the SRV domain is looked up here
+                report = partial(self._report, slot)
+                slot.recovery = sipnet.Recovery.create(slot.config, report, self.perimeter)
+        guarded = self.slots.guarded_tcp() or self.slots.first
+        self.perimeter.start(wake_address, ep.libHandleEvents, guarded.port)
+        for slot in self.slots.all:
+            self._create_account(slot)
+
+    def _create_account(self, slot: Slot) -> None:
+        slot.account = _Account(self, slot)
+        recovery = slot.recovery
         waits = recovery is not None and recovery.waits_for_dns  # the first REGISTER waits
-        self._account.create(account_config(self.config, tid, register=not waits))
+        slot.account.create(account_config(slot.config, slot.tid, register=not waits))
         if recovery is not None:
-            reroute = lambda route: account_config(self.config, tid, route=route)  # noqa: E731
-            recovery.begin(time.monotonic(), self._account, reroute)
+            reroute = partial(_rerouted, slot)
+            recovery.begin(time.monotonic(), slot.account, reroute)
         log.info(
-            "SIP account %s on %s %s (pjproject %s)",
-            self.config.uri,
-            self.config.transport,
-            self.local_address,
+            "SIP account %s (%s) on %s %s (pjproject %s)",
+            slot.config.uri,
+            slot.name,
+            slot.config.transport,
+            slot.local_address,
             self.version,
         )
-
-    def _create_transport(self) -> int:
-        assert self._ep is not None
-        tid, self.local_address = sip_listen.create(self._ep, self.config)
-        return tid
 
     def _create_wake_transport(self) -> tuple[str, int]:
         assert self._ep is not None
@@ -218,31 +189,33 @@ class SipStack:
 
     @property
     def account(self) -> pj.Account | None:
-        """The pjsua2 account, for the presence adapter (owner thread only)."""
-        return self._account
+        """The first pjsua2 account, for the presence adapter (owner thread only)."""
+        return self.slots.first.account
 
     def shutdown(self, timeout_s: float = 1.0) -> None:
         """Unregister (bounded wait), then destroy pjsua2 in the order it needs."""
         if self._ep is None:
             return
-        account = self._account
-        if self._recovery is not None:
-            self._recovery.close()  # before libDestroy: its DNS query lives in pjsua's pool
-        self._recovery = None  # no retries while we leave
-        if account is not None and self.config.registrar and account.getInfo().regIsActive:
-            self._unregistering = True
-            try:
-                account.setRegistration(False)
-            except pj.Error as err:
-                log.warning("unregister failed: %s", err.info())
-            else:
-                deadline = time.monotonic() + timeout_s
-                while self._unregistering and time.monotonic() < deadline:
-                    self._ep.libHandleEvents(20)
-        self._sender.close()
-        if account is not None:
-            account.shutdown()
-            self._account = None
+        for slot in self.slots.all:
+            if slot.recovery is not None:
+                slot.recovery.close()  # before libDestroy: its DNS query lives in pjsua's pool
+            slot.recovery = None  # no retries while we leave
+            account = slot.account
+            if account is not None and slot.config.registrar and account.getInfo().regIsActive:
+                slot.unregistering = True
+                try:
+                    account.setRegistration(False)
+                except pj.Error as err:
+                    slot.unregistering = False
+                    log.warning("unregister of %s failed: %s", slot.name, err.info())
+        deadline = time.monotonic() + timeout_s
+        while any(s.unregistering for s in self.slots.all) and time.monotonic() < deadline:
+            self._ep.libHandleEvents(20)
+        for slot in self.slots.all:
+            slot.sender.close()
+            if slot.account is not None:
+                slot.account.shutdown()
+                slot.account = None
         # NO_RX_MSG: we already waited for what we care about; pjsua would sleep 1 s more.
         self.perimeter.close()
         self._ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG)
@@ -265,9 +238,11 @@ class SipStack:
                 hook()
             except Exception:
                 failed(self.counters, "poll_hook")
-        if self._recovery is not None:
+        for slot in self.slots.all:
+            if slot.recovery is None:
+                continue
             try:
-                self._recovery.tick(time.monotonic(), self._account)
+                slot.recovery.tick(time.monotonic(), slot.account)
             except Exception:
                 failed(self.counters, "recovery")
 
@@ -278,10 +253,11 @@ class SipStack:
 
     def register_again(self) -> None:
         """Send a REGISTER now (a successful one also restarts pjsua's publication)."""
-        if self._account is None or self._unregistering or not self.config.registrar:
+        first = self.slots.first
+        if first.account is None or first.unregistering or not self.config.registrar:
             return
         try:
-            self._account.setRegistration(True)
+            first.account.setRegistration(True)
         except pj.Error as err:
             log.warning("REGISTER again failed to start: %s", err.info())
 
@@ -302,41 +278,52 @@ class SipStack:
     # -- sending ----------------------------------------------------------------------
 
     def send_message(
-        self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
+        self,
+        to: str,
+        body: str,
+        content_type: str = "text/plain",
+        token: str | None = None,
+        account: str | None = None,
     ) -> None:
-        """Send a MESSAGE; its outcome comes back through `on_message_status(token, …)`."""
-        assert self._account is not None
-        self._sender.send(self._account, to, body, content_type, token)
+        """Send a MESSAGE by `account` (None: the first); its outcome comes back through
+        `on_message_status(token, …)`. SipError when it cannot be sent at all."""
+        slot = self.slots.get(account)
+        assert slot.account is not None
+        slot.sender.send(slot.account, to, body, content_type, token)
 
     # -- callbacks (owner thread, inside poll) ------------------------------------------
 
     def _on_reg_state(
-        self, code: int, reason: str, expires: int, response: str, source: str
+        self, slot: Slot, code: int, reason: str, expires: int, response: str, source: str
     ) -> None:
-        state = reg_state_of(code, reason, expires, unregistering=self._unregistering)
-        if self._unregistering and state.state != "failed":
-            self._unregistering = False
+        state = reg_state_of(code, reason, expires, unregistering=slot.unregistering)
+        if slot.unregistering and state.state != "failed":
+            slot.unregistering = False
         if code // 100 == 2 and source:
             self.perimeter.registered(source)  # who answered is the proxy: no lookup needed
-        if self._recovery is not None:
-            state = self._recovery.on_result(state, response)
-        self.listener.on_registration(state)
+        if slot.recovery is not None:
+            state = slot.recovery.on_result(state, response)
+        self.listener.on_registration(state, slot.name)
 
     def _on_transport_state(self, prm: pj.OnTransportStateParam) -> None:
         if self.perimeter.on_transport_state(prm):
             return  # someone's connection to us: counted by the guard, not ours to recover
         refusal = sipnet.transport_trouble(prm)
-        if self._recovery is None or prm.state != pj.PJSIP_TP_STATE_DISCONNECTED:
+        if prm.state != pj.PJSIP_TP_STATE_DISCONNECTED:
             return
-        if refusal:
-            self._recovery.tls_refusal = refusal
-        elif self.config.transport != "udp":
-            self._recovery.connection_lost(time.monotonic())
+        # pjsua2 does not say whose connection it was: every TCP/TLS account checks its own.
+        for slot in self.slots.all:
+            if slot.recovery is None or slot.config.transport == "udp":
+                continue
+            if refusal and slot.config.transport == "tls":
+                slot.recovery.tls_refusal = refusal
+            elif not refusal:
+                slot.recovery.connection_lost(time.monotonic())
 
-    def _report(self, state: RegState) -> None:
-        self.listener.on_registration(state)
+    def _report(self, slot: Slot, state: RegState) -> None:
+        self.listener.on_registration(state, slot.name)
 
-    def _on_instant_message(self, prm: pj.OnInstantMessageParam) -> None:
+    def _on_instant_message(self, prm: pj.OnInstantMessageParam, slot: Slot) -> None:
         self.messages_received += 1
         rdata = prm.rdata
         request = parse_request(original_bytes(rdata.wholeMsg))
@@ -347,9 +334,12 @@ class SipStack:
             body=clean(prm.msgBody),
             content_type=clean(prm.contentType),
             source=clean(rdata.srcAddress),
-            transport=self.config.transport,
+            transport=slot.config.transport,
+            account=slot.name,
             request_key=request.key() if request else None,
             truncated=request is not None and request.truncated,
+            raw_body=request.body if request is not None else None,
+            content_encoding=(request.first("content-encoding") or "") if request else "",
         )
         self.listener.on_message(msg)
 
@@ -358,17 +348,22 @@ class SipStack:
             return 200, "OK"  # the gate let it through: allowed, within the bounds
         return self.subscribe_policy(from_uri)
 
-    def _on_message_status(self, to: str, body: str, code: int, reason: str) -> None:
+    def _on_message_status(self, slot: Slot, to: str, body: str, code: int, reason: str) -> None:
         # 1xx are provisional; only a final answer settles the send.
         if code >= 200:
-            self.listener.on_message_status(self._sender.settle(to, body), to, code, reason)
+            self.listener.on_message_status(slot.sender.settle(to, body), to, code, reason)
+
+
+def _rerouted(slot: Slot, route: str | None) -> pj.AccountConfig:
+    """The account's config through `route` (an SRV target; agent.sipnet.Recovery)."""
+    return account_config(slot.config, slot.tid, route=route)
 
 
 class _NoListener:
     """Until the agent is attached, callbacks are logged and dropped."""
 
-    def on_registration(self, state: RegState) -> None:
-        log.debug("registration %s before the agent was attached", state.state)
+    def on_registration(self, state: RegState, account: str | None = None) -> None:
+        log.debug("registration %s of %s before the agent was attached", state.state, account)
 
     def on_message(self, msg: IncomingMessage) -> None:
         log.warning("MESSAGE from %s arrived before the agent was attached", msg.from_uri)

@@ -51,6 +51,10 @@ def snapshot(agent: Agent, extra_counters: Mapping[str, int], reload: object) ->
         "ready": agent.ready,
         "summary": agent.status_summary(),
         "registration": reg.as_dict(),
+        # Each account's own, when there are several ([[sip.accounts]]).
+        "accounts": {n: r.as_dict() for n, r in agent.registrations.items()}
+        if len(agent.registrations) > 1
+        else None,
         "public_address": reg.public or None,
         "mqtt": mqtt,
         "outputs": outputs,
@@ -65,12 +69,9 @@ def snapshot(agent: Agent, extra_counters: Mapping[str, int], reload: object) ->
 
 def render(status: Mapping[str, Any]) -> list[str]:
     """The status as lines for a person."""
-    reg = status["registration"]
-    sip = f"{reg['state']}"
-    if reg.get("code"):
-        sip += f" ({reg['code']} {reg.get('reason', '')})"
-    if reg.get("retry_in") is not None:
-        sip += f", retry {reg.get('attempt', '?')} in {reg['retry_in']:g}s"
+    sip = _registration(status["registration"])
+    if accounts := status.get("accounts"):
+        sip = "; ".join(f"{name} {_registration(reg)}" for name, reg in accounts.items())
     mqtt = status.get("mqtt")
     broker = "off" if mqtt is None else ("connected to " if mqtt["connected"] else "down, next ")
     broker += "" if mqtt is None else str(mqtt["broker"])
@@ -103,6 +104,15 @@ def render(status: Mapping[str, Any]) -> list[str]:
     if (reload := status.get("reload")) is not None:
         lines += _reload(reload)
     return lines
+
+
+def _registration(reg: Mapping[str, Any]) -> str:
+    sip = f"{reg['state']}"
+    if reg.get("code"):
+        sip += f" ({reg['code']} {reg.get('reason', '')})"
+    if reg.get("retry_in") is not None:
+        sip += f", retry {reg.get('attempt', '?')} in {reg['retry_in']:g}s"
+    return sip
 
 
 def _output(name: str, o: Mapping[str, Any]) -> str:

@@ -91,6 +91,10 @@ class Topics:
     def registration(self) -> str:
         return f"{self.base}/registration"
 
+    def account_registration(self, account: str) -> str:
+        """One account's registration, when there are several ([[sip.accounts]])."""
+        return f"{self.base}/registration/{account}"
+
     @property
     def outbox(self) -> str:
         """Retained: the outbox's fill level and what its full policy dropped or refused."""

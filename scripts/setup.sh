@@ -19,6 +19,7 @@ packages=(python3-venv python3-dev gcc pkg-config libsystemd-dev)
 if [ "$with_tests" = 1 ]; then
   packages+=(kamailio kamailio-presence-modules mosquitto mosquitto-clients systemd sip-tester)
   packages+=(baresip-core)  # a second, independent presence watcher in the tests
+  packages+=(linphone-cli)  # Linphone's linphonec: CPIM and delivery notices, end to end
   packages+=(zbar-tools)  # reads back the QR codes of `sipagent totp new`
   # The install tests boot a Debian bookworm container with systemd as PID 1.
   packages+=(systemd-container debootstrap)

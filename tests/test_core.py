@@ -43,13 +43,20 @@ class FakeSip:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, str | None]] = []
+        self.accounts: list[str | None] = []  # the account each left by
 
     def send_message(
-        self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
+        self,
+        to: str,
+        body: str,
+        content_type: str = "text/plain",
+        token: str | None = None,
+        account: str | None = None,
     ) -> None:
         if not to.startswith("sip"):
             raise SipError(f"not a SIP URI: {to!r}")
         self.sent.append((to, body, token))
+        self.accounts.append(account)
 
 
 class FakeMqtt:

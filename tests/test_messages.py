@@ -59,6 +59,7 @@ def test_relay_record_has_the_briefs_fields() -> None:
     assert record == {
         "id": msg.id,
         "from": '"Owner" <sip:owner@pbx.example.org>',
+        "cpim_from": None,
         "to": "<sip:porch@pbx.example.org>",
         "body": "on lamp",
         "content_type": "text/plain",

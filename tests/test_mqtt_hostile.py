@@ -75,9 +75,14 @@ class Sip(FakeSip):
         self.content_types: list[str] = []
 
     def send_message(
-        self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
+        self,
+        to: str,
+        body: str,
+        content_type: str = "text/plain",
+        token: str | None = None,
+        account: str | None = None,
     ) -> None:
-        super().send_message(to, body, content_type, token)
+        super().send_message(to, body, content_type, token, account)
         self.content_types.append(content_type)
 
 
