@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agent import sipnet
+from agent.config import parse_config
 from agent.netwatch import RouteWatch
 from agent.registration import Action, Backoff, Keeper, RegState, public_address
 
@@ -161,3 +164,58 @@ def test_route_watch_names_the_local_source_address() -> None:
     watch = RouteWatch("127.0.0.1", 5060)
     assert watch.changed(0.0) == (None, "127.0.0.1")
     assert watch.changed(1.0) is None
+
+
+# -- the adapter's schedule, from the config to the REGISTER -------------------------------
+
+RECOVERY_CONFIG = """
+[device]
+id = "t"
+[sip]
+uri = "sip:t@127.0.0.1"
+registrar = "sip:127.0.0.1:5060"
+password = "pw"
+[sip.recovery]
+check_s = 0
+retry_min_s = {retry_min}
+retry_max_s = {retry_max}
+"""
+
+
+class FakeAccount:
+    def __init__(self) -> None:
+        self.registers = 0
+
+    def setRegistration(self, renew: bool) -> None:
+        self.registers += 1
+
+
+@pytest.mark.parametrize(("retry_min", "retry_max"), [(1, 8), (3, 20)])
+def test_recovery_retries_after_delays_that_double_from_the_configured_minimum_to_its_bound(
+    retry_min: int, retry_max: int
+) -> None:
+    """sipnet.Recovery as the SIP adapter drives it: each failure reports a delay, and the
+    REGISTER goes out when that delay has passed on the clock the test hands to `tick`."""
+    config = parse_config(RECOVERY_CONFIG.format(retry_min=retry_min, retry_max=retry_max))
+    recovery = sipnet.Recovery(config.sip, lambda state: None)
+    account = FakeAccount()
+    for failures in range(1, 9):
+        before = time.monotonic()
+        state = recovery.on_result(RegState("failed", 503, "Service Unavailable", 0), "")
+        after = time.monotonic()
+        # The oracle: the documented schedule, from the configured values alone.
+        base = min(retry_max, retry_min * 2 ** (failures - 1))
+        assert state.attempt == failures
+        assert state.retry_in_s is not None
+        assert base / 2 <= state.retry_in_s <= base, (failures, state.retry_in_s, base)
+        due = recovery.keeper.next_due()
+        assert due is not None
+        assert before + state.retry_in_s <= due <= after + state.retry_in_s
+        recovery.tick(due - 0.01, account)
+        assert account.registers == failures - 1, "a REGISTER before its delay had passed"
+        recovery.tick(due, account)
+        assert account.registers == failures, "no REGISTER once its delay had passed"
+    # A success starts the schedule over.
+    recovery.on_result(RegState("registered", 200, "OK", 300), "")
+    state = recovery.on_result(RegState("failed", 408, "Request Timeout", 0), "")
+    assert (state.attempt, retry_min / 2 <= (state.retry_in_s or 0) <= retry_min) == (1, True)
