@@ -97,6 +97,31 @@ def test_ready_watchdog_and_stopping_arrive_and_sigterm_leaves_outputs_safe(
     assert agent.proc.returncode == 0
 
 
+def test_watchdog_pings_stop_while_registration_fails_past_the_grace(kamailio, agent_factory):
+    """The owner loop's health gate, fast: the container test (tests/test_install.py) shows
+    systemd restarting the agent for it; this one shows the pings stopping."""
+    grace_s = 10  # the smallest watchdog.registration_grace_s
+    agent = agent_factory(
+        agent_toml(
+            kamailio, password="wrong", extra=f"[watchdog]\nregistration_grace_s = {grace_s}\n"
+        ),
+        watchdog_usec=1_000_000,  # a ping every 0.5 s while healthy
+    )
+    sick_at = agent.notify.wait_for_status("UNHEALTHY: registration failing", grace_s + 20)
+    pings = agent.notify.times("WATCHDOG", "1")
+    assert pings and pings[0] < sick_at, "no ping while registration was within its grace"
+    # Unhealthy from here on (the password stays wrong): STATUS goes on, pings do not.
+    wait_until(
+        lambda: len([t for t, f in agent.notify.messages if "STATUS" in f and t > sick_at]) >= 4,
+        15,
+        "four more STATUS= while unhealthy",
+    )
+    late = [t for t in agent.notify.times("WATCHDOG", "1") if t > sick_at]
+    assert late == [], f"{len(late)} pings while unhealthy: {agent.notify.statuses()[-3:]}"
+    assert "unhealthy: registration failing" in agent.log.read_text()
+    assert agent.notify.times("READY") == []
+
+
 def test_sigint_stops_cleanly_too(agent_factory):
     port = free_port()
     agent = agent_factory(agent_toml(listen=f"127.0.0.1:{port}"))
