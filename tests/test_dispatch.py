@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from test_commands import FakeDevice
 from agent.access import authorize, decide, identity_of
 from agent.commands import COMMANDS, Command, CommandError, parse_request
 from agent.config import parse_config
-from agent.dispatch import Dispatcher
+from agent.dispatch import Dispatcher, Outcome
 from agent.totp import totp
 
 KEY = b"12345678901234567890"
@@ -256,3 +257,89 @@ def test_the_dispatcher_never_raises_and_always_answers_known_senders(
     assert all(totp(KEY, rig.wall.now + s) != "123456" for s in (-30, 0, 30))
     assert rig.device.levels["gate"] == 0.0
     assert all(call[1] != "gate" for call in rig.device.calls)
+
+
+LANGUAGE = "(commands: help, status, on, off, toggle, pulse, blink, set, presence)"
+
+
+def test_every_decision_is_logged_with_who_what_and_why(caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO, logger="agent.dispatch")
+    rig = Rig()
+    rig.send(OWNER, "on lamp")
+    rig.dispatcher.handle(ALICE, "toggle lamp", via="MQTT")
+    rig.send(EVE, "nonsense")
+    rig.send(OWNER, "fly")
+    rig.send(EVE, "on lamp")
+    for _ in range(4):  # no time passes: the fourth is over the burst of 3
+        rig.dispatcher.handle(GUEST, "status", via="call")
+    fields = ("SENDER", "COMMAND", "VIA", "OK")
+    logged = [
+        (r.levelname, r.getMessage(), {f: getattr(r, f) for f in fields if hasattr(r, f)})
+        for r in caplog.records
+    ]
+    owner, alice = "sip:owner@pbx.example.org", "sip:alice@pbx.example.org"
+    guest, eve = "sip:guest@pbx.example.org", "sip:eve@pbx.example.org"
+    status = {"SENDER": guest, "COMMAND": "status", "VIA": "call", "OK": "1"}
+    assert logged[:5] == [
+        ("INFO", f"command 'on lamp' from {owner} (SIP): ok: lamp on",
+         {"SENDER": owner, "COMMAND": "on", "VIA": "SIP", "OK": "1"}),
+        ("WARNING", f"refused 'toggle lamp' from {alice} (MQTT): {alice} may not use 'toggle'",
+         {"SENDER": alice, "COMMAND": "toggle", "VIA": "MQTT", "OK": "0"}),
+        ("WARNING", f"refused a message from {eve} (SIP): not allowed (unknown command "
+         f"'nonsense' {LANGUAGE})", {}),
+        ("INFO", f"bad command from {owner} (SIP): unknown command 'fly' {LANGUAGE}", {}),
+        ("WARNING", f"refused 'on lamp' from {eve} (SIP): {eve} is not in access.allow or "
+         "access.users", {"SENDER": eve, "COMMAND": "on", "VIA": "SIP", "OK": "0"}),
+    ]  # fmt: skip
+    assert [(level, fields) for level, _, fields in logged[5:8]] == [("INFO", status)] * 3
+    assert logged[8] == (
+        "WARNING",
+        f"refused a command from {guest} (call): rate limit, next in 10s",
+        {},
+    )
+
+
+def test_outcomes_name_the_command_and_whether_the_sender_is_authorized() -> None:
+    rig = Rig()
+    assert rig.dispatcher.handle(OWNER, "on lamp") == Outcome(True, "on", "lamp", "ok: lamp on")
+    refused = Outcome(False, "toggle", "lamp", rig.send(ALICE, "toggle lamp"))
+    assert rig.dispatcher.handle(ALICE, "toggle lamp") == refused
+    assert rig.dispatcher.handle(EVE, "on gate") == Outcome(False, "on", "gate", "error: forbidden")
+    assert rig.dispatcher.handle(EVE, "fly") == Outcome(False, None, None, "error: forbidden")
+    bad = rig.dispatcher.handle(OWNER, "fly")
+    assert bad == Outcome(True, None, None, f"error: unknown command 'fly' {LANGUAGE}")
+    silent = Rig("silent")
+    assert silent.dispatcher.handle(EVE, "on gate") == Outcome(False, "on", "gate", "")
+    assert silent.dispatcher.handle(EVE, "fly") == Outcome(False, None, None, "")
+    for _ in range(3):
+        silent.dispatcher.handle(ALICE, "status")
+    limited = "error: too many commands; try again in 10s"
+    assert silent.dispatcher.handle(ALICE, "status") == Outcome(True, None, None, limited)
+    for _ in range(4):
+        silent.dispatcher.handle(EVE, "status")
+    assert silent.dispatcher.handle(EVE, "status") == Outcome(False, None, None, "")
+
+
+def test_a_rate_limit_wait_is_said_in_whole_seconds_and_at_least_one() -> None:
+    rig = Rig(access_extra="")
+    rig.config = parse_config(CONFIG.format(on_forbidden="reply").replace(
+        "rate_per_minute = 6", "rate_per_minute = 6000"))  # fmt: skip
+    d = Dispatcher(rig.config.access, rig.device, clock=rig.clock, wall_clock=rig.wall)
+    for _ in range(3):
+        d.handle(OWNER, "status")
+    assert d.handle(OWNER, "status").reply == "error: too many commands; try again in 1s"
+
+
+def test_a_reload_keeps_the_buckets_unless_the_rate_changed() -> None:
+    rig = Rig()
+    d = rig.dispatcher
+    for _ in range(3):
+        d.handle(OWNER, "status")
+    d.reconfigure(parse_config(CONFIG.format(on_forbidden="silent")).access)
+    assert d.access.on_forbidden == "silent"
+    assert not d.handle(OWNER, "status").ok  # same rate: the bucket is still empty
+    faster = CONFIG.format(on_forbidden="reply").replace("rate_burst = 3", "rate_burst = 5")
+    d.reconfigure(parse_config(faster).access)
+    assert [d.handle(OWNER, "status").ok for _ in range(6)] == [True] * 5 + [False]
+    rig.clock.now += 12  # the new limiter runs on the same clock: one token per 10 s
+    assert d.handle(OWNER, "status").ok
