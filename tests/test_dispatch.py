@@ -343,3 +343,66 @@ def test_a_reload_keeps_the_buckets_unless_the_rate_changed() -> None:
     assert [d.handle(OWNER, "status").ok for _ in range(6)] == [True] * 5 + [False]
     rig.clock.now += 12  # the new limiter runs on the same clock: one token per 10 s
     assert d.handle(OWNER, "status").ok
+
+
+def test_decide_says_who_and_why_for_each_rule() -> None:
+    from agent.access import Decision
+
+    rig = Rig()
+    access, outputs = rig.config.access, ["gate", "lamp", "dimmer"]
+    checked: list[tuple[str, str]] = []
+
+    def check(who: str, key: bytes, code: str) -> bool:
+        checked.append((who, code))
+        return code == "111111"
+
+    def decide_(who: str, name: str, target: str | None, code: str | None = None) -> Decision:
+        return decide(who, Command(name, target), code, access, outputs, check)
+
+    alice, owner = "sip:alice@pbx.example.org", "sip:owner@pbx.example.org"
+    guest, eve = "sip:guest@pbx.example.org", "sip:eve@pbx.example.org"
+    assert decide_(eve, "on", "lamp") == Decision(
+        False, f"{eve} is not in access.allow or access.users", known=False
+    )
+    assert decide_(alice, "toggle", "lamp") == Decision(
+        False,
+        f"{alice} may not use 'toggle'",
+        reply="'toggle' is not allowed for you (you may use: help, on, off, pulse, status)",
+    )
+    assert decide_(alice, "on", "nope") == Decision(True, f"{alice} may use 'on'")
+    assert decide_(alice, "status", None) == Decision(True, f"{alice} may use 'status'")
+    assert decide_(alice, "on", "dimmer") == Decision(
+        False,
+        f"{alice} may not use output dimmer",
+        reply="output 'dimmer' is not allowed for you (your outputs: lamp, gate)",
+    )
+    assert decide_(alice, "on", "lamp") == Decision(True, f"{alice} may use lamp")
+    assert decide_(owner, "on", "gate") == Decision(
+        False,
+        f"{owner} has no totp secret for gate",
+        reply="'gate' needs a one-time code, and none is set up for you",
+    )
+    assert decide_(alice, "pulse", "gate") == Decision(
+        False,
+        f"{alice} sent no one-time code for gate",
+        reply="'gate' needs a one-time code: send '<code> pulse gate'",
+    )
+    assert decide_(alice, "on", "gate", "222222") == Decision(
+        False,
+        f"{alice} sent a bad or used one-time code for gate",
+        reply="one-time code not accepted (wrong, expired or already used)",
+    )
+    assert decide_(alice, "on", "gate", "111111") == Decision(
+        True, f"{alice} may use gate with a valid one-time code"
+    )
+    assert checked == [(alice, "222222"), (alice, "111111")]
+    no_outputs = parse_config(
+        CONFIG.format(on_forbidden="reply").replace(
+            'commands = ["status"]', 'commands = ["on"]\noutputs = []'
+        )
+    ).access
+    refused = decide(guest, Command("on", "lamp"), None, no_outputs, outputs, check)
+    assert refused.reply == "output 'lamp' is not allowed for you (your outputs: none)"
+    assert authorize(EVE, access.allow) == Decision(
+        False, f"{eve} is not in access.allow", known=False
+    )
