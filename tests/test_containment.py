@@ -115,3 +115,30 @@ pin = 17
     assert "dropped 15 MQTT message(s) from broker clients" in caplog.text
     runner.outputs.close()
     runner.outbox.close()  # type: ignore[union-attr]
+
+
+def test_a_repeated_failure_is_logged_once_a_minute_with_the_count_since(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="agent.containment")
+    clock = Clock()
+    guard = Guard(Counters(), LogThrottle(60.0, clock))
+    guard.run("inbox.mqtt_message", boom, lambda: "'sipagent/porch/command', 3 bytes")
+    clock.now = 59.999
+    guard.run("inbox.mqtt_message", boom)
+    guard.run("loop.flush", boom)  # another handler has its own minute
+    clock.now = 60.0
+    guard.run("inbox.mqtt_message", boom)
+    assert caplog.messages == [
+        "inbox.mqtt_message failed ('sipagent/porch/command', 3 bytes): dropped, the agent goes on",
+        "loop.flush failed (-): dropped, the agent goes on",
+        "inbox.mqtt_message failed (-): dropped, the agent goes on (2 failures since the last "
+        "report)",
+    ]
+    assert guard.counters.get("inbox.mqtt_message.failed") == 3
+
+
+def test_event_names_are_stable_counter_prefixes() -> None:
+    assert event_name(MqttPublished(1)) == "inbox.mqtt_published"
+    assert event_name(MqttPublished(2)) == "inbox.mqtt_published"  # the second time, cached
+    assert event_name(MqttOversize("t", 9, 8, False)) == "inbox.mqtt_oversize"
