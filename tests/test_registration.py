@@ -219,3 +219,96 @@ def test_recovery_retries_after_delays_that_double_from_the_configured_minimum_t
     recovery.on_result(RegState("registered", 200, "OK", 300), "")
     state = recovery.on_result(RegState("failed", 408, "Request Timeout", 0), "")
     assert (state.attempt, retry_min / 2 <= (state.retry_in_s or 0) <= retry_min) == (1, True)
+
+
+@pytest.mark.parametrize(
+    ("code", "expires", "unregistering", "state"),
+    [
+        (200, 300, False, RegState("registered", 200, "why", 300)),
+        (299, 1, False, RegState("registered", 299, "why", 1)),
+        (200, 0, False, RegState("unregistered", 200, "why", 0)),
+        (200, 300, True, RegState("unregistered", 200, "why", 0)),
+        (300, 300, False, RegState("failed", 300, "why", 0)),
+        (408, 300, False, RegState("failed", 408, "why", 0)),
+    ],
+)
+def test_a_register_outcome_maps_to_exactly_one_state(
+    code: int, expires: int, unregistering: bool, state: RegState
+) -> None:
+    from agent.registration import reg_state_of
+
+    assert reg_state_of(code, "why", expires, unregistering=unregistering) == state
+
+
+def test_a_link_change_starts_the_backoff_over() -> None:
+    k = _keeper()
+    k.failed(0.0, "408")
+    k.failed(1.0, "408")
+    k.link_changed(2.0, "network back")
+    assert k.failures == 0
+    assert k.failed(3.0, "408").delay_s == 2.0  # the first step again
+
+
+def test_a_one_second_check_is_a_check() -> None:
+    k = _keeper(check_s=1)
+    k.registered(0.0, None)
+    assert k.next_due() == 1.0
+
+
+@pytest.mark.parametrize(
+    ("via", "public"),
+    [
+        ("Via: SIP / 2.0 / UDP 192.0.2.10:5070;branch=z", "192.0.2.10:5070"),  # LWS around '/'
+        ("Via: SIP/2.0/UDP [2001:db8::1]:5062;branch=z", "[2001:db8::1]:5062"),
+        ("Via: SIP/2.0/UDP [2001:db8::1];rport=7;branch=z", "[2001:db8::1]:7"),
+    ],
+)
+def test_public_address_from_odd_but_valid_vias(via: str, public: str) -> None:
+    assert public_address(f"SIP/2.0 200 OK\r\n{via}\r\n\r\n") == public
+
+
+class FakeRoute:
+    def __init__(self) -> None:
+        self.next: tuple[str | None, str | None] | None = None
+
+    def changed(self, now: float) -> tuple[str | None, str | None] | None:
+        change, self.next = self.next, None
+        return change
+
+
+def test_recovery_reports_a_lost_connection_and_route_changes_with_their_reasons() -> None:
+    config = parse_config(RECOVERY_CONFIG.format(retry_min=1, retry_max=8))
+    reports: list[RegState] = []
+    recovery = sipnet.Recovery(config.sip, reports.append)
+    route = FakeRoute()
+    recovery._route = route  # type: ignore[assignment]
+    account = FakeAccount()
+    recovery.keeper.started()
+    recovery.on_result(RegState("registered", 200, "OK", 300), "")
+    now = time.monotonic()
+    recovery.connection_lost(now)
+    lost = reports[-1]
+    assert (lost.state, lost.reason, lost.attempt) == (
+        "failed",
+        "connection to the server closed",
+        1,
+    )
+    assert lost.retry_in_s is not None and 0.5 <= lost.retry_in_s <= 1
+    recovery.connection_lost(now)  # a retry is already scheduled: nothing more
+    assert len(reports) == 1
+    route.next = ("192.0.2.10", None)
+    recovery.tick(now + 0.1, account)
+    assert reports[-1] == RegState("failed", 0, "network down: no route to the registrar", 0)
+    assert account.registers == 0
+    route.next = (None, "192.0.2.10")
+    recovery.tick(now + 2.2, account)
+    # At once, not after a backoff: reported, then sent in the same turn.
+    assert reports[-1] == RegState("registering", 0, "network back", 0)
+    assert account.registers == 1
+    recovery.on_result(RegState("failed", 408, "Request Timeout", 0), "")
+    route.next = ("192.0.2.10", "192.0.2.23")
+    recovery.tick(now + 4.4, account)
+    assert reports[-1] == RegState(
+        "registering", 0, "local address changed from 192.0.2.10 to 192.0.2.23", 0
+    )
+    assert account.registers == 2
