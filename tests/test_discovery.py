@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 import pytest
+from golden import GOLDEN, assert_golden
 
 from agent.config import parse_config
 from agent.discovery import announcements
@@ -403,3 +404,15 @@ def test_every_entity_says_the_device_is_available_as_the_agent_announces_it() -
             "online",
             "offline",
         ), topic
+
+
+def test_every_discovery_payload_reads_as_written_down() -> None:
+    """Buttons with and without a label, a light, a switch, sensors, a trigger, notify: the
+    whole of what Home Assistant receives, on a base topic of its own (tests/golden/)."""
+    config = parse_config((GOLDEN / "discovery.toml").read_text())
+    payloads = announcements(config)
+    parsed = {topic: json.loads(payload) for topic, payload in payloads.items()}
+    text = json.dumps(parsed, indent=1, sort_keys=True, ensure_ascii=False)
+    assert_golden("discovery.json", text.splitlines())
+    for topic, payload in payloads.items():  # compact on the wire
+        assert payload == json.dumps(parsed[topic], separators=(",", ":")).encode(), topic
