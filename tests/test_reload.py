@@ -108,6 +108,46 @@ def test_the_merged_config_keeps_what_needs_a_restart_and_takes_the_rest():
     assert plan.config.access.allow == ("sip:bob@127.0.0.1",)
 
 
+def test_many_changes_at_once_are_all_told_and_the_live_ones_all_taken():
+    running = parse_config(BASE + "[gpio.inputs.bell]\npin = 22\n")
+    changed = (
+        BASE.replace('allow = ["sip:owner@127.0.0.1"]', 'allow = ["sip:bob@127.0.0.1"]')
+        .replace('pin_factory = "mock"', 'pin_factory = "native"')
+        .replace('listen = "127.0.0.1:5070"', 'listen = "127.0.0.1:5071"')
+        .replace('presence = "serve"', 'presence = "off"')
+        .replace('note = "door {door}"', 'note = "the door is {door}"\nwatchers = []')
+        .replace("[gpio.inputs.door]\npin = 27", '[gpio.inputs.door]\npin = 27\nlabel = "Door"')
+        + '[gpio.outputs.lamp]\npin = 18\n[calls]\naction = "pulse gate"\n'
+        + '[log]\nlevel = "debug"\n'
+    )
+    loaded = parse_config(changed)
+    plan = plan_reload(running, loaded)
+    assert plan.applied == (
+        "access.allow",
+        "log.level",
+        "calls.action",
+        "presence.note",
+        "presence.watchers",
+        "gpio.inputs.door.label",
+    )
+    assert plan.needs_restart == (
+        "sip.listen",
+        "sip.presence",
+        "gpio.pin_factory",
+        "gpio.outputs.lamp (added)",
+        "gpio.inputs.bell (removed)",
+    )
+    config = plan.config
+    assert (config.access, config.calls, config.log) == (loaded.access, loaded.calls, loaded.log)
+    assert (config.presence.note, config.presence.watchers) == ("the door is {door}", ())
+    assert config.presence.status == running.presence.status
+    door = config.gpio.input("door")
+    assert door is not None and door.label == "Door"
+    assert config.gpio.input("bell") == running.gpio.input("bell")  # runs until a restart
+    assert config.gpio.pin_factory == "mock" and config.sip == running.sip
+    assert plan.changed and not plan_reload(running, running).changed
+
+
 class _Parts:
     def __init__(self) -> None:
         self.configs: list[object] = []
