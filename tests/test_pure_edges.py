@@ -221,3 +221,55 @@ def test_the_least_recently_seen_sender_is_forgotten_first() -> None:
     limiter.take("sip:one-more@x")  # the table is full: the oldest forged sender goes
     assert limiter.take("owner").allowed is False
     assert limiter.take("sip:forged0@x").allowed is True  # forgotten: a fresh bucket
+
+
+# -- presence -----------------------------------------------------------------------------
+
+
+def test_template_fields_past_plain_text_and_with_dashes_and_underscores() -> None:
+    from agent.presence import template_fields
+
+    assert template_fields("door {front_door}, {back-gate} and {x}") == [
+        "front_door",
+        "back-gate",
+        "x",
+    ]
+    for bad in ("{door!r}", "{door:>5}", "{0}", "{a.b}", "{}", "{a b}"):
+        with pytest.raises(ValueError, match="is not a plain"):
+            template_fields(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ("&#1;", "\x01"),
+        ("&#x10FFFF;", "\U0010ffff"),
+        ("&#x110000;", "&#x110000;"),  # past Unicode: left as written
+        ("&#xD7FF;&#xE000;", "\ud7ff\ue000"),
+        ("&#xD800;&#xDFFF;", "&#xD800;&#xDFFF;"),  # surrogates are no characters
+        ("&#0;", "&#0;"),
+    ],
+)
+def test_xml_character_references_at_the_edges_of_unicode(text: str, read: str) -> None:
+    from agent.presence import from_xml_text
+
+    assert from_xml_text(text) == read
+
+
+def test_presence_requests_refused_with_the_reason() -> None:
+    from agent.presence import PresenceError, normalize_status, parse_request
+
+    cases = {
+        "": "empty presence (use one of: available, away, busy, dnd, offline)",
+        '{"note": "x"}': 'JSON presence needs a "status" string',
+        '{"status": "busy", "note": 5}': '"note" must be a string',
+    }
+    for text, reason in cases.items():
+        with pytest.raises(PresenceError) as err:
+            parse_request(text)
+        assert str(err.value) == reason
+    with pytest.raises(PresenceError) as err:
+        normalize_status("s" * 45)
+    assert str(err.value) == (
+        f"unknown status '{'s' * 39}…' (use one of: available, away, busy, dnd, offline)"
+    )
