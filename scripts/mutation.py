@@ -52,6 +52,10 @@ OUTSIDE = {"pjsua2", "paho", "gpiozero", "systemd", "sqlite3", "ctypes", "socket
 
 # The pure and in-process tests (tests/conftest.py marks the others `lab`).
 TEST_SELECTION = ["tests", "-m", "not lab and not slow"]
+# Log calls are not mutated (unless --with-log-calls): their words are for people, and a
+# changed word is no broken agent. The log lines that carry decisions (who was refused and
+# why, journald's SENDER/COMMAND fields) are pinned by caplog tests all the same.
+LOG_CALLS = r"^\s*log\.(debug|info|warning|error|exception|critical|log)\("
 
 
 def targets(requested: list[str]) -> list[str]:
@@ -118,7 +122,7 @@ def load_explained() -> dict[str, str]:
     return explained
 
 
-def scratch_copy(scratch: Path, paths: list[str]) -> None:
+def scratch_copy(scratch: Path, paths: list[str], log_calls: bool) -> None:
     ignore = shutil.ignore_patterns(
         ".git", ".venv", "mutants", "__pycache__", ".hypothesis", ".*_cache", "*.egg-info"
     )
@@ -131,6 +135,7 @@ def scratch_copy(scratch: Path, paths: list[str]) -> None:
         "also_copy": [a for a in also if not a.startswith(".")],
         "pytest_add_cli_args_test_selection": TEST_SELECTION,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
+        "do_not_mutate_patterns": [] if log_calls else [LOG_CALLS],
     }
     with (scratch / "pyproject.toml").open("a") as f:
         f.write("\n[tool.mutmut]\n")
@@ -171,6 +176,7 @@ def main() -> int:
     parser.add_argument("--min-score", type=float, default=90.0, help="percent killed, at least")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--keep", type=Path, help="run in this directory and keep it")
+    parser.add_argument("--with-log-calls", action="store_true", help="mutate log calls too")
     args = parser.parse_args()
     paths = targets(args.modules)
     if args.list:
@@ -187,7 +193,7 @@ def main() -> int:
     started = time.monotonic()
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="sipagent-mutation-"))
     shutil.rmtree(scratch / "mutants", ignore_errors=True)
-    scratch_copy(scratch, paths)
+    scratch_copy(scratch, paths, args.with_log_calls)
     log = scratch / "mutmut.log"
     print(f"mutating {len(paths)} modules in {scratch} (mutmut's output: {log})", flush=True)
     mutmut(scratch, "run", "--max-children", str(args.jobs), log=log)
