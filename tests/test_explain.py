@@ -92,10 +92,12 @@ def test_which_topics_and_entities_will_exist():
     [
         (CONFIG, "explain-porch.txt"),
         # serve mode, silent refusals, calls, groups, several brokers, discovery off, PWM,
-        # an input active low, watched contacts, IPv6 listen address
+        # inputs active low and high, watched contacts, IPv6 listen address, limited users
         ((GOLDEN / "shed.toml").read_text(), "explain-shed.txt"),
+        # no broker, a user with every right, nobody may watch
+        ((GOLDEN / "minimal.toml").read_text(), "explain-minimal.txt"),
     ],
-    ids=["porch", "shed"],
+    ids=["porch", "shed", "minimal"],
 )
 def test_the_whole_explanation_reads_as_written_down(config: str, golden: str):
     assert_golden(golden, _explain(config))

@@ -75,7 +75,7 @@ def agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[Agent]:
 def test_snapshot_is_the_agent_as_it_is(agent: Agent) -> None:
     agent.started = time.monotonic() - 3725.0
     agent.outputs.pulse("gate", 2.0)
-    agent.outputs.set_level("fan", 0.4)
+    agent.outputs.set_level("fan", 0.12345)
     agent.on_registration(RegState("failed", 408, "Request Timeout", 0, retry_in_s=4.24, attempt=3))
     agent.counters.bump("sip.message.refused", 2)
     agent.diagnostics.capabilities = Capabilities("2.15.1", False, True)
@@ -96,7 +96,7 @@ def test_snapshot_is_the_agent_as_it_is(agent: Agent) -> None:
         "outputs": {
             "gate": {"on": True, "level": None, "running": "pulse 2s"},
             "lamp": {"on": False, "level": None, "running": None},
-            "fan": {"on": True, "level": 40.0, "running": None},
+            "fan": {"on": True, "level": 12.3, "running": None},
         },
         "inputs": {"door": {"active": False, "text": "closed"}},
         "presence": {"status": "available", "note": "door closed", "mode": "publish"},
@@ -187,3 +187,33 @@ def test_diagnostics_lines(diagnostics: dict[str, object], lines: list[str]) -> 
     }  # fmt: skip
     shown = render(status)
     assert shown[shown.index("limited:       0") + 1 :] == lines
+
+
+def test_a_status_with_the_odd_cases_reads_as_written_down() -> None:
+    status = {
+        "version": "1.2", "device": "shed", "uptime_s": 3600, "config": "/etc/x.toml",
+        "registration": {"state": "failed", "code": 503, "retry_in": 2.5},
+        "public_address": None,
+        "mqtt": {"connected": False, "broker": "[::1]:1883"},
+        "outputs": {},
+        "inputs": {"door": {"active": True, "text": "open"}, "bell": {"text": "off"}},
+        "presence": {"status": "away", "note": "", "mode": "serve"},
+        "counters": {"inbox.mqtt_message.failed": 2, "a.b.c.dropped": 1},
+        "reload": {"at": "T", "ok": True, "applied": [], "needs_restart": ["sip.listen", "x"]},
+    }  # fmt: skip
+    assert render(status) == [
+        "sipagent 1.2, device shed, up 1h00m",
+        "config:        /etc/x.toml",
+        "registration:  failed (503 ), retry ? in 2.5s",
+        "public:        unknown",
+        "MQTT:          down, next [::1]:1883",
+        "outputs:       none",
+        "inputs:        door open, bell off",
+        "presence:      away (serve)",
+        "refused:       0",
+        "dropped:       1 (a.b.c.dropped 1)",
+        "limited:       0",
+        "other:         2 (inbox.mqtt_message.failed 2)",
+        "last reload:   T ",
+        "  not applied until a restart: sip.listen, x",
+    ]
