@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -122,12 +123,13 @@ def test_a_repeated_failure_is_logged_once_a_minute_with_the_count_since(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="agent.containment")
     clock = Clock()
+    clock.now = 1000.0
     guard = Guard(Counters(), LogThrottle(60.0, clock))
     guard.run("inbox.mqtt_message", boom, lambda: "'sipagent/porch/command', 3 bytes")
-    clock.now = 59.999
+    clock.now = 1059.999
     guard.run("inbox.mqtt_message", boom)
     guard.run("loop.flush", boom)  # another handler has its own minute
-    clock.now = 60.0
+    clock.now = 1060.0
     guard.run("inbox.mqtt_message", boom)
     assert caplog.messages == [
         "inbox.mqtt_message failed ('sipagent/porch/command', 3 bytes): dropped, the agent goes on",
@@ -139,6 +141,17 @@ def test_a_repeated_failure_is_logged_once_a_minute_with_the_count_since(
 
 
 def test_event_names_are_stable_counter_prefixes() -> None:
-    assert event_name(MqttPublished(1)) == "inbox.mqtt_published"
-    assert event_name(MqttPublished(2)) == "inbox.mqtt_published"  # the second time, cached
+    @dataclass(frozen=True)
+    class HomeAssistantBirthSeen:  # a kind no other test has named (the names are cached)
+        retained: bool
+
+    first = event_name(HomeAssistantBirthSeen(False))  # type: ignore[arg-type]
+    assert first == "inbox.home_assistant_birth_seen"
+    assert event_name(HomeAssistantBirthSeen(True)) == first  # type: ignore[arg-type]
     assert event_name(MqttOversize("t", 9, 8, False)) == "inbox.mqtt_oversize"
+
+
+def test_a_description_is_an_excerpt_of_what_was_received() -> None:
+    said = describe(MqttMessage("sipagent/porch/command", b"\xff" + b"x" * 500))
+    assert said == "'sipagent/porch/command', 501 bytes: '\ufffd" + "x" * 78 + "…'"
+    assert describe(MqttPublished(3)) == "MqttPublished(mid=3)"
