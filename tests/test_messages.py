@@ -180,7 +180,7 @@ def test_request_key_is_what_retransmissions_share(
         ("MESSAGE sip:a@b SIP/2.0\nCall-ID: c5\nCSeq: 1 MESSAGE\nFrom: <sip:o@h>;tag=t\n\n"
          "hi\n\nCall-ID: evil\n\nCSeq: 9 MESSAGE", "c5|1 MESSAGE|t"),
         ("MESSAGE sip:a@b SIP/2.0\r\nCall-ID: c6\r\nCSeq: 1 MESSAGE\r\n\r\n"
-         "x\r\n\r\nCall-ID: evil", "c6|1 MESSAGE|"),  # no From: an empty tag
+         "x\r\n\r\nCall-ID: evil\r\n\r\ny", "c6|1 MESSAGE|"),  # no From: an empty tag
         # A line without a colon does not end the headers.
         ("MESSAGE sip:a@b SIP/2.0\r\njunk\r\nCall-ID: c7\r\nCSeq: 2 MESSAGE\r\n\r\n",
          "c7|2 MESSAGE|"),
@@ -210,3 +210,9 @@ def test_a_new_message_keeps_its_key_and_defaults_its_type_and_time() -> None:
 )
 def test_a_reply_to_an_unparsable_from_goes_where_it_says(from_uri: str, target: str) -> None:
     assert reply_target(message(from_uri=from_uri), routed=True) == target
+
+
+def test_records_go_out_compact_and_in_utf_8() -> None:
+    from agent.messages import to_json
+
+    assert to_json({"a": 1, "body": "café ✓"}) == '{"a":1,"body":"café ✓"}'.encode()

@@ -261,9 +261,11 @@ def test_a_one_second_check_is_a_check() -> None:
         ("Via: SIP / 2.0 / UDP 192.0.2.10:5070;branch=z", "192.0.2.10:5070"),  # LWS around '/'
         ("Via: SIP/2.0/UDP [2001:db8::1]:5062;branch=z", "[2001:db8::1]:5062"),
         ("Via: SIP/2.0/UDP [2001:db8::1];rport=7;branch=z", "[2001:db8::1]:7"),
+        ("Via: ;received=192.0.2.9;rport=9", "192.0.2.9:9"),  # no sent-by: what it says
+        ("Via: ;rport=5", None),  # no host anywhere
     ],
 )
-def test_public_address_from_odd_but_valid_vias(via: str, public: str) -> None:
+def test_public_address_from_odd_but_valid_vias(via: str, public: str | None) -> None:
     assert public_address(f"SIP/2.0 200 OK\r\n{via}\r\n\r\n") == public
 
 
