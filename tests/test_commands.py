@@ -310,3 +310,29 @@ def test_with_no_outputs_or_no_pwm_the_reply_says_none_configured() -> None:
         "error: unknown output 'gate' (outputs: none configured)"
     )
     assert execute(Command("help"), device).ok
+
+
+def test_a_blink_count_of_one_is_a_count() -> None:
+    assert parse_command("blink lamp 1s 2s 1").args == ("1s", "2s", "1")
+
+
+def test_json_fields_a_command_does_not_take_are_not_read() -> None:
+    request = parse_request('{"command": "status", "target": "gate"}', "application/json")
+    assert request.command == Command("status")
+
+
+def test_off_and_toggle_hand_the_device_a_bool() -> None:
+    seen: list[tuple[str, object]] = []
+    device = FakeDevice()
+    device.set_output = lambda name, on: seen.append((name, on))  # type: ignore[method-assign]
+    execute(Command("off", "gate"), device)
+    execute(Command("toggle", "gate"), device)  # the gate is off: toggled on
+    assert seen == [("gate", False), ("gate", True)]
+
+
+def test_a_level_for_a_digital_output_names_every_pwm_output() -> None:
+    device = FakeDevice()
+    device.configs["fan"] = replace(DIMMER, name="fan")
+    assert execute(Command("set", "gate", ("50%",)), device).reply == (
+        "error: 'gate' is not a PWM output (PWM outputs: dimmer, fan)"
+    )
