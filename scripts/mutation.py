@@ -160,7 +160,7 @@ def survivors(scratch: Path) -> list[Survivor]:
     found = []
     for line in mutmut(scratch, "results").splitlines():
         name, _, status = line.strip().rpartition(": ")
-        if not name:
+        if not name or status == "timeout":  # a mutant that hangs the tests is caught too
             continue
         diff = mutmut(scratch, "show", name)
         path = next((m[1] for m in re.finditer(r"^\+\+\+ (\S+)", diff, re.M)), "?")

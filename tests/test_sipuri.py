@@ -184,6 +184,7 @@ EDGES = [
     ("sip:a@b:1", "sip:a@b:1"),
     ("sip:a@b:65535", "sip:a@b:65535"),
     ("a<b <sip:x@y>", "not a SIP URI: 'a<b <sip:x@y>' (contains whitespace)"),
+    ('a<"b" <sip:x@y>', "not a SIP URI: 'a<\"b\" <sip:x@y>' (contains whitespace)"),
     ("sip:a@b@c", "not a SIP URI: 'sip:a@b@c' (bad host 'b@c')"),
     ("sip:[::1]:50]", "not a SIP URI: 'sip:[::1]:50]' (bad port '50]')"),
     ("sip:[zz]:5060", "not a SIP URI: 'sip:[zz]:5060' (bad IPv6 address '[zz]')"),
