@@ -113,3 +113,11 @@ def test_the_record_on_b_call_in() -> None:
     }
     stranger = CallOutcome("sip:eve@x", 603, False, None, received).record()
     assert stranger["action"] is None and stranger["authorized"] is False
+
+
+def test_the_action_is_logged_as_coming_from_a_call(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent.dispatch")
+    Rig().call(OWNER)
+    assert caplog.messages == [
+        "command 'pulse gate 2s' from sip:owner@pbx.example.org (call): ok: gate pulsed 2s"
+    ]

@@ -152,3 +152,14 @@ def test_acknowledged_rows_that_cannot_be_deleted_are_deleted_later(
     assert delivery.outbox.pending == 1
     delivery.flush()
     assert delivery.outbox.pending == 0
+
+
+def test_delivery_goes_on_after_acknowledged_rows_were_deleted(rig) -> None:  # type: ignore[no-untyped-def]
+    delivery, link, _, _ = rig
+    delivery.restart(1)
+    for body in (b"a", b"b"):
+        delivery.add("t", body)
+        delivery.pump()
+        delivery.on_published(len(link.calls))
+        delivery.flush()
+    assert delivery.outbox.pending == 0 and [c[1] for c in link.calls] == [b"a", b"b"]
