@@ -111,8 +111,12 @@ def test_a_failing_timer_is_logged_with_its_key(caplog: pytest.LogCaptureFixture
 
 
 def test_every_inbound_topic_has_its_kind_and_nothing_else_has_one() -> None:
+    with_ha = Topics("sipagent/porch", (), "sipagent/group", "homeassistant")
+    assert with_ha.kind("homeassistant/status") == "ha_status"
+    assert with_ha.kind("sipagent/porch/output/gate/get") is None
     t = Topics("sipagent/porch", ("all",), "sipagent/group", "")
     kinds = {
+        "/status": None,
         "sipagent/porch/presence/status/set": "presence_status_set",
         "sipagent/porch/presence/note/set": "presence_note_set",
         "homeassistant/status": None,  # discovery is off: Home Assistant's birth means nothing
@@ -229,6 +233,7 @@ def test_the_least_recently_seen_sender_is_forgotten_first() -> None:
 def test_template_fields_past_plain_text_and_with_dashes_and_underscores() -> None:
     from agent.presence import template_fields
 
+    assert template_fields("{{literal}} braces, then {x}") == ["x"]
     assert template_fields("door {front_door}, {back-gate} and {x}") == [
         "front_door",
         "back-gate",
