@@ -118,6 +118,6 @@ def test_the_record_on_b_call_in() -> None:
 def test_the_action_is_logged_as_coming_from_a_call(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="agent.dispatch")
     Rig().call(OWNER)
-    assert caplog.messages == [
+    assert [r.getMessage() for r in caplog.records if r.name == "agent.dispatch"] == [
         "command 'pulse gate 2s' from sip:owner@pbx.example.org (call): ok: gate pulsed 2s"
     ]

@@ -276,6 +276,7 @@ def test_every_decision_is_logged_with_who_what_and_why(caplog) -> None:  # type
     logged = [
         (r.levelname, r.getMessage(), {f: getattr(r, f) for f in fields if hasattr(r, f)})
         for r in caplog.records
+        if r.name == "agent.dispatch"
     ]
     owner, alice = "sip:owner@pbx.example.org", "sip:alice@pbx.example.org"
     guest, eve = "sip:guest@pbx.example.org", "sip:eve@pbx.example.org"
