@@ -280,3 +280,12 @@ def test_presence_requests_refused_with_the_reason() -> None:
     assert str(err.value) == (
         f"unknown status '{'s' * 39}…' (use one of: available, away, busy, dnd, offline)"
     )
+
+
+def test_fresh_schedules_have_nothing_due() -> None:
+    from agent.registration import Backoff, Keeper
+
+    keeper = Keeper(Backoff(2, 60), check_s=60)
+    assert (keeper.due(10**6), keeper.next_due(), keeper.retry_pending()) == (None, None, False)
+    choice = BrokerChoice((Broker("a", 1), Broker("b", 2)), failback_s=300, clock=Clock())
+    assert choice.failback_in() is None
