@@ -117,7 +117,7 @@ def load_explained() -> dict[str, str]:
     explained: dict[str, str] = {}
     for line in EXPLAINED.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            key, _, why = line.partition("  # ")
+            key, _, why = line.rpartition("  # ")  # the code itself may hold "  # "
             explained[key.strip()] = why.strip()
     return explained
 
