@@ -85,9 +85,10 @@ def test_a_refused_registration_is_retried_after_delays_that_double_up_to_the_bo
         # bound, and half of it at least (jitter takes up to half off).
         assert base / 2 - 0.5 <= shown <= retry_max, (failures, shown, notified())
         if failures < 5:
-            # ... and the time it really waited, on the test's clock: never less.
+            # ... and the time it really waited, on the test's clock: not less (the slack is
+            # for a listener held up on a loaded machine; a 0.1 s delay fails by far).
             waited = attempts[failures + 1] - failed_at
-            assert waited >= base / 2 - 0.05, (failures, waited, notified())
+            assert waited >= base / 2 - 0.3, (failures, waited, notified())
     assert agent.notify.times("READY") == []
 
 

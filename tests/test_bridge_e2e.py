@@ -399,9 +399,10 @@ def test_a_refused_login_is_retried_after_delays_that_double_up_to_reconnect_max
             f"refused login {count}; log:\n{agent.log_tail()}",
         )
     # paho's backoff as configured: 1 s, then doubling up to reconnect_max. Measured on the
-    # test's clock between the agent's log lines (to one poll, 20 ms), never shorter.
+    # test's clock between the agent's log lines; the slack is for a test process that a
+    # loaded machine holds up while a line arrives (a 0.1 s backoff fails by far).
     schedule = [min(reconnect_max, 2**n) for n in range(len(refusals.gaps()))]
     for gap, delay in zip(refusals.gaps(), schedule, strict=True):
-        assert gap >= delay - 0.25, (refusals.gaps(), schedule)
+        assert gap >= delay - 0.5, (refusals.gaps(), schedule)
     text = agent.log.read_text()
     assert "Not authorized" in text or "not authorised" in text.lower(), text[-2000:]
