@@ -37,6 +37,7 @@ KEY_OF_FIELD = {
     "send_timeout_s": "send_timeout",
     "failback_s": "failback",
     "brokers": "hosts",
+    "code_lockout_s": "code_lockout",
 }
 
 Item = TypeVar("Item", OutputConfig, InputConfig)

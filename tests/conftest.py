@@ -14,6 +14,19 @@ pytest_plugins = ["lab.fixtures"]
 
 AgentFactory = Callable[..., AgentProcess]
 
+# Fixtures that start a real server, an agent process or a network of namespaces. A test
+# that uses one (directly or through another fixture) is marked `lab`: `pytest -m "not lab"`
+# runs the rest, the pure and in-process tests, in seconds (scripts/mutation.py uses them).
+LAB_FIXTURES = frozenset(
+    {"lab_dir", "kamailio_factory", "mosquitto_factory", "agent_factory", "nat_lab", "container"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
+
 
 @pytest.fixture
 def agent_factory(tmp_path: Path) -> Iterator[AgentFactory]:

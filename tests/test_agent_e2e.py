@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 from lab.configs import agent_toml
+from lab.waiting import wait_until
 
 LAMP, GATE = 17, 18
 
@@ -48,6 +50,46 @@ def test_wrong_password_is_reported_and_never_ready(
     assert _json(failed)["code"] in (401, 403, 407)
     assert agent.notify.times("READY") == []
     assert "registration failed" in agent.log.read_text()
+
+
+# "SIP failed (401 Unauthorized), retry 3 in 2s" and "SIP registering (attempt 4)" (STATUS=)
+_RETRY = re.compile(r"^SIP failed \(.*\), retry (\d+) in (\d+)s")
+_ATTEMPT = re.compile(r"^SIP registering \(attempt (\d+)\)")
+
+
+def test_a_refused_registration_is_retried_after_delays_that_double_up_to_the_bound(
+    kamailio, agent_factory
+):
+    retry_min, retry_max = 1, 4
+    recovery = (
+        f"[sip.recovery]\ncheck_s = 0\nretry_min_s = {retry_min}\nretry_max_s = {retry_max}\n"
+    )
+    agent = agent_factory(agent_toml(kamailio, password="wrong", extra=recovery))
+
+    def notified() -> list[tuple[float, str]]:
+        return [(t, f["STATUS"]) for t, f in agent.notify.messages if "STATUS" in f]
+
+    def reached(failures: int) -> bool:
+        if agent.proc.poll() is not None:
+            raise AssertionError(f"agent exited:\n{agent.log_tail()}")
+        return any((m := _RETRY.match(s)) and int(m[1]) >= failures for _, s in notified())
+
+    # Each retry comes within its delay (at most retry_max) and the loop's 1 s poll.
+    wait_until(lambda: reached(5), 5 * (retry_max + 1) + 15, f"5 failures: {notified()}")
+    retries = {int(m[1]): (t, int(m[2])) for t, s in notified() if (m := _RETRY.match(s))}
+    attempts = {int(m[1]): t for t, s in notified() if (m := _ATTEMPT.match(s))}
+    for failures in range(1, 6):
+        base = min(retry_max, retry_min * 2 ** (failures - 1))  # the documented schedule
+        failed_at, shown = retries[failures]
+        # What the agent says it will wait ("retry 3 in 2s", whole seconds): within the
+        # bound, and half of it at least (jitter takes up to half off).
+        assert base / 2 - 0.5 <= shown <= retry_max, (failures, shown, notified())
+        if failures < 5:
+            # ... and the time it really waited, on the test's clock: not less (the slack is
+            # for a listener held up on a loaded machine; a 0.1 s delay fails by far).
+            waited = attempts[failures + 1] - failed_at
+            assert waited >= base / 2 - 0.3, (failures, waited, notified())
+    assert agent.notify.times("READY") == []
 
 
 def test_owner_command_switches_the_pin_and_gets_ok(kamailio, agent_factory, peer_factory):

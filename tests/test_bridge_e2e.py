@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lab.certs import TestCa
 from lab.configs import agent_toml
+from lab.logwatch import LineTimes
 from lab.mqttprobe import MqttProbe
 from lab.ports import free_port
 from lab.waiting import wait_until
@@ -380,19 +381,29 @@ def test_broker_with_password_file_tls_and_client_id(
     probe.close()
 
 
-def test_a_refused_login_is_retried_with_backoff(
+def test_a_refused_login_is_retried_after_delays_that_double_up_to_reconnect_max(
     kamailio, mosquitto_factory, agent_factory, device_id
 ):
+    reconnect_max = 2
     broker = mosquitto_factory(users={"porch": "right"})
-    options = {"username": "porch", "password": "wrong", "reconnect_max": 2}
+    options = {"username": "porch", "password": "wrong", "reconnect_max": reconnect_max}
     agent = agent_factory(
         agent_toml(kamailio, mosquitto=broker, device_id=device_id, mqtt_options=options)
     )
     agent.wait_ready()  # SIP does not wait for MQTT
-    wait_until(
-        lambda: agent.log.read_text().count("refused the connection") >= 3,
-        15,
-        "three refused logins",
-    )
+    refusals = LineTimes(agent.log, "refused the connection")
+    for count in range(1, 6):
+        # Each try comes within the bound (reconnect_max), given a loaded machine's slack.
+        wait_until(
+            lambda count=count: refusals.poll() >= count,
+            reconnect_max + 10,
+            f"refused login {count}; log:\n{agent.log_tail()}",
+        )
+    # paho's backoff as configured: 1 s, then doubling up to reconnect_max. Measured on the
+    # test's clock between the agent's log lines; the slack is for a test process that a
+    # loaded machine holds up while a line arrives (a 0.1 s backoff fails by far).
+    schedule = [min(reconnect_max, 2**n) for n in range(len(refusals.gaps()))]
+    for gap, delay in zip(refusals.gaps(), schedule, strict=True):
+        assert gap >= delay - 0.5, (refusals.gaps(), schedule)
     text = agent.log.read_text()
     assert "Not authorized" in text or "not authorised" in text.lower(), text[-2000:]

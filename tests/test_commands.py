@@ -254,3 +254,94 @@ def test_help_lists_only_what_is_allowed() -> None:
 )
 def test_replies_are_recognised(body: str, reply: bool) -> None:
     assert is_reply(body) is reply
+
+
+# The bounds themselves are allowed; one step past them is not. GATE: max_pulse 10 s;
+# DIMMER: levels 20..90 %.
+BOUNDS = [
+    (Command("pulse", "gate", ("10s",)), "ok: gate pulsed 10s"),
+    (Command("pulse", "gate", ("20ms",)), "ok: gate pulsed 20ms"),
+    (Command("blink", "lamp", ("20ms", "10s")), "ok: lamp blinking 20ms/10s"),
+    (Command("blink", "lamp", ("20ms", "19ms")), "error: off time 19ms is out of range 20ms..10s"),
+    (Command("blink", "lamp", ("300ms",)), "ok: lamp blinking 300ms/300ms"),
+    (Command("blink", "lamp", ("1s", "2s", "1")), "ok: lamp blinking 1s/2s 1 times"),
+    (Command("blink", "lamp", ("1s", "2s", "10000")), "ok: lamp blinking 1s/2s 10000 times"),
+    (Command("set", "dimmer", ("20%",)), "ok: dimmer at 20%"),
+    (Command("set", "dimmer", ("90%",)), "ok: dimmer at 90%"),
+    (
+        Command("set", "dimmer", ("19.9%",)),
+        "error: level 19.9% is out of range for dimmer (0% or 20..90%)",
+    ),
+    (
+        Command("set", "dimmer", ("90.1%",)),
+        "error: level 90.1% is out of range for dimmer (0% or 20..90%)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("cmd", "reply"), BOUNDS)
+def test_the_bounds_themselves_are_allowed(cmd: Command, reply: str) -> None:
+    assert execute(cmd, FakeDevice()).reply == reply
+
+
+def test_levels_up_to_100_percent_and_twelve_characters_are_read() -> None:
+    device = FakeDevice()
+    device.configs["dimmer"] = replace(DIMMER, level_max=100)
+    assert execute(Command("set", "dimmer", ("100%",)), device).reply == "ok: dimmer at 100%"
+    assert parse_command("set dimmer 0.0000000001%").args == ("0.0000000001%",)  # 12 digits
+    with pytest.raises(CommandError, match="is not a level"):
+        parse_command("set dimmer 0.00000000001%")
+
+
+def test_exact_refusals_of_json_and_words() -> None:
+    with pytest.raises(CommandError) as err:
+        parse_request('{"target": "lamp"}', "application/json")
+    assert str(err.value) == 'JSON command needs a "command" string'
+    with pytest.raises(CommandError) as err:
+        parse_request('{"command": "on", "target": "gate", "code": 123}', "application/json")
+    assert str(err.value) == '"code" must be a string of 6 digits'
+    word = "w" * 40  # echoed whole up to 40 characters, cut after
+    assert str(execute(Command("on", word), FakeDevice()).reply) == (
+        f"error: unknown output '{word}' (outputs: gate, lamp, dimmer)"
+    )
+    cut = execute(Command("on", word + "x"), FakeDevice()).reply
+    assert cut == f"error: unknown output '{word[:39]}…' (outputs: gate, lamp, dimmer)"
+
+
+def test_with_no_outputs_or_no_pwm_the_reply_says_none_configured() -> None:
+    device = FakeDevice()
+    device.configs = {"gate": GATE}
+    assert execute(Command("set", "gate", ("50%",)), device).reply == (
+        "error: 'gate' is not a PWM output (PWM outputs: none configured)"
+    )
+    device.configs = {}
+    assert execute(Command("on", "gate"), device).reply == (
+        "error: unknown output 'gate' (outputs: none configured)"
+    )
+    assert execute(Command("help"), device).ok
+
+
+def test_a_blink_count_of_one_is_a_count() -> None:
+    assert parse_command("blink lamp 1s 2s 1").args == ("1s", "2s", "1")
+
+
+def test_json_fields_a_command_does_not_take_are_not_read() -> None:
+    request = parse_request('{"command": "status", "target": "gate"}', "application/json")
+    assert request.command == Command("status")
+
+
+def test_off_and_toggle_hand_the_device_a_bool() -> None:
+    seen: list[tuple[str, object]] = []
+    device = FakeDevice()
+    device.set_output = lambda name, on: seen.append((name, on))  # type: ignore[method-assign]
+    execute(Command("off", "gate"), device)
+    execute(Command("toggle", "gate"), device)  # the gate is off: toggled on
+    assert seen == [("gate", False), ("gate", True)]
+
+
+def test_a_level_for_a_digital_output_names_every_pwm_output() -> None:
+    device = FakeDevice()
+    device.configs["fan"] = replace(DIMMER, name="fan")
+    assert execute(Command("set", "gate", ("50%",)), device).reply == (
+        "error: 'gate' is not a PWM output (PWM outputs: dimmer, fan)"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,42 @@ pin = 17
     assert "dropped 15 MQTT message(s) from broker clients" in caplog.text
     runner.outputs.close()
     runner.outbox.close()  # type: ignore[union-attr]
+
+
+def test_a_repeated_failure_is_logged_once_a_minute_with_the_count_since(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="agent.containment")
+    clock = Clock()
+    clock.now = 1000.0
+    guard = Guard(Counters(), LogThrottle(60.0, clock))
+    guard.run("inbox.mqtt_message", boom, lambda: "'sipagent/porch/command', 3 bytes")
+    clock.now = 1059.999
+    guard.run("inbox.mqtt_message", boom)
+    guard.run("loop.flush", boom)  # another handler has its own minute
+    clock.now = 1060.0
+    guard.run("inbox.mqtt_message", boom)
+    assert caplog.messages == [
+        "inbox.mqtt_message failed ('sipagent/porch/command', 3 bytes): dropped, the agent goes on",
+        "loop.flush failed (-): dropped, the agent goes on",
+        "inbox.mqtt_message failed (-): dropped, the agent goes on (2 failures since the last "
+        "report)",
+    ]
+    assert guard.counters.get("inbox.mqtt_message.failed") == 3
+
+
+def test_event_names_are_stable_counter_prefixes() -> None:
+    @dataclass(frozen=True)
+    class HomeAssistantBirthSeen:  # a kind no other test has named (the names are cached)
+        retained: bool
+
+    first = event_name(HomeAssistantBirthSeen(False))  # type: ignore[arg-type]
+    assert first == "inbox.home_assistant_birth_seen"
+    assert event_name(HomeAssistantBirthSeen(True)) == first  # type: ignore[arg-type]
+    assert event_name(MqttOversize("t", 9, 8, False)) == "inbox.mqtt_oversize"
+
+
+def test_a_description_is_an_excerpt_of_what_was_received() -> None:
+    said = describe(MqttMessage("sipagent/porch/command", b"\xff" + b"x" * 500))
+    assert said == "'sipagent/porch/command', 501 bytes: '\ufffd" + "x" * 78 + "…'"
+    assert describe(MqttPublished(3)) == "MqttPublished(mid=3)"

@@ -233,11 +233,30 @@ def test_mqtt_send_refusals_are_reported(parts, payload: bytes, reason: str) -> 
     assert sip.sent == []
 
 
-def test_mqtt_command_uses_the_configured_identity(parts) -> None:  # type: ignore[no-untyped-def]
-    agent, _, mqtt, pins = parts()
+@pytest.mark.parametrize(
+    ("allow", "result", "gate"),
+    [
+        # CONFIG's mqtt.identity may command: B/command acts as it.
+        ('["sip:owner@pbx.example.org", "sip:ha@PBX.example.org"]', "ok: gate on", True),
+        # The default identity may, the configured one not: the configured one counts.
+        ('["mqtt:local"]', "error: forbidden", False),
+        ('["sip:owner@pbx.example.org"]', "error: forbidden", False),
+    ],
+    ids=["configured-identity-allowed", "only-the-default-allowed", "neither"],
+)
+def test_mqtt_command_acts_as_the_configured_identity(
+    monkeypatch: pytest.MonkeyPatch, allow: str, result: str, gate: bool
+) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    text = CONFIG.format(on_forbidden="reply")
+    config = parse_config(text.replace('allow = ["sip:owner@pbx.example.org"]', f"allow = {allow}"))
+    mqtt, pins = FakeMqtt(), FakePins()
+    agent = Agent(config, FakeSip(), pins, mqtt, Notifier(), outbox=Outbox(":memory:"))
+    mqtt.turn_ends = agent.flush
+    agent.handle(MqttConnected())
     agent.handle(MqttMessage("sipagent/porch/command", b"on gate"))
-    assert json.loads(mqtt.last("sipagent/porch/command/result"))["result"] == "error: forbidden"
-    assert pins.state["gate"] is False
+    assert json.loads(mqtt.last("sipagent/porch/command/result"))["result"] == result
+    assert pins.state["gate"] is gate
 
 
 def test_output_set_topic(parts) -> None:  # type: ignore[no-untyped-def]
@@ -266,10 +285,43 @@ def test_registration_makes_ready_once_and_is_published(parts) -> None:  # type:
     )
 
 
-def test_reconnect_announces_retained_state_and_stop_is_recorded(parts) -> None:  # type: ignore[no-untyped-def]
-    agent, _, mqtt, _ = parts()
+# Retained topics a connect must (re)announce for CONFIG, written out: a restarted broker
+# without persistence has lost them, and Home Assistant reads nothing else.
+ANNOUNCED = {
+    "sipagent/porch/output/gate/state": "OFF",
+    "sipagent/porch/registration": '{"state": "registered", "code": 200, "reason": "OK", '
+    '"expires": 300}',
+    "homeassistant/switch/sipagent_porch/output_gate/config": None,  # None: any payload
+    "homeassistant/select/sipagent_porch/presence/config": None,
+    "homeassistant/sensor/sipagent_porch/registration/config": None,
+    "sipagent/porch/diagnostics": None,
+    "sipagent/porch/outbox": None,
+}
+
+
+@pytest.mark.parametrize("reconnects", [1, 2])
+def test_every_reconnect_announces_discovery_and_retained_state_again(parts, reconnects) -> None:  # type: ignore[no-untyped-def]
+    agent, _, mqtt, pins = parts()
+    for session in range(2, 2 + reconnects):
+        agent.handle(MqttDisconnected("broker restarted"))
+        mqtt.session = session
+        mark = len(mqtt.published)
+        agent.handle(MqttConnected())
+        retained = {t: p for t, p, retain in mqtt.published[mark:] if retain}
+        for topic, payload in ANNOUNCED.items():
+            assert topic in retained, (session, topic, sorted(retained))
+            assert payload is None or retained[topic] == payload, (topic, retained[topic])
+    # The state announced is the state now, not the one of the first connect.
+    pins.state["gate"] = True
+    agent.handle(MqttDisconnected("again"))
+    mark = len(mqtt.published)
     agent.handle(MqttConnected())
-    assert ("sipagent/porch/output/gate/state", "OFF", True) in mqtt.published
+    gate = [p for t, p, _ in mqtt.published[mark:] if t == "sipagent/porch/output/gate/state"]
+    assert gate == ["ON"]
+
+
+def test_stop_is_recorded_once(parts) -> None:  # type: ignore[no-untyped-def]
+    agent, _, _, _ = parts()
     agent.handle(StopRequested("SIGTERM"))
     agent.handle(StopRequested("later"))
     assert agent.stop_reason == "SIGTERM"

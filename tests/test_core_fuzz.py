@@ -64,11 +64,36 @@ def test_any_message_is_relayed_and_answered_at_most_once(
     assert len(relayed) == 1 and json.loads(relayed[0])["body"] == body
 
 
+WORDS_ON_SET = st.sampled_from([b"ON", b"off", b" toggle ", b"TOGGLE", b"On\n", b"ONN", b"1"])
+
+
 @SETTINGS
-@given(payload=st.binary(max_size=200), topic=st.sampled_from(["command", "output/gate/set"]))
-def test_any_mqtt_payload_is_handled(payload: bytes, topic: str) -> None:
+@given(payload=st.one_of(st.binary(max_size=200), WORDS_ON_SET))
+def test_any_command_payload_gets_one_result_and_moves_nothing_for_an_identity_not_allowed(
+    payload: bytes,
+) -> None:
+    # CONFIG's mqtt.identity (sip:ha@...) is not in access.allow.
     agent = new_agent()
-    agent.handle(MqttMessage(f"sipagent/porch/{topic}", payload))
+    assert isinstance(agent.mqtt, FakeMqtt) and isinstance(agent.outputs, FakePins)
+    mark = len(agent.mqtt.published)
+    agent.handle(MqttMessage("sipagent/porch/command", payload))
+    agent.flush()
+    results = [p for t, p, _ in agent.mqtt.published[mark:] if t.endswith("/command/result")]
+    assert len(results) == 1
+    result = json.loads(results[0])
+    assert result["ok"] is False and result["result"].startswith("error: ")
+    assert agent.outputs.state == {"gate": False}
+
+
+@SETTINGS
+@given(payload=st.one_of(st.binary(max_size=200), WORDS_ON_SET))
+def test_any_set_payload_moves_the_output_only_as_on_off_or_toggle(payload: bytes) -> None:
+    agent = new_agent()
+    assert isinstance(agent.outputs, FakePins)
+    agent.handle(MqttMessage("sipagent/porch/output/gate/set", payload))
+    # The README's words, any case, surrounding white space ignored; the gate was off.
+    word = payload.decode("utf-8", errors="replace").strip().upper()
+    assert agent.outputs.state == {"gate": word in ("ON", "TOGGLE")}
 
 
 @SETTINGS

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 import pytest
+from golden import GOLDEN, assert_golden
 
 from agent.config import parse_config
 from agent.discovery import announcements
@@ -95,6 +96,8 @@ id = "porch"
 name = "Porch"
 [sip]
 uri = "sip:porch@pbx.example.org"
+[access]
+allow = ["sip:owner@pbx.example.org"]
 [mqtt]
 host = "localhost"
 {mqtt_extra}
@@ -280,3 +283,136 @@ def test_diagnostic_entities_read_the_diagnostics_and_registration_topics() -> N
     outdated = configs["homeassistant/binary_sensor/sipagent_porch/pjproject_outdated/config"]
     assert outdated["device_class"] == "update"
     assert outdated["state_topic"] == "sipagent/porch/diagnostics"
+
+
+# -- Home Assistant's side of each entity, played against the real agent --------------------
+
+
+class HomeAssistantView:
+    """What Home Assistant does with a discovered entity, against a core.Agent with real
+    (MockFactory) pins: it publishes to `command_topic`, and reads back the last retained
+    payload of `state_topic`, comparing it with `payload_on`/`payload_off` (HA's defaults
+    for `state_on`/`state_off`). The oracle is HA's documented behaviour, not the agent's
+    own topic names."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from gpiozero import Device
+        from test_core import FakeMqtt, FakeSip
+        from test_presence import FakeSipPresence
+
+        from agent.core import Agent
+        from agent.events import InputChanged, MqttConnected
+        from agent.gpio import Outputs
+        from agent.inputs import Inputs
+        from agent.presence_keeper import PresenceKeeper
+        from agent.service import Notifier
+
+        monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+        config = parse_config(CONFIG.format(mqtt_extra=""))
+        self.configs = {t: json.loads(p) for t, p in announcements(config).items()}
+        self.mqtt = FakeMqtt()
+        self.outputs = Outputs(config.gpio)
+        self.changed: list[InputChanged] = []
+        self.inputs = Inputs(config.gpio.inputs, self.changed.append)  # type: ignore[arg-type]
+        self.factory = Device.pin_factory
+        topics = Topics(config.mqtt.base_topic)  # type: ignore[union-attr]
+        presence = PresenceKeeper(
+            config, FakeSipPresence(), self.inputs, self.outputs, self.mqtt, print, topics
+        )
+        self.agent = Agent(config, FakeSip(), self.outputs, self.mqtt, Notifier(), presence)
+        self.outputs.set_listener(self.agent.on_output_changed)
+        self.mqtt.turn_ends = self.agent.flush
+        self.agent.started_sip()
+        self.agent.handle(MqttConnected())
+
+    def close(self) -> None:
+        self.inputs.close()
+        self.outputs.close()
+
+    def entity(self, component: str, key: str) -> dict[str, Any]:
+        return self.configs[f"homeassistant/{component}/sipagent_porch/{key}/config"]
+
+    def command(self, entity: dict[str, Any], payload: str) -> None:
+        from agent.events import MqttMessage
+
+        self.agent.handle(MqttMessage(entity["command_topic"], payload.encode()))
+
+    def drive(self, pin: int, high: bool) -> None:
+        mock = self.factory.pin(pin)  # type: ignore[union-attr]
+        mock.drive_high() if high else mock.drive_low()
+        for event in self.changed:
+            self.agent.handle(event)
+        self.changed.clear()
+
+    def shown(self, entity: dict[str, Any]) -> str:
+        """HA's state of the entity: the last retained payload on its state topic."""
+        retained = [p for t, p, r in self.mqtt.published if t == entity["state_topic"] and r]
+        assert retained, f"nothing retained on {entity['state_topic']}"
+        payload = retained[-1]
+        if payload == entity["payload_on"]:
+            return "on"
+        if payload == entity["payload_off"]:
+            return "off"
+        return f"unknown ({payload!r})"
+
+    def pin(self, number: int) -> bool:
+        return bool(self.factory.pin(number).state)  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def home_assistant(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    view = HomeAssistantView(monkeypatch)
+    yield view
+    view.close()
+
+
+@pytest.mark.parametrize(("name", "pin"), [("gate", 17), ("lamp", 18)])
+def test_a_switch_shows_what_the_output_does_and_drives_it(home_assistant, name, pin) -> None:  # type: ignore[no-untyped-def]
+    ha = home_assistant
+    switch = ha.entity("switch", f"output_{name}")
+    assert ha.shown(switch) == "off" and ha.pin(pin) is False
+    ha.command(switch, switch["payload_on"])  # the user flips the switch on
+    assert ha.pin(pin) is True
+    assert ha.shown(switch) == "on"
+    ha.command(switch, switch["payload_off"])
+    assert ha.pin(pin) is False
+    assert ha.shown(switch) == "off"
+    # A command from elsewhere (SIP, B/command) shows in HA too.
+    assert ha.agent.dispatcher.handle("sip:owner@pbx.example.org", f"on {name}").ok
+    assert ha.shown(switch) == "on"
+
+
+@pytest.mark.parametrize(("name", "pin"), [("door", 27), ("bell", 22)])
+def test_a_binary_sensor_shows_what_the_input_does(home_assistant, name, pin) -> None:  # type: ignore[no-untyped-def]
+    ha = home_assistant
+    sensor = ha.entity("binary_sensor", f"input_{name}")
+    # Pulled up (the default): the contact pulls the pin low, which is "active".
+    assert ha.shown(sensor) == "off"
+    ha.drive(pin, high=False)
+    assert ha.shown(sensor) == "on"
+    ha.drive(pin, high=True)
+    assert ha.shown(sensor) == "off"
+
+
+def test_every_entity_says_the_device_is_available_as_the_agent_announces_it() -> None:
+    # The brief: B/availability is `online` / `offline` (birth, will and goodbye).
+    for topic, payload in _configs().items():
+        if "/device_automation/" in topic:
+            continue
+        assert payload["availability_topic"] == "sipagent/porch/availability", topic
+        assert (payload["payload_available"], payload["payload_not_available"]) == (
+            "online",
+            "offline",
+        ), topic
+
+
+def test_every_discovery_payload_reads_as_written_down() -> None:
+    """Buttons with and without a label, a light, a switch, sensors, a trigger, notify: the
+    whole of what Home Assistant receives, on a base topic of its own (tests/golden/)."""
+    config = parse_config((GOLDEN / "discovery.toml").read_text())
+    payloads = announcements(config)
+    parsed = {topic: json.loads(payload) for topic, payload in payloads.items()}
+    text = json.dumps(parsed, indent=1, sort_keys=True, ensure_ascii=False)
+    assert_golden("discovery.json", text.splitlines())
+    for topic, payload in payloads.items():  # compact on the wire
+        assert payload == json.dumps(parsed[topic], separators=(",", ":")).encode(), topic

@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from golden import GOLDEN, assert_golden
 
 from agent.capabilities import Capabilities
 from agent.config import parse_config
@@ -84,6 +85,22 @@ def test_which_topics_and_entities_will_exist():
     assert any(line.split()[:2] == ["device_automation", "input_bell_pressed"] for line in lines)
     no_mqtt = CONFIG.replace('[mqtt]\nhost = "localhost"\n', "")
     assert "none: no [mqtt] broker configured" in _explain(no_mqtt)
+
+
+@pytest.mark.parametrize(
+    ("config", "golden"),
+    [
+        (CONFIG, "explain-porch.txt"),
+        # serve mode, silent refusals, calls, groups, several brokers, discovery off, PWM,
+        # inputs active low and high, watched contacts, IPv6 listen address, limited users
+        ((GOLDEN / "shed.toml").read_text(), "explain-shed.txt"),
+        # no broker, a user with every right, nobody may watch
+        ((GOLDEN / "minimal.toml").read_text(), "explain-minimal.txt"),
+    ],
+    ids=["porch", "shed", "minimal"],
+)
+def test_the_whole_explanation_reads_as_written_down(config: str, golden: str):
+    assert_golden(golden, _explain(config))
 
 
 def test_the_command_line_prints_it(tmp_path: Path):

@@ -176,3 +176,48 @@ def test_request_key_is_what_retransmissions_share(
     from_header: str, call_id: str, key: str | None
 ) -> None:
     assert request_key(RAW.format(from_header=from_header, call_id=call_id)) == key
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        # Bare LF line ends, and a body with blank lines and header-like text of its own.
+        ("MESSAGE sip:a@b SIP/2.0\nCall-ID: c5\nCSeq: 1 MESSAGE\nFrom: <sip:o@h>;tag=t\n\n"
+         "hi\n\nCall-ID: evil\n\nCSeq: 9 MESSAGE", "c5|1 MESSAGE|t"),
+        ("MESSAGE sip:a@b SIP/2.0\r\nCall-ID: c6\r\nCSeq: 1 MESSAGE\r\n\r\n"
+         "x\r\n\r\nCall-ID: evil\r\n\r\ny", "c6|1 MESSAGE|"),  # no From: an empty tag
+        # A line without a colon does not end the headers.
+        ("MESSAGE sip:a@b SIP/2.0\r\njunk\r\nCall-ID: c7\r\nCSeq: 2 MESSAGE\r\n\r\n",
+         "c7|2 MESSAGE|"),
+        # A '>' inside the quoted display name: the tag is the one after the URI.
+        ('MESSAGE sip:a@b SIP/2.0\r\nFrom: "a>b;tag=no" <sip:o@h>;tag=yes\r\nCall-ID: c8\r\n'
+         "CSeq: 3 MESSAGE\r\n\r\n", "c8|3 MESSAGE|yes"),
+    ],
+)  # fmt: skip
+def test_request_key_reads_only_the_headers(raw: str, key: str) -> None:
+    assert request_key(raw) == key
+
+
+def test_a_new_message_keeps_its_key_and_defaults_its_type_and_time() -> None:
+    before = datetime.now(UTC)
+    msg = IncomingMessage.new(
+        from_uri="sip:o@h", to_uri="sip:a@b", contact="", body="x", content_type="",
+        source="192.0.2.1:5060", transport="udp", request_key="c|1 MESSAGE|t",
+    )  # fmt: skip
+    assert msg.request_key == "c|1 MESSAGE|t"
+    assert msg.content_type == "text/plain"
+    assert msg.received.tzinfo is UTC and before <= msg.received <= datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    ("from_uri", "target"),
+    [("<Xbad uri>", "Xbad uri"), (" <also bad> ", "also bad")],
+)
+def test_a_reply_to_an_unparsable_from_goes_where_it_says(from_uri: str, target: str) -> None:
+    assert reply_target(message(from_uri=from_uri), routed=True) == target
+
+
+def test_records_go_out_compact_and_in_utf_8() -> None:
+    from agent.messages import to_json
+
+    assert to_json({"a": 1, "body": "café ✓"}) == '{"a":1,"body":"café ✓"}'.encode()

@@ -32,6 +32,8 @@ def test_every_topic_the_agent_hears_has_a_bound() -> None:
         "sipagent/group/all/command": 1000,
         "sipagent/porch/message/send": 16384,
         "sipagent/porch/presence/set": PRESENCE_SET_BYTES,
+        "sipagent/porch/presence/status/set": PRESENCE_SET_BYTES,
+        "sipagent/porch/presence/note/set": PRESENCE_SET_BYTES,  # a 200-character note fits
         "sipagent/porch/output/gate/set": OUTPUT_SET_BYTES,
         "homeassistant/status": HA_STATUS_BYTES,
         "sipagent/porch/output//set": HA_STATUS_BYTES,  # no output: the smallest bound
@@ -119,3 +121,46 @@ def test_a_refusal_keeps_the_request_id_and_only_an_excerpt_of_to() -> None:
         parse_send(send(id="req-9", to="sip:" + "b" * 600, content_type="x"))
     assert err.value.id == "req-9"
     assert err.value.to == excerpt("sip:" + "b" * 600) and len(err.value.to) <= 200
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "id", "to"),
+    [
+        (b"\xff", "the payload is not UTF-8", None, ""),
+        (b"[1]", 'expected a JSON object {"to": "sip:\u2026", "body": "\u2026"}', None, ""),
+        (send(body=1, id=7), '"to" and "body" must be strings', "7", "sip:bob@example.org"),
+        (send(to=5), '"to" and "body" must be strings', None, ""),
+        (send(id=True), '"id" must be a string', None, ""),
+        (send(id="i" * (MAX_ID_CHARS + 1)), '"id" longer than 128 characters', None, ""),
+        (send(to="sip:" + "a" * 503 + "@b.org"), '"to" longer than 512 characters', None,
+         excerpt("sip:" + "a" * 503 + "@b.org")),
+        (send(to="sip:bob@example.org?subject=x"), '"to" must not carry URI headers (?\u2026)',
+         None, "sip:bob@example.org?subject=x"),
+        (send(body="\ud800"), '"body" is not UTF-8 text', None, "sip:bob@example.org"),
+        (send(content_type=3), '"content_type" must be a string', None, "sip:bob@example.org"),
+        (send(content_type="x" * 70), '"content_type" ' + repr(excerpt("x" * 70, 60))
+         + " is not a media type (type/subtype, e.g. text/plain; charset=utf-8)", None,
+         "sip:bob@example.org"),
+        (send(content_type="text/" + "p" * 124), '"content_type" '
+         + repr(excerpt("text/" + "p" * 124, 60)) + " is not a media type (type/subtype, e.g. "
+         "text/plain; charset=utf-8)", None, "sip:bob@example.org"),
+    ],
+)  # fmt: skip
+def test_every_refusal_says_exactly_why(
+    payload: bytes, reason: str, id: str | None, to: str
+) -> None:
+    with pytest.raises(SendRefused) as refused:
+        parse_send(payload)
+    assert (str(refused.value), refused.value.id, refused.value.to) == (reason, id, to)
+
+
+def test_the_bounds_themselves_are_allowed() -> None:
+    at_bounds = send(
+        id="i" * MAX_ID_CHARS,
+        to="sip:" + "a" * 502 + "@b.org",  # 512 characters
+        content_type="text/" + "p" * 123,  # 128 characters
+    )
+    request = parse_send(at_bounds)
+    assert (len(request.id or ""), len(request.to), len(request.content_type)) == (128, 512, 128)
+    # A '?' in the user part is no URI header; one after the host is.
+    assert parse_send(send(to="sip:who?@example.org")).to == "sip:who?@example.org"

@@ -123,3 +123,58 @@ def test_open_requests_are_bounded_and_the_rest_refused_at_once() -> None:
     out.on_status("r0", 200, "OK")
     out.submit("again", "sip:bob@x", "hi")  # room for one more
     assert sent[-1] == "again"
+
+
+def test_the_content_type_reaches_sip_plain_text_unless_said() -> None:
+    seen: list[str] = []
+    out = Outgoing(lambda r: seen.append(r.content_type), lambda o: None, timeout_s=5, retries=0)
+    out.set_ready(True)
+    out.submit("a", "sip:bob@x", "hi")
+    out.submit("b", "sip:bob@x", "{}", "application/json")
+    assert seen == ["text/plain", "application/json"]
+
+
+def test_only_a_2xx_is_success() -> None:
+    out, _, _, reports = _outgoing(retries=0)
+    out.set_ready(True)
+    out.submit("a", "sip:bob@x", "hi")
+    out.on_status("a", 300, "Multiple Choices")
+    out.submit("b", "sip:bob@x", "hi")
+    out.on_status("b", 299, "Odd but fine")
+    assert [(r["id"], r["ok"]) for r in reports] == [("a", False), ("b", True)]
+
+
+def test_retries_wait_1_2_4_8_then_8_seconds() -> None:
+    out, clock, sent, reports = _outgoing(retries=5)
+    out.set_ready(True)
+    out.submit("a", "sip:bob@x", "hi")
+    for delay in (1.0, 2.0, 4.0, 8.0, 8.0):
+        assert out.on_status("a", 408, "Request Timeout")
+        attempts = len(sent)
+        clock.now += delay - 0.001
+        out.tick()
+        assert len(sent) == attempts, f"retried before {delay} s"
+        clock.now += 0.001
+        out.tick()
+        assert len(sent) == attempts + 1, f"not retried after {delay} s"
+    out.on_status("a", 408, "Request Timeout")
+    assert reports[-1]["attempts"] == 6 and reports[-1]["ok"] is False
+
+
+def test_one_request_in_flight_does_not_hold_back_the_others() -> None:
+    out, clock, sent, _ = _outgoing(retries=1)
+    out.set_ready(True)
+    out.submit("a", "sip:bob@x", "first")  # sent, awaiting its status
+    out.submit("b", "sip:bob@x", "second")
+    out.on_status("b", 503, "Service Unavailable")
+    clock.now += 1
+    out.tick()
+    assert sent == ["a", "b", "b"]
+
+
+def test_an_id_is_free_again_once_its_request_ended() -> None:
+    out, _, _, reports = _outgoing(refuse="not a SIP URI")
+    out.set_ready(True)
+    out.submit("a", "nobody", "hi")
+    out.submit("a", "nobody", "hi")
+    assert [r["reason"] for r in reports] == ["not a SIP URI", "not a SIP URI"]

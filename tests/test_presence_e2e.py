@@ -63,7 +63,8 @@ def test_serve_mode_separate_watchers_list(agent_factory, peer_factory):
     eve.subscribe(target)
     owner.subscribe(target)
     eve.wait_buddy(_is("available", "door closed"))
-    assert owner.wait_buddy(lambda e: e["sub_state"] in ("TERMINATED", "NULL"))["sub_term_code"]
+    refused = owner.wait_buddy(lambda e: e["sub_state"] in ("TERMINATED", "NULL"))
+    assert refused["sub_term_code"] == 403  # owner may command, but is no watcher here
 
 
 def test_twenty_watchers_all_see_the_change(agent_factory, peer_factory):

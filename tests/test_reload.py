@@ -6,6 +6,7 @@ a real agent registered at Kamailio and watch rules change while the registratio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from pathlib import Path
@@ -106,6 +107,54 @@ def test_the_merged_config_keeps_what_needs_a_restart_and_takes_the_rest():
     assert (gate.pin, gate.max_pulse_s) == ("GPIO17", 30.0)  # same pin, new limit
     assert plan.config.device.id == "porch"
     assert plan.config.access.allow == ("sip:bob@127.0.0.1",)
+
+
+def test_many_changes_at_once_are_all_told_and_the_live_ones_all_taken():
+    running = parse_config(BASE + "[gpio.inputs.bell]\npin = 22\n")
+    changed = (
+        BASE.replace('allow = ["sip:owner@127.0.0.1"]', 'allow = ["sip:bob@127.0.0.1"]')
+        .replace('pin_factory = "mock"', 'pin_factory = "native"')
+        .replace('listen = "127.0.0.1:5070"', 'listen = "127.0.0.1:5071"')
+        .replace('id = "porch"', 'id = "shed"')
+        .replace('presence = "serve"', 'presence = "off"')
+        .replace('note = "door {door}"', 'note = "the door is {door}"\nwatchers = []')
+        .replace("[gpio.inputs.door]\npin = 27", '[gpio.inputs.door]\npin = 27\nlabel = "Door"')
+        + '[gpio.outputs.lamp]\npin = 18\n[calls]\naction = "pulse gate"\n'
+        + '[log]\nlevel = "debug"\n'
+    )
+    loaded = parse_config(changed)
+    plan = plan_reload(running, loaded)
+    assert plan.applied == (
+        "access.allow",
+        "log.level",
+        "calls.action",
+        "presence.note",
+        "presence.watchers",
+        "gpio.inputs.door.label",
+    )
+    assert plan.needs_restart == (
+        "device.id",
+        "device.name",
+        "sip.listen",
+        "sip.presence",
+        "gpio.pin_factory",
+        "gpio.outputs.lamp (added)",
+        "gpio.inputs.bell (removed)",
+    )
+    config = plan.config
+    assert (config.access, config.calls, config.log) == (loaded.access, loaded.calls, loaded.log)
+    assert (config.presence.note, config.presence.watchers) == ("the door is {door}", ())
+    assert config.presence.status == running.presence.status
+    door = config.gpio.input("door")
+    assert door is not None and door.label == "Door"
+    assert config.gpio.input("bell") == running.gpio.input("bell")  # runs until a restart
+    assert config.gpio.pin_factory == "mock" and config.sip == running.sip
+    assert plan.changed and not plan_reload(running, running).changed
+    # Another file name is no change; a broker where there was none is one.
+    moved = dataclasses.replace(running, source="/etc/sipagent/other.toml")
+    assert not plan_reload(running, moved).changed
+    with_mqtt = parse_config(BASE + '[mqtt]\nhost = "localhost"\n')
+    assert plan_reload(parse_config(BASE), with_mqtt).needs_restart == ("mqtt",)
 
 
 class _Parts:

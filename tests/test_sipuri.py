@@ -170,3 +170,34 @@ def test_any_text_parses_or_is_rejected_and_parsed_uris_round_trip(text: str) ->
         return
     assert parse_sip_uri(str(uri)) == uri
     assert address_of_record(str(uri)) == address_of_record(text)
+
+
+# Edges the tables above leave open, each with its exact outcome.
+EDGES = [
+    ('"" <sip:a@b>', "sip:a@b"),  # an empty display name
+    ('"A"<sip:a@b>', "sip:a@b"),  # no space before '<'
+    ('"\\\\" <sip:a@b>', "sip:a@b"),  # an escaped backslash, then the closing quote
+    ("Xavier <sip:a@b>", "sip:a@b"),
+    ('<sip:a@b>;note=">"', "sip:a@b"),  # '>' in a header parameter after the URI
+    ("sip:a@example.org.", "sip:a@example.org."),  # a fully qualified name
+    ("sip:a@1.2.3", "sip:a@1.2.3"),  # digits, but not four labels: a name, not an address
+    ("sip:a@b:1", "sip:a@b:1"),
+    ("sip:a@b:65535", "sip:a@b:65535"),
+    ("a<b <sip:x@y>", "not a SIP URI: 'a<b <sip:x@y>' (contains whitespace)"),
+    ('a<"b" <sip:x@y>', "not a SIP URI: 'a<\"b\" <sip:x@y>' (contains whitespace)"),
+    ("sip:a@b@c", "not a SIP URI: 'sip:a@b@c' (bad host 'b@c')"),
+    ("sip:[::1]:50]", "not a SIP URI: 'sip:[::1]:50]' (bad port '50]')"),
+    ("sip:[zz]:5060", "not a SIP URI: 'sip:[zz]:5060' (bad IPv6 address '[zz]')"),
+    ("sip:a@b:0", "not a SIP URI: 'sip:a@b:0' (bad port '0')"),
+    ("sip:a@b:65536", "not a SIP URI: 'sip:a@b:65536' (bad port '65536')"),
+    ("sip:a@999.1.1.1", "not a SIP URI: 'sip:a@999.1.1.1' (bad IPv4 address '999.1.1.1')"),
+]
+
+
+@pytest.mark.parametrize(("text", "outcome"), EDGES)
+def test_edges_of_the_grammar(text: str, outcome: str) -> None:
+    try:
+        parsed = str(parse_sip_uri(text))
+    except InvalidSipUri as err:
+        parsed = str(err)
+    assert parsed == outcome

@@ -45,6 +45,14 @@ class NotifyListener:
             f"sd_notify {key}{'=' + value if value else ''} (got {self.statuses()})",
         )
 
+    def wait_for_status(self, fragment: str, timeout: float = 10.0) -> float:
+        """Arrival time of the first STATUS= that contains `fragment`."""
+        return wait_until(
+            lambda: next((t for t, f in self.messages if fragment in f.get("STATUS", "")), None),
+            timeout,
+            f"STATUS containing {fragment!r} (got {self.statuses()[-5:]})",
+        )
+
     def statuses(self) -> list[str]:
         return [f.get("STATUS", "") for _, f in self.messages if "STATUS" in f]
 

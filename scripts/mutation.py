@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Mutation testing of the pure layer: how many of mutmut's mutants the fast tests kill.
+
+    .venv/bin/python scripts/mutation.py                  # the pure layer (README: how long)
+    .venv/bin/python scripts/mutation.py agent/totp.py    # some modules only
+    .venv/bin/python scripts/mutation.py --list           # what it would mutate, and why
+
+mutmut (PyPI, `pip install '.[mutation]'`) changes one small thing at a time in the code (`<`
+into `<=`, a string into "XX…XX", an argument into None) and runs the tests that cover the
+function it changed; a mutant no test notices "survives". It runs in a scratch copy of the
+checkout (mutmut writes a mutants/ tree beside the code) with the tests that
+`pytest -m "not lab and not slow"` selects: the pure and in-process ones, seconds in all.
+
+Survivors that were looked at and left alone are listed, each with its reason, in
+scripts/mutation-survivors.txt (the file says how). The script prints every other survivor
+as a diff, the score, and exits 1 when the score is under --min-score or a survivor is new.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EXPLAINED = REPO / "scripts" / "mutation-survivors.txt"
+
+# The pure layer: decisions with no I/O. When the architecture's folder agent/core/ exists
+# (issue 15), it is that folder, whole; until then this list, the one place to change. A
+# module is pure when nothing it imports, even through other modules of ours, reaches one of
+# OUTSIDE (`--list` checks). The config readers (config*.py: files, environment) and the entry
+# points (cli, totpcli, reloader) are left out: they are not decisions. relay.py is in: it is
+# the delivery logic, handed an Outbox (sqlite3) that issue 15 turns into a port.
+CORE_FOLDER = REPO / "agent" / "core"
+PURE_MODULES = [
+    "access", "brokers", "calls", "commands", "containment", "counters", "discovery",
+    "dispatch", "durations", "events", "explain", "health", "jsonin", "logfields", "messages",
+    "mqtt_requests", "outgoing", "presence", "ratelimit", "registration", "relay", "reload",
+    "sipuri", "status_report", "timers", "topics", "totp", "untrusted",
+]  # fmt: skip
+ALLOWED_IMPURE = {"relay": {"agent.outbox"}}
+OUTSIDE = {"pjsua2", "paho", "gpiozero", "systemd", "sqlite3", "ctypes", "socket", "threading"}
+
+# The pure and in-process tests (tests/conftest.py marks the others `lab`).
+TEST_SELECTION = ["tests", "-m", "not lab and not slow"]
+# Log calls are not mutated (unless --with-log-calls): their words are for people, and a
+# changed word is no broken agent. The log lines that carry decisions (who was refused and
+# why, journald's SENDER/COMMAND fields) are pinned by caplog tests all the same.
+LOG_CALLS = r"^\s*log\.(debug|info|warning|error|exception|critical|log)\("
+
+
+def targets(requested: list[str]) -> list[str]:
+    """Paths (relative to the checkout) of the modules to mutate."""
+    if requested:
+        return [str(Path(p)) for p in requested]
+    if CORE_FOLDER.is_dir():
+        return sorted(str(p.relative_to(REPO)) for p in CORE_FOLDER.rglob("*.py"))
+    return [f"agent/{name}.py" for name in PURE_MODULES]
+
+
+def outside_imports(module: str, seen: set[str] | None = None) -> set[str]:
+    """The outside libraries `module` (agent.x) reaches through its imports, as `via -> lib`."""
+    seen = set() if seen is None else seen
+    path = REPO / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = REPO / module.replace(".", "/") / "__init__.py"
+    if not path.exists() or module in seen:
+        return set()
+    seen.add(module)
+    found: set[str] = set()
+    tree = ast.parse(path.read_text())
+    typing_only = {  # `if TYPE_CHECKING:` imports are for the type checker, never run
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+        for n in ast.walk(block)
+    }
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            if name.split(".")[0] in OUTSIDE:
+                found.add(name.split(".")[0])
+            elif name.startswith("agent.") and name not in ALLOWED_IMPURE.get(module[6:], ()):
+                reached = outside_imports(name, seen)
+                found |= {f"{name} -> {lib.split(' -> ')[-1]}" for lib in reached}
+    return found
+
+
+@dataclass
+class Survivor:
+    name: str  # mutmut's name of the mutant
+    status: str  # survived, no tests, timeout, suspicious
+    path: str
+    diff: str
+    changed: str  # the mutated line(s), stripped: what scripts/mutation-survivors.txt matches
+
+    def key(self) -> str:
+        return f"{self.path}: {self.changed}"
+
+
+def load_explained() -> dict[str, str]:
+    explained: dict[str, str] = {}
+    for line in EXPLAINED.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, why = line.rpartition("  # ")  # the code itself may hold "  # "
+            explained[key.strip()] = why.strip()
+    return explained
+
+
+def scratch_copy(scratch: Path, paths: list[str], log_calls: bool) -> None:
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv", "mutants", "__pycache__", ".hypothesis", ".*_cache", "*.egg-info"
+    )
+    shutil.copytree(REPO, scratch, ignore=ignore, dirs_exist_ok=True)
+    also = sorted({p.split("/")[0] for p in os.listdir(REPO)} - {"agent", "tests", ".git"})
+    config = {
+        "source_paths": ["agent/"],
+        "only_mutate": paths,
+        # What the tests read besides the code and the tests (examples, the unit, scripts).
+        "also_copy": [a for a in also if not a.startswith(".")],
+        "pytest_add_cli_args_test_selection": TEST_SELECTION,
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
+        "do_not_mutate_patterns": [] if log_calls else [LOG_CALLS],
+    }
+    with (scratch / "pyproject.toml").open("a") as f:
+        f.write("\n[tool.mutmut]\n")
+        for key, value in config.items():
+            f.write(f"{key} = {json.dumps(value)}\n")
+
+
+def mutmut(scratch: Path, *args: str, log: Path | None = None) -> str:
+    command = [sys.executable, "-m", "mutmut", *args]
+    if log is None:
+        done = subprocess.run(command, cwd=scratch, capture_output=True, text=True, check=False)
+        return done.stdout
+    with log.open("w") as out:
+        done = subprocess.run(command, cwd=scratch, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace").replace("\r", "\n").splitlines()[-30:]
+        sys.exit("mutmut failed:\n" + "\n".join(tail))
+    return ""
+
+
+def survivors(scratch: Path) -> list[Survivor]:
+    found = []
+    for line in mutmut(scratch, "results").splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if not name or status == "timeout":  # a mutant that hangs the tests is caught too
+            continue
+        diff = mutmut(scratch, "show", name)
+        path = next((m[1] for m in re.finditer(r"^\+\+\+ (\S+)", diff, re.M)), "?")
+        plus = [d[1:].strip() for d in diff.splitlines() if d.startswith("+") and d[1:2] != "+"]
+        found.append(Survivor(name, status, path, diff, " / ".join(plus)))
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="paths of modules to mutate (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the targets and their imports")
+    parser.add_argument("--min-score", type=float, default=90.0, help="percent killed, at least")
+    parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--keep", type=Path, help="run in this directory and keep it")
+    parser.add_argument("--with-log-calls", action="store_true", help="mutate log calls too")
+    args = parser.parse_args()
+    paths = targets(args.modules)
+    if args.list:
+        for path in paths:
+            module = path.removesuffix(".py").replace("/", ".")
+            outside = outside_imports(module)
+            print(f"{path:32} {'IMPURE: ' + ', '.join(sorted(outside)) if outside else 'pure'}")
+        print(f"tests: pytest {' '.join(TEST_SELECTION)}")
+        return 0
+    try:
+        import mutmut as _  # noqa: F401
+    except ImportError:
+        sys.exit("mutmut is not installed: .venv/bin/pip install '.[mutation]'")
+    started = time.monotonic()
+    scratch = args.keep or Path(tempfile.mkdtemp(prefix="sipagent-mutation-"))
+    shutil.rmtree(scratch / "mutants", ignore_errors=True)
+    scratch_copy(scratch, paths, args.with_log_calls)
+    log = scratch / "mutmut.log"
+    print(f"mutating {len(paths)} modules in {scratch} (mutmut's output: {log})", flush=True)
+    mutmut(scratch, "run", "--max-children", str(args.jobs), log=log)
+    mutmut(scratch, "export-cicd-stats")
+    stats = json.loads((scratch / "mutants" / "mutmut-cicd-stats.json").read_text())
+    left = survivors(scratch)
+    explained = load_explained()
+    new = [s for s in left if s.key() not in explained]
+    total, killed = stats["total"], stats["killed"] + stats["timeout"]
+    score = 100.0 * killed / total if total else 100.0
+    for s in new:
+        print(f"\n{s.status}: {s.name}\n{s.diff}")
+    reasons: dict[str, int] = {}
+    for s in left:
+        if s.key() in explained:
+            why = explained[s.key()].split(":")[0]
+            reasons[why] = reasons.get(why, 0) + 1
+    minutes = (time.monotonic() - started) / 60
+    print(
+        f"\n{total} mutants of {len(paths)} modules: {killed} killed ({score:.1f} %), "
+        f"{len(left)} left: {len(left) - len(new)} explained, {len(new)} not; "
+        f"{minutes:.1f} min with {args.jobs} jobs"
+    )
+    for why, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        print(f"  {count:4} {why}")
+    if not args.keep:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0 if score >= args.min_score and not new else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
