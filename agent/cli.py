@@ -9,7 +9,13 @@ import os
 import sys
 
 from agent import __version__
-from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, embedded_default, load_config
+from agent.config.model import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    ConfigError,
+    embedded_default,
+    load_config,
+)
 
 log = logging.getLogger("agent")
 
@@ -35,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     send_p = sub.add_parser("send", help="send one MESSAGE and print the reply")
     totp_p = sub.add_parser("totp", help="one-time codes: enrol a user, check a code")
     sub.add_parser("version", help="print the version")
-    from agent import sendcli, totpcli  # pjsua2 is imported only when a command needs it
+    from agent.adapters.sip import sendcli  # pjsua2 is imported only when a command needs it
+    from agent.config import enrol as totpcli
 
     sendcli.add_arguments(send_p)
     totpcli.add_arguments(totp_p)
@@ -57,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_config(path: str, explain: bool = False) -> int:
-    from agent.statecheck import state_warnings
+    from agent.config.statecheck import state_warnings
 
     try:
         config = load_config(path)
@@ -68,7 +75,7 @@ def _check_config(path: str, explain: bool = False) -> int:
     if explain:
         import tomllib
 
-        from agent.explain import explain as explain_lines
+        from agent.core.explain import explain as explain_lines
 
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -82,8 +89,8 @@ def _check_config(path: str, explain: bool = False) -> int:
 
 
 def _status(socket_path: str | None, as_json: bool) -> int:
-    from agent.status_report import render
-    from agent.status_socket import StatusUnavailable, ask, client_paths
+    from agent.adapters.status_socket import StatusUnavailable, ask, client_paths
+    from agent.core.status_report import render
 
     try:
         answer = ask([socket_path] if socket_path else client_paths())
@@ -104,8 +111,8 @@ def _load_for_run(path: str | None) -> Config:
 
 
 def _run(path: str | None) -> int:
-    from agent import signals
-    from agent.service import setup_logging
+    from agent.adapters import signals
+    from agent.adapters.service import setup_logging
 
     # Before the slow imports and the config: a HUP during the start must not kill us.
     signals.install()

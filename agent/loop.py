@@ -10,33 +10,39 @@ import threading
 import time
 from functools import partial
 
-from agent import signals
-from agent.capabilities import log_capabilities
-from agent.codestore import CodeFile
-from agent.config import Config
-from agent.containment import Guard, LogThrottle, describe, event_name
-from agent.core import Agent
-from agent.counters import Counters
-from agent.events import Event, MqttPublished, ReloadRequested, StatusLogRequested, StatusRequested
-from agent.gpio import Outputs
-from agent.health import Health, HealthPolicy
-from agent.heap import HeapTrimmer
+from agent.adapters import signals
+from agent.adapters.codestore import CodeFile
+from agent.adapters.gpio import Outputs
+from agent.adapters.heap import HeapTrimmer
+from agent.adapters.inputs import Inputs
+from agent.adapters.mqtt import MqttLink
+from agent.adapters.outbox.store import Outbox
+from agent.adapters.service import Notifier
+from agent.adapters.sip.capabilities import log_capabilities
+from agent.adapters.sip.presence import SipPresence
+from agent.adapters.sip.stack import SipStack
+from agent.adapters.status_socket import StatusServer, server_path
+from agent.config.model import Config
+from agent.config.statedir import outbox_path, state_dir
+from agent.core.agent import Agent
+from agent.core.containment import Guard, LogThrottle, describe, event_name
+from agent.core.counters import Counters
+from agent.core.events import (
+    Event,
+    MqttPublished,
+    ReloadRequested,
+    StatusLogRequested,
+    StatusRequested,
+)
+from agent.core.health import Health, HealthPolicy
+from agent.core.mqtt_requests import PayloadBounds
+from agent.core.presence_keeper import PresenceKeeper
+from agent.core.reloader import Reloader
+from agent.core.status_report import snapshot
+from agent.core.throttle import Throttle
+from agent.core.timers import Timers
+from agent.core.topics import Topics
 from agent.inbox import DEFAULT_MAX_PENDING, Inbox
-from agent.inputs import Inputs
-from agent.mqtt import MqttLink
-from agent.mqtt_requests import PayloadBounds
-from agent.outbox import Outbox
-from agent.presence_keeper import PresenceKeeper
-from agent.reloader import Reloader
-from agent.service import Notifier
-from agent.sip import SipStack
-from agent.sip_presence import SipPresence
-from agent.statedir import outbox_path, state_dir
-from agent.status_report import snapshot
-from agent.status_socket import StatusServer, server_path
-from agent.throttle import Throttle
-from agent.timers import Timers
-from agent.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +70,7 @@ class Runner:
             ),
             time.monotonic(),
         )
-        # The outbox plugs in below (`health.outbox_probe`, agent.health.OutboxProbe).
+        # The outbox plugs in below (`health.outbox_probe`, agent.core.health.OutboxProbe).
         self.notifier.status_extra = self.health.status_suffix
         self.timers = Timers()
         self.outputs = Outputs(config.gpio, timers=self.timers)
@@ -113,7 +119,7 @@ class Runner:
             presence=self.presence,
             outbox=self.outbox,
             counters=self.counters,
-            # Spent one-time codes and lockouts outlive a restart (agent.codes).
+            # Spent one-time codes and lockouts outlive a restart (agent.core.codes).
             code_store=CodeFile(state_dir(config.outbox.path)),
         )
         if self.agent.bridge is not None:
@@ -171,7 +177,7 @@ class Runner:
             now = time.monotonic()
             if interval is not None and now >= next_ping:
                 # Pinging from this loop (not a timer thread) is the point: a hung loop
-                # stops the pings, and so does a sick agent (agent.health); systemd then
+                # stops the pings, and so does a sick agent (agent.core.health); systemd then
                 # restarts the service.
                 if self.health.check(now).healthy:
                     self.notifier.watchdog()

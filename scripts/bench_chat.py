@@ -10,8 +10,8 @@ import timeit
 import zlib
 from dataclasses import replace
 
-from agent import chat, cpim, imdn
-from agent.messages import IncomingMessage
+from agent.core import chat, cpim, imdn
+from agent.core.messages import IncomingMessage
 
 # As linphonec 5.1 sends them (tests/test_chat.py has the captured bodies).
 MESSAGE = (

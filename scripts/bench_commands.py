@@ -31,9 +31,9 @@ from lab.peer import Peer  # noqa: E402
 from lab.waiting import wait_until  # noqa: E402
 from test_commands import FakeDevice  # noqa: E402
 
-from agent.config import parse_config  # noqa: E402
-from agent.dispatch import Dispatcher  # noqa: E402
-from agent.totp import totp  # noqa: E402
+from agent.config.model import parse_config  # noqa: E402
+from agent.core.dispatch import Dispatcher  # noqa: E402
+from agent.core.totp import totp  # noqa: E402
 
 KEY = b"bench-key-0123456789"
 CONFIG = f"""

@@ -6,7 +6,7 @@
 The lab of tests/test_dns_srv.py: dnsmasq serving `_sip._udp.sipagent.test` -> k1 (priority 10)
 and k2 (priority 20), two Kamailios on loopback. It measures:
 - resolution: an SRV lookup with its A/AAAA lookups through pjsip's resolver
-  (agent.sip_dns), from the server and then from pjsip's cache;
+  (agent.adapters.sip.dns), from the server and then from pjsip's cache;
 - start -> READY=1 (registered through the SRV target);
 - failover: k1 stopped -> STATUS "registered via k2", with the periodic check at 1 s and at
   the default 60 s (the worst case waits a whole check; a refresh by pjsua would too).
@@ -37,7 +37,7 @@ from test_dns_srv import DOMAIN, K1, K2, provider_config, srv_zone  # noqa: E402
 RESOLVE = """
 import sys, time, pjsua2 as pj
 sys.path.insert(0, {repo!r})
-from agent.sip_dns import SrvLookup
+from agent.adapters.sip.dns import SrvLookup
 ep = pj.Endpoint(); ep.libCreate()
 cfg = pj.EpConfig(); cfg.uaConfig.threadCnt = 0; cfg.uaConfig.mainThreadOnly = True
 cfg.uaConfig.nameserver.append({ns!r}); cfg.logConfig.level = cfg.logConfig.consoleLevel = 0

@@ -24,7 +24,7 @@ from lab.agentproc import AgentProcess  # noqa: E402
 from lab.configs import DOOR_CONFIG, agent_toml  # noqa: E402
 from lab.waiting import wait_until  # noqa: E402
 
-from agent.status_socket import ask  # noqa: E402
+from agent.adapters.status_socket import ask  # noqa: E402
 
 
 def main() -> int:

@@ -17,7 +17,7 @@ from lab.ports import free_port
 from lab.waiting import wait_until
 from test_commands_e2e import _raw_message
 
-from agent.totp import totp
+from agent.core.totp import totp
 
 KEY = b"12345678901234567890"
 SECRET = base64.b32encode(KEY).decode()

@@ -26,13 +26,13 @@ from test_dispatch import (
     Clock,
 )
 
-from agent.access import senders_authenticated
-from agent.codestore import CodeFile
-from agent.config import parse_config
-from agent.dispatch import Dispatcher
-from agent.ratelimit import MAX_SOURCES_PER_USER, MAX_STRANGERS, RateLimiter
-from agent.redact import redact_codes
-from agent.totp import totp
+from agent.adapters.codestore import CodeFile
+from agent.config.model import parse_config
+from agent.core.access import senders_authenticated
+from agent.core.dispatch import Dispatcher
+from agent.core.ratelimit import MAX_SOURCES_PER_USER, MAX_STRANGERS, RateLimiter
+from agent.core.redact import redact_codes
+from agent.core.totp import totp
 
 # mqtt:local shares alice's secret: B/command is another path to the same door.
 SHARED = (

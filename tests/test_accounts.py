@@ -11,16 +11,16 @@ import pytest
 from test_core import FakeMqtt, FakePins, FakeSip
 from test_messages import message
 
-from agent import accounts
-from agent.config import ConfigError, parse_config
-from agent.core import Agent
-from agent.discovery import announcements
-from agent.events import MqttConnected
-from agent.explain import explain
-from agent.outbox import Outbox
-from agent.registration import RegState
-from agent.reload import plan_reload
-from agent.service import Notifier
+from agent.adapters.outbox.store import Outbox
+from agent.adapters.service import Notifier
+from agent.config.model import ConfigError, parse_config
+from agent.core import accounts
+from agent.core.agent import Agent
+from agent.core.discovery import announcements
+from agent.core.events import MqttConnected
+from agent.core.explain import explain
+from agent.core.registration import RegState
+from agent.core.reload import plan_reload
 
 BASE = """
 [device]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.brokers import Broker, BrokerChoice
+from agent.core.brokers import Broker, BrokerChoice
 
 A, B, C = Broker("a", 1883), Broker("b", 1883), Broker("c", 1884)
 

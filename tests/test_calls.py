@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from test_commands import FakeDevice
 
-from agent.calls import CallOutcome, handle_call
-from agent.config import parse_config
-from agent.dispatch import Dispatcher, Outcome
+from agent.config.model import parse_config
+from agent.core.calls import CallOutcome, handle_call
+from agent.core.dispatch import Dispatcher, Outcome
 
 CONFIG = """
 [device]
@@ -48,7 +48,7 @@ class Rig:
 
 
 def test_the_owner_s_call_runs_the_action_and_is_rejected(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="agent.calls")
+    caplog.set_level(logging.INFO, logger="agent.core.calls")
     rig = Rig()
     before = datetime.now(UTC)
     outcome = rig.call(OWNER)
@@ -91,7 +91,7 @@ def test_the_action_runs_under_the_caller_s_rights_codes_and_rate_limit() -> Non
 def test_a_stranger_or_no_action_moves_nothing(
     caplog: pytest.LogCaptureFixture, caller: str, action: str, authorized: bool, said: str
 ) -> None:
-    caplog.set_level(logging.INFO, logger="agent.calls")
+    caplog.set_level(logging.INFO, logger="agent.core.calls")
     rig = Rig(action)
     outcome = rig.call(caller)
     assert (outcome.authorized, outcome.action, outcome.code) == (authorized, None, 486)
@@ -116,8 +116,8 @@ def test_the_record_on_b_call_in() -> None:
 
 
 def test_the_action_is_logged_as_coming_from_a_call(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="agent.dispatch")
+    caplog.set_level(logging.INFO, logger="agent.core.dispatch")
     Rig().call(OWNER)
-    assert [r.getMessage() for r in caplog.records if r.name == "agent.dispatch"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "agent.core.dispatch"] == [
         "command 'pulse gate 2s' from sip:owner@pbx.example.org (call): ok: gate pulsed 2s"
     ]

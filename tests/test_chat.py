@@ -16,14 +16,14 @@ from test_core import FakeMqtt, FakePins
 from test_messages import message
 from test_mqtt_hostile import Sip as TypedSip  # records the content types too
 
-from agent import chat, cpim, imdn
-from agent.config import parse_config
-from agent.core import Agent
-from agent.events import MqttConnected, MqttMessage
-from agent.outbox import Outbox
-from agent.receipts import MAX_TRACKED
-from agent.service import Notifier
-from agent.sip import RegState
+from agent.adapters.outbox.store import Outbox
+from agent.adapters.service import Notifier
+from agent.adapters.sip.stack import RegState
+from agent.config.model import parse_config
+from agent.core import chat, cpim, imdn
+from agent.core.agent import Agent
+from agent.core.events import MqttConnected, MqttMessage
+from agent.core.receipts import MAX_TRACKED
 
 # A chat message as linphonec sends it (its own From and To were owner and agent).
 LINPHONE_MESSAGE = (
@@ -276,7 +276,7 @@ def test_notices_to_strangers_stay_within_their_budget(tmp_path: Path) -> None:
     for i in range(50):
         body = linphone("hello", f"id{i}")
         agent.on_message(cpim_message(body, from_uri=f"<sip:s{i}@pbx.example.org>"))
-    # 1/s with a burst of 2 (agent.budget): 50 requests for 50 notices get at most a few.
+    # 1/s with a burst of 2 (agent.core.budget): 50 requests for 50 notices get at most a few.
     assert len(sip.sent) <= 3
     assert agent.counters.get("sip.notice.stranger_budget.dropped") >= 47
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from lab.disk import fill, read_only, tmpfs
 
-from agent.codes import CodeGuard, MemoryStore, SecretState, Verdict, fingerprint
-from agent.codestore import FILE_NAME, CodeFile
-from agent.totp import totp
+from agent.adapters.codestore import FILE_NAME, CodeFile
+from agent.core.codes import CodeGuard, MemoryStore, SecretState, Verdict, fingerprint
+from agent.core.totp import totp
 
 KEY = b"12345678901234567890"
 OTHER = b"abcdefghijabcdefghij"

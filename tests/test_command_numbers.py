@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from agent.commands import CommandError, parse_request
-from agent.durations import InvalidDuration, parse_duration
+from agent.core.commands import CommandError, parse_request
+from agent.core.durations import InvalidDuration, parse_duration
 
 NINES = "9" * 5000
 BIG = 65536  # max_message_bytes at its largest: long numbers reach the parser

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from agent.commands import (
+from agent.config.model import OutputConfig
+from agent.core.commands import (
     COMMANDS,
     Command,
     CommandError,
@@ -17,7 +18,6 @@ from agent.commands import (
     parse_command,
     parse_request,
 )
-from agent.config import OutputConfig
 
 GATE = OutputConfig("gate", "GPIO17", True, False, False, False, 100, 0, 100, 1.0, 10.0)
 DIMMER = replace(GATE, name="dimmer", pin="GPIO12", pwm=True, level_min=20, level_max=90)

@@ -15,7 +15,7 @@ from lab.configs import agent_toml
 from lab.ports import free_port
 from lab.waiting import wait_until
 
-from agent.totp import totp
+from agent.core.totp import totp
 
 LAMP, GATE, DIMMER = 17, 18, 12
 OUTPUTS = {"lamp": LAMP, "gate": GATE, "dimmer": DIMMER}

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from agent import __version__
-from agent.brokers import Broker
-from agent.config import (
+from agent.config.model import (
     EMBEDDED_DEFAULT,
     AccessConfig,
     CallConfig,
@@ -41,6 +40,7 @@ from agent.config import (
     parse_pin,
     split_host_port,
 )
+from agent.core.brokers import Broker
 
 RFC_KEY = b"12345678901234567890"  # base32: GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "agent.toml"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import parse_config
-from agent.containment import Guard, LogThrottle, describe, event_name
-from agent.counters import Counters
-from agent.events import Event, MqttMessage, MqttOversize, MqttPublished
+from agent.config.model import parse_config
+from agent.core.containment import Guard, LogThrottle, describe, event_name
+from agent.core.counters import Counters
+from agent.core.events import Event, MqttMessage, MqttOversize, MqttPublished
 from agent.loop import Runner
 
 
@@ -121,7 +121,7 @@ pin = 17
 def test_a_repeated_failure_is_logged_once_a_minute_with_the_count_since(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="agent.containment")
+    caplog.set_level(logging.ERROR, logger="agent.core.containment")
     clock = Clock()
     clock.now = 1000.0
     guard = Guard(Counters(), LogThrottle(60.0, clock))

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from test_messages import message
 
-from agent.config import OutputConfig, parse_config
-from agent.core import Agent
-from agent.events import MqttConnected, MqttDisconnected, MqttMessage, StopRequested
-from agent.outbox import Outbox
-from agent.service import Notifier
-from agent.sip import RegState
-from agent.sip_send import SipError
+from agent.adapters.outbox.store import Outbox
+from agent.adapters.service import Notifier
+from agent.adapters.sip.send import SipError
+from agent.adapters.sip.stack import RegState
+from agent.config.model import OutputConfig, parse_config
+from agent.core.agent import Agent
+from agent.core.events import MqttConnected, MqttDisconnected, MqttMessage, StopRequested
 
 CONFIG = """
 [device]

@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 from test_core import CONFIG, FakeMqtt, FakePins, FakeSip
 from test_messages import message
 
-from agent.config import parse_config
-from agent.core import Agent
-from agent.events import MqttConnected, MqttMessage
-from agent.outbox import Outbox
-from agent.service import Notifier
+from agent.adapters.outbox.store import Outbox
+from agent.adapters.service import Notifier
+from agent.config.model import parse_config
+from agent.core.agent import Agent
+from agent.core.events import MqttConnected, MqttMessage
 
 SENDERS = st.sampled_from(
     [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.counters import Counters
+from agent.core.counters import Counters
 
 
 def test_counts_add_up_per_name_and_snapshot_lists_only_what_happened() -> None:

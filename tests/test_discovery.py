@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from golden import GOLDEN, assert_golden
 
-from agent.config import parse_config
-from agent.discovery import announcements
-from agent.topics import Topics
+from agent.config.model import parse_config
+from agent.core.discovery import announcements
+from agent.core.topics import Topics
 
 # Keys every MQTT entity accepts (the "entity" and "availability" sections of the docs).
 COMMON = {
@@ -300,12 +300,12 @@ class HomeAssistantView:
         from test_core import FakeMqtt, FakeSip
         from test_presence import FakeSipPresence
 
-        from agent.core import Agent
-        from agent.events import InputChanged, MqttConnected
-        from agent.gpio import Outputs
-        from agent.inputs import Inputs
-        from agent.presence_keeper import PresenceKeeper
-        from agent.service import Notifier
+        from agent.adapters.gpio import Outputs
+        from agent.adapters.inputs import Inputs
+        from agent.adapters.service import Notifier
+        from agent.core.agent import Agent
+        from agent.core.events import InputChanged, MqttConnected
+        from agent.core.presence_keeper import PresenceKeeper
 
         monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
         config = parse_config(CONFIG.format(mqtt_extra=""))
@@ -333,7 +333,7 @@ class HomeAssistantView:
         return self.configs[f"homeassistant/{component}/sipagent_porch/{key}/config"]
 
     def command(self, entity: dict[str, Any], payload: str) -> None:
-        from agent.events import MqttMessage
+        from agent.core.events import MqttMessage
 
         self.agent.handle(MqttMessage(entity["command_topic"], payload.encode()))
 

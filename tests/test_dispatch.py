@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_commands import FakeDevice
 
-from agent.access import authorize, decide, identity_of
-from agent.codes import CodeResult, Verdict
-from agent.commands import COMMANDS, Command, CommandError, parse_request
-from agent.config import parse_config
-from agent.dispatch import Dispatcher, Outcome
-from agent.totp import totp
+from agent.config.model import parse_config
+from agent.core.access import authorize, decide, identity_of
+from agent.core.codes import CodeResult, Verdict
+from agent.core.commands import COMMANDS, Command, CommandError, parse_request
+from agent.core.dispatch import Dispatcher, Outcome
+from agent.core.totp import totp
 
 KEY = b"12345678901234567890"
 SECRET = base64.b32encode(KEY).decode()
@@ -264,7 +264,7 @@ LANGUAGE = "(commands: help, status, on, off, toggle, pulse, blink, set, presenc
 
 
 def test_every_decision_is_logged_with_who_what_and_why(caplog) -> None:  # type: ignore[no-untyped-def]
-    caplog.set_level(logging.INFO, logger="agent.dispatch")
+    caplog.set_level(logging.INFO, logger="agent.core.dispatch")
     rig = Rig()
     rig.send(OWNER, "on lamp")
     rig.dispatcher.handle(ALICE, "toggle lamp", via="MQTT")
@@ -277,7 +277,7 @@ def test_every_decision_is_logged_with_who_what_and_why(caplog) -> None:  # type
     logged = [
         (r.levelname, r.getMessage(), {f: getattr(r, f) for f in fields if hasattr(r, f)})
         for r in caplog.records
-        if r.name == "agent.dispatch"
+        if r.name == "agent.core.dispatch"
     ]
     owner, alice = "sip:owner@pbx.example.org", "sip:alice@pbx.example.org"
     guest, eve = "sip:guest@pbx.example.org", "sip:eve@pbx.example.org"
@@ -348,8 +348,8 @@ def test_a_reload_keeps_the_buckets_unless_the_rate_changed() -> None:
 
 
 def test_decide_says_who_and_why_for_each_rule() -> None:
-    from agent.access import Decision
-    from agent.codes import CodeResult, Verdict
+    from agent.core.access import Decision
+    from agent.core.codes import CodeResult, Verdict
 
     rig = Rig()
     access, outputs = rig.config.access, ["gate", "lamp", "dimmer"]

@@ -17,7 +17,7 @@ from lab.kamailio import Kamailio
 from lab.ports import free_port
 from test_network import wait_status
 
-from agent import status_socket
+from agent.adapters import status_socket
 
 DOMAIN = "sipagent.test"
 K1, K2 = "127.0.0.2", "127.0.0.3"

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from golden import GOLDEN, assert_golden
 
-from agent.capabilities import Capabilities
-from agent.config import parse_config
-from agent.diagnostics import Diagnostics, pjproject_outdated
-from agent.explain import explain
-from agent.logfields import journal_fields
-from agent.presence import PresenceError, PresenceState
+from agent.adapters.sip.capabilities import Capabilities
+from agent.config.model import parse_config
+from agent.core.diagnostics import Diagnostics, pjproject_outdated
+from agent.core.explain import explain
+from agent.core.logfields import journal_fields
+from agent.core.presence import PresenceError, PresenceState
 
 CONFIG = """
 [device]

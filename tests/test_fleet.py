@@ -13,12 +13,12 @@ from lab.mqttprobe import MqttProbe
 from lab.waiting import wait_until
 from test_core import FakeMqtt, FakePins, FakeSip
 
-from agent.config import parse_config
-from agent.core import Agent
-from agent.events import MqttConnected, MqttMessage
-from agent.outbox import Outbox
-from agent.service import Notifier
-from agent.topics import Topics
+from agent.adapters.outbox.store import Outbox
+from agent.adapters.service import Notifier
+from agent.config.model import parse_config
+from agent.core.agent import Agent
+from agent.core.events import MqttConnected, MqttMessage
+from agent.core.topics import Topics
 
 LAMP = 17
 MEMBERS = 5

@@ -1,4 +1,4 @@
-"""The request gate's decisions (agent.gate), request by request, with a fake clock."""
+"""The request gate's decisions (agent.core.gate), request by request, with a fake clock."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from agent.budget import TokenBucket
-from agent.config import SipConfig, SipLimitsConfig, parse_config
-from agent.counters import Counters
-from agent.gate import DROP, PASS, Arrival, GatePolicy, answer
-from agent.trust import Trust
+from agent.config.model import SipConfig, SipLimitsConfig, parse_config
+from agent.core.budget import TokenBucket
+from agent.core.counters import Counters
+from agent.core.gate import DROP, PASS, Arrival, GatePolicy, answer
+from agent.core.trust import Trust
 
 DIRECT = parse_config(
     '[device]\nid = "t"\n[sip]\nuri = "sip:agent@192.0.2.1"\npresence = "serve"\n'

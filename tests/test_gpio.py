@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.config import parse_config
-from agent.gpio import Outputs
-from agent.timers import Timers
+from agent.adapters.gpio import Outputs
+from agent.config.model import parse_config
+from agent.core.timers import Timers
 
 CONFIG = """
 [device]

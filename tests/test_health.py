@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from agent.health import Health, HealthPolicy, OutboxHealth, verdict
-from agent.logfields import journal_fields
-from agent.service import Notifier
+from agent.adapters.service import Notifier
+from agent.core.health import Health, HealthPolicy, OutboxHealth, verdict
+from agent.core.logfields import journal_fields
 
 POLICY = HealthPolicy(registration_grace_s=300, outbox_stuck_s=600, loop_stall_s=10)
 
@@ -82,7 +82,7 @@ def test_direct_mode_is_healthy_without_registration() -> None:
 
 
 def test_losing_and_regaining_health_is_logged_once_each(caplog) -> None:
-    caplog.set_level(logging.INFO, logger="agent.health")
+    caplog.set_level(logging.INFO, logger="agent.core.health")
     health = Health(POLICY, now=0)
     health.turned(400, "failed")
     for t in (401, 402):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.heap import QUIET_S, HeapTrimmer, _libc_trim
+from agent.adapters.heap import QUIET_S, HeapTrimmer, _libc_trim
 
 
 def test_trims_once_after_traffic_has_been_quiet_long_enough() -> None:

@@ -16,7 +16,7 @@ from lab.rawsip import SDP, UdpPeer, request
 from lab.soundness import DirectOwner, Soundness
 from lab.waiting import wait_until
 
-from agent import status_socket
+from agent.adapters import status_socket
 
 NAME = "v{}.blackhole.example"
 

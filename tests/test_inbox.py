@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from agent.events import (
+from agent.core.events import (
     InputChanged,
     MqttConnected,
     MqttMessage,

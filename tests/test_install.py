@@ -25,7 +25,7 @@ from lab.mosquitto import Mosquitto
 from lab.nspawn import Container
 from lab.waiting import wait_until
 
-from agent.totp import decode_secret, totp
+from agent.core.totp import decode_secret, totp
 
 pytestmark = pytest.mark.slow
 

@@ -19,11 +19,11 @@ from lab.ports import free_port
 from lab.sipoptions import sip_options
 from lab.waiting import require_binary, wait_until
 
-from agent import bpf
-from agent.registration import public_address
-from agent.sip_listen import families
-from agent.sipuri import address_of_record, parse_sip_uri
-from agent.trust import Trust
+from agent.adapters.sip import bpf
+from agent.adapters.sip.listen import families
+from agent.core.registration import public_address
+from agent.core.sipuri import address_of_record, parse_sip_uri
+from agent.core.trust import Trust
 
 LAMP = 17
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.jsonin import MAX_DEPTH, MAX_NUMBER_CHARS, JsonInputError, loads
+from agent.core.jsonin import MAX_DEPTH, MAX_NUMBER_CHARS, JsonInputError, loads
 
 
 @pytest.mark.parametrize(

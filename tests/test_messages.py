@@ -8,18 +8,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.access import authorize
-from agent.events import MqttConnected, StopRequested
-from agent.inbox import Inbox
-from agent.messages import (
+from agent.adapters.sip.stack import reg_state_of
+from agent.core.access import authorize
+from agent.core.events import MqttConnected, StopRequested
+from agent.core.messages import (
     CommandOutcome,
     IncomingMessage,
     relay_record,
     reply_target,
     request_key,
 )
-from agent.sip import reg_state_of
-from agent.topics import Topics
+from agent.core.topics import Topics
+from agent.inbox import Inbox
 
 
 def message(**overrides: str) -> IncomingMessage:
@@ -218,6 +218,6 @@ def test_a_reply_to_an_unparsable_from_goes_where_it_says(from_uri: str, target:
 
 
 def test_records_go_out_compact_and_in_utf_8() -> None:
-    from agent.messages import to_json
+    from agent.core.messages import to_json
 
     assert to_json({"a": 1, "body": "café ✓"}) == '{"a":1,"body":"café ✓"}'.encode()

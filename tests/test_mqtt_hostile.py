@@ -18,16 +18,16 @@ from hypothesis import strategies as st
 from test_core import FakeMqtt, FakeSip
 from test_presence import FakeSipPresence
 
-from agent.config import OutputConfig, parse_config
-from agent.core import Agent
-from agent.events import Event, MqttConnected, MqttMessage, MqttOversize
+from agent.adapters.mqtt import MqttLink
+from agent.adapters.service import Notifier
+from agent.config.model import OutputConfig, parse_config
+from agent.core.agent import Agent
+from agent.core.events import Event, MqttConnected, MqttMessage, MqttOversize
+from agent.core.mqtt_requests import OUTPUT_SET_BYTES, PayloadBounds
+from agent.core.presence import check_note
+from agent.core.presence_keeper import PresenceKeeper
+from agent.core.topics import Topics
 from agent.inbox import Inbox
-from agent.mqtt import MqttLink
-from agent.mqtt_requests import OUTPUT_SET_BYTES, PayloadBounds
-from agent.presence import check_note
-from agent.presence_keeper import PresenceKeeper
-from agent.service import Notifier
-from agent.topics import Topics
 
 B = "sipagent/porch"
 GROUP = "sipagent/group/all/command"
@@ -63,7 +63,7 @@ TOPICS = {
     "ha_status": "homeassistant/status",
 }
 PRESENCE_KINDS = ("presence_set", "presence_status_set", "presence_note_set")
-# RFC 3261 media type, as agent.mqtt_requests allows it: no CR, no LF, nothing else.
+# RFC 3261 media type, as agent.core.mqtt_requests allows it: no CR, no LF, nothing else.
 MEDIA_TYPE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z/; =\"]+")
 
 

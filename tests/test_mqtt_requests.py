@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agent.mqtt_requests import (
+from agent.core.mqtt_requests import (
     HA_STATUS_BYTES,
     MAX_ID_CHARS,
     OUTPUT_SET_BYTES,
@@ -16,8 +16,8 @@ from agent.mqtt_requests import (
     SendRequest,
     parse_send,
 )
-from agent.topics import Topics
-from agent.untrusted import excerpt
+from agent.core.topics import Topics
+from agent.core.untrusted import excerpt
 
 
 def send(**fields: object) -> bytes:

@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.health import OutboxHealth
-from agent.outbox import Outbox, default_path
-from agent.relay import WINDOW, Delivery
+from agent.adapters.outbox.store import Outbox, default_path
+from agent.core.health import OutboxHealth
+from agent.core.relay import WINDOW, Delivery
 
 
 def _open(tmp_path: Path, **kwargs: object) -> Outbox:
@@ -36,7 +36,7 @@ def test_a_committed_row_survives_sigkill(tmp_path: Path) -> None:
     db = tmp_path / "outbox.db"
     code = (
         "import os, signal, sys\n"
-        "from agent.outbox import Outbox\n"
+        "from agent.adapters.outbox.store import Outbox\n"
         "box = Outbox(sys.argv[1])\n"
         "box.add('t', b'kept')\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from lab.disk import fill, read_only, tmpfs
 
-from agent.outbox import RETRY_S, Outbox
-from agent.outbox_memory import MEMORY_ROW_BYTES
-from agent.outbox_model import Quota
+from agent.adapters.outbox.memory import MEMORY_ROW_BYTES
+from agent.adapters.outbox.model import Quota
+from agent.adapters.outbox.store import RETRY_S, Outbox
 
 
 class Clock:

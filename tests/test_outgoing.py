@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.outgoing import Outgoing, Request
+from agent.core.outgoing import Outgoing, Request
 
 
 class Clock:

@@ -7,11 +7,14 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.commands import CommandError
-from agent.config import parse_config
-from agent.core import Agent
-from agent.events import InputChanged, MqttMessage
-from agent.presence import (
+from agent.adapters.service import Notifier
+from agent.adapters.sip.presence import BuddyState, retry_delay
+from agent.adapters.sip.send import SipError
+from agent.config.model import parse_config
+from agent.core.agent import Agent
+from agent.core.commands import CommandError
+from agent.core.events import InputChanged, MqttMessage
+from agent.core.presence import (
     Pidf,
     Presence,
     PresenceError,
@@ -24,11 +27,8 @@ from agent.presence import (
     status_of_pidf,
     template_fields,
 )
-from agent.presence_keeper import CLOSED, PresenceKeeper
-from agent.service import Notifier
-from agent.sip_presence import BuddyState, retry_delay
-from agent.sip_send import SipError
-from agent.topics import Topics
+from agent.core.presence_keeper import CLOSED, PresenceKeeper
+from agent.core.topics import Topics
 
 # --- the model ---------------------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_presence import AgentRig
 
-from agent.config import ConfigError, parse_config
-from agent.events import MqttMessage
-from agent.presence import (
+from agent.config.model import ConfigError, parse_config
+from agent.core.events import MqttMessage
+from agent.core.presence import (
     MAX_NOTE_CHARS,
     PresenceError,
     check_note,

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from agent.brokers import Broker, BrokerChoice
-from agent.durations import format_duration, parse_duration
-from agent.health import Health, HealthPolicy, OutboxHealth, verdict
-from agent.jsonin import JsonInputError, loads
-from agent.ratelimit import MAX_STRANGERS, RateLimiter
-from agent.timers import Timers
-from agent.topics import Topics
-from agent.totp import InvalidSecret, decode_secret
-from agent.untrusted import BadText, check_text, excerpt
+from agent.core.brokers import Broker, BrokerChoice
+from agent.core.durations import format_duration, parse_duration
+from agent.core.health import Health, HealthPolicy, OutboxHealth, verdict
+from agent.core.jsonin import JsonInputError, loads
+from agent.core.ratelimit import MAX_STRANGERS, RateLimiter
+from agent.core.timers import Timers
+from agent.core.topics import Topics
+from agent.core.totp import InvalidSecret, decode_secret
+from agent.core.untrusted import BadText, check_text, excerpt
 
 
 class Clock:
@@ -104,7 +104,7 @@ def test_a_failing_timer_is_logged_with_its_key(caplog: pytest.LogCaptureFixture
     timers = Timers(Clock())
     timers.call_later(0, "gate", lambda: 1 / 0)
     timers.run_due()
-    assert [r.getMessage() for r in caplog.records if r.name == "agent.timers"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "agent.core.timers"] == [
         "timer for gate failed"
     ]
 
@@ -233,7 +233,7 @@ def test_the_least_recently_seen_sender_is_forgotten_first() -> None:
 
 
 def test_template_fields_past_plain_text_and_with_dashes_and_underscores() -> None:
-    from agent.presence import template_fields
+    from agent.core.presence import template_fields
 
     assert template_fields("{{literal}} braces, then {x}") == ["x"]
     assert template_fields("door {front_door}, {back-gate} and {x}") == [
@@ -258,13 +258,13 @@ def test_template_fields_past_plain_text_and_with_dashes_and_underscores() -> No
     ],
 )
 def test_xml_character_references_at_the_edges_of_unicode(text: str, read: str) -> None:
-    from agent.presence import from_xml_text
+    from agent.core.presence import from_xml_text
 
     assert from_xml_text(text) == read
 
 
 def test_presence_requests_refused_with_the_reason() -> None:
-    from agent.presence import PresenceError, normalize_status, parse_request
+    from agent.core.presence import PresenceError, normalize_status, parse_request
 
     cases = {
         "": "empty presence (use one of: available, away, busy, dnd, offline)",
@@ -283,7 +283,7 @@ def test_presence_requests_refused_with_the_reason() -> None:
 
 
 def test_fresh_schedules_have_nothing_due() -> None:
-    from agent.registration import Backoff, Keeper
+    from agent.core.registration import Backoff, Keeper
 
     keeper = Keeper(Backoff(2, 60), check_s=60)
     assert (keeper.due(10**6), keeper.next_due(), keeper.retry_pending()) == (None, None, False)

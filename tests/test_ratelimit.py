@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.ratelimit import MAX_STRANGERS, RateLimiter
+from agent.core.ratelimit import MAX_STRANGERS, RateLimiter
 
 
 class Clock:

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import sipnet
-from agent.config import parse_config
-from agent.netwatch import RouteWatch
-from agent.registration import Action, Backoff, Keeper, RegState, public_address
+from agent.adapters.sip import net as sipnet
+from agent.adapters.sip.netwatch import RouteWatch
+from agent.config.model import parse_config
+from agent.core.registration import Action, Backoff, Keeper, RegState, public_address
 
 
 @pytest.mark.parametrize(
@@ -235,7 +235,7 @@ def test_recovery_retries_after_delays_that_double_from_the_configured_minimum_t
 def test_a_register_outcome_maps_to_exactly_one_state(
     code: int, expires: int, unregistering: bool, state: RegState
 ) -> None:
-    from agent.registration import reg_state_of
+    from agent.core.registration import reg_state_of
 
     assert reg_state_of(code, "why", expires, unregistering=unregistering) == state
 

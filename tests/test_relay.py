@@ -1,4 +1,4 @@
-"""Delivery from the outbox (agent.relay) on a clock the test holds: status pace, health,
+"""Delivery from the outbox (agent.core.relay) on a clock the test holds: status pace, health,
 dedupe, a failed delete, and nothing published without a connection."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.health import OutboxHealth
-from agent.outbox import Outbox
-from agent.outbox_disk import RETRY_S, SEEN_KEEP_S
-from agent.outbox_model import StoreError
-from agent.relay import Delivery
+from agent.adapters.outbox.disk import RETRY_S, SEEN_KEEP_S
+from agent.adapters.outbox.model import StoreError
+from agent.adapters.outbox.store import Outbox
+from agent.core.health import OutboxHealth
+from agent.core.relay import Delivery
 
 
 class Clock:
@@ -99,7 +99,7 @@ def test_seen_keys_are_pruned_once_they_are_old_enough(
 ) -> None:  # type: ignore[no-untyped-def]
     delivery, _, _, clock = rig
     pruned: list[float] = []
-    # The database forgets old keys while the outbox is healthy (agent.outbox_disk).
+    # The database forgets old keys while the outbox is healthy (agent.adapters.outbox.disk).
     db = delivery.outbox._disk.db
     monkeypatch.setattr(db, "forget_seen", pruned.append)
     clock.now += SEEN_KEEP_S - 0.5

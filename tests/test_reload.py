@@ -1,6 +1,6 @@
 """Reload (SIGHUP, `systemctl reload sipagent`): what applies live, what waits for a restart.
 
-The plan is pure (agent.reload) and checked with a table; the end-to-end tests send SIGHUP to
+The plan is pure (agent.core.reload) and checked with a table; the end-to-end tests send SIGHUP to
 a real agent registered at Kamailio and watch rules change while the registration stays.
 """
 
@@ -15,9 +15,9 @@ import pytest
 from lab.configs import agent_toml
 from lab.waiting import wait_until
 
-from agent.config import parse_config
-from agent.reload import plan_reload
-from agent.reloader import Reloader
+from agent.config.model import parse_config
+from agent.core.reload import plan_reload
+from agent.core.reloader import Reloader
 
 BASE = """
 [device]
@@ -168,7 +168,7 @@ class _Parts:
 def test_a_config_with_problems_changes_nothing_and_says_why(tmp_path: Path):
     path = tmp_path / "agent.toml"
     path.write_text(BASE)
-    from agent.config import load_config
+    from agent.config.model import load_config
 
     running = load_config(str(path))
     agent, outputs = _Parts(), _Parts()

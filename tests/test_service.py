@@ -60,8 +60,8 @@ def test_unit_waits_for_ready_and_the_agent_pings_in_time(monkeypatch):
     # main process, which is the one that sends it.
     assert _one("Type") == "notify" and _one("NotifyAccess") == "main"
     watchdog_s = int(_one("WatchdogSec"))
+    from agent.adapters.service import Notifier
     from agent.loop import IDLE_WAIT_S, LOOP_STALL_S
-    from agent.service import Notifier
 
     # systemd hands the agent WatchdogSec as WATCHDOG_USEC: it pings at half of it ...
     monkeypatch.setenv("WATCHDOG_USEC", str(watchdog_s * 1_000_000))
@@ -84,7 +84,7 @@ def test_unit_restarts_after_crashes_and_watchdog_timeouts_but_not_after_a_stop(
 
 
 def test_unit_gives_a_first_register_lost_entirely_time_for_a_retry():
-    from agent.config import SipRecoveryConfig
+    from agent.config.model import SipRecoveryConfig
 
     # READY=1 waits for the registration. A REGISTER nobody answers fails after pjsip's
     # Timer F (64 x T1 = 32 s over UDP); the retry follows after retry_min_s.
@@ -110,8 +110,8 @@ def test_the_service_runs_as_the_user_and_groups_the_installer_creates():
 
 
 def test_what_the_agent_writes_is_inside_the_directories_systemd_makes_for_it():
-    from agent.outbox import default_path
-    from agent.status_socket import server_path
+    from agent.adapters.outbox.store import default_path
+    from agent.adapters.status_socket import server_path
 
     assert _one("ProtectSystem") == "strict"  # so nothing else is writable
     state = f"/var/lib/{_one('StateDirectory')}"
@@ -130,7 +130,7 @@ def test_every_credential_the_unit_loads_is_found_by_the_config_that_names_it(
     """LoadCredential=<id>:<path>: systemd copies <path> to $CREDENTIALS_DIRECTORY/<id>
     (a directory's files as <id>_<file>); the config names them as README and
     examples/agent.toml say. The files are those install.sh creates."""
-    from agent.config import load_config
+    from agent.config.model import load_config
 
     credentials = tmp_path / "credentials"
     credentials.mkdir()
@@ -226,7 +226,7 @@ def test_sigint_stops_cleanly_too(agent_factory):
 
 
 def test_capabilities_summary_names_the_version_and_deferred_responses():
-    from agent.capabilities import Capabilities
+    from agent.adapters.sip.capabilities import Capabilities
 
     old = Capabilities("2.15.1", deferred_responses=False, tls=True).summary()
     assert old.startswith("pjproject 2.15.1; deferred MESSAGE responses: no")

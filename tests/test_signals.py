@@ -14,7 +14,7 @@ from lab.configs import agent_toml
 from lab.ports import free_port
 from lab.waiting import wait_until
 
-from agent import signals
+from agent.adapters import signals
 
 # Every signal the agent keeps running on, by what it does.
 RELOAD = [signal.SIGHUP]

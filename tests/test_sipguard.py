@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from agent.counters import Counters
-from agent.sipguard import guarded
+from agent.adapters.sip.guard import guarded
+from agent.core.counters import Counters
 
 
 class Callbacks:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.sipmsg import params_of, parse_request, split_list, uri_host, via_host
-from agent.siptext import clean, original_bytes
+from agent.core.sipmsg import params_of, parse_request, split_list, uri_host, via_host
+from agent.core.siptext import clean, original_bytes
 
 REQUEST = (
     "SUBSCRIBE sip:agent@192.0.2.1 SIP/2.0\r\n"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.sipuri import InvalidSipUri, SipUri, address_of_record, parse_sip_uri
+from agent.core.sipuri import InvalidSipUri, SipUri, address_of_record, parse_sip_uri
 
 PARSED = [
     ("sip:porch@pbx.example.org", SipUri("sip", "porch", "pbx.example.org", None, ())),

@@ -1,13 +1,13 @@
-"""RFC 3263 / RFC 2782 decisions (agent.srv) and where the nameservers come from
-(agent.nameservers): pure, table-driven."""
+"""RFC 3263 / RFC 2782 decisions (agent.core.srv) and where the nameservers come from
+(agent.config.nameservers): pure, table-driven."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent.config import ConfigError, parse_config
-from agent.nameservers import choose, from_resolv_conf
-from agent.srv import Hops, SrvTarget, is_server_failure, rfc2782_order
+from agent.config.model import ConfigError, parse_config
+from agent.config.nameservers import choose, from_resolv_conf
+from agent.core.srv import Hops, SrvTarget, is_server_failure, rfc2782_order
 
 
 def t(name: str, priority: int = 10, weight: int = 50, port: int = 5060) -> SrvTarget:

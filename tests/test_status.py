@@ -22,10 +22,10 @@ import pytest
 from lab.configs import DOOR_CONFIG, agent_toml
 from lab.waiting import wait_until
 
-from agent import status_socket
-from agent.events import Event, StatusRequested
-from agent.status_report import render
-from agent.status_socket import StatusServer, StatusUnavailable, ask
+from agent.adapters import status_socket
+from agent.adapters.status_socket import StatusServer, StatusUnavailable, ask
+from agent.core.events import Event, StatusRequested
+from agent.core.status_report import render
 
 
 def sipagent(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,18 +11,18 @@ from test_core import FakeMqtt, FakeSip
 from test_presence import FakeSipPresence
 
 from agent import __version__
-from agent.capabilities import Capabilities
-from agent.config import parse_config
-from agent.core import Agent
-from agent.events import MqttConnected
-from agent.gpio import Outputs
-from agent.inputs import Inputs
-from agent.outbox import Outbox
-from agent.presence_keeper import PresenceKeeper
-from agent.registration import RegState
-from agent.service import Notifier
-from agent.status_report import render, snapshot
-from agent.topics import Topics
+from agent.adapters.gpio import Outputs
+from agent.adapters.inputs import Inputs
+from agent.adapters.outbox.store import Outbox
+from agent.adapters.service import Notifier
+from agent.adapters.sip.capabilities import Capabilities
+from agent.config.model import parse_config
+from agent.core.agent import Agent
+from agent.core.events import MqttConnected
+from agent.core.presence_keeper import PresenceKeeper
+from agent.core.registration import RegState
+from agent.core.status_report import render, snapshot
+from agent.core.topics import Topics
 
 CONFIG = """
 [device]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.timers import Timers
+from agent.core.timers import Timers
 
 
 class Clock:

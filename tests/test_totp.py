@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from agent.totp import InvalidSecret, decode_secret, hotp, totp
+from agent.core.totp import InvalidSecret, decode_secret, hotp, totp
 
 RFC_KEY = b"12345678901234567890"  # RFC 6238 appendix B, SHA1
 

@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pytest
 from lab.waiting import require_binary
 
-from agent.config import load_config
-from agent.totp import decode_secret, totp
+from agent.config.model import load_config
+from agent.core.totp import decode_secret, totp
 
 CONFIG = """
 [device]

@@ -1,4 +1,5 @@
-"""Who counts as the proxy (agent.trust), the shared budgets (agent.budget), quiet logs."""
+"""Who counts as the proxy (agent.core.trust), the shared budgets (agent.core.budget), quiet
+logs."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import logging
 
 import pytest
 
-from agent.budget import TokenBucket
-from agent.lograte import LogThrottle
-from agent.trust import LEARNED, Trust
+from agent.core.budget import TokenBucket
+from agent.core.lograte import LogThrottle
+from agent.core.trust import LEARNED, Trust
 
 
 @pytest.mark.parametrize(
@@ -76,7 +77,7 @@ def test_flood_log_lines_come_once_then_once_a_minute_with_a_count(
 def test_host_names_are_looked_up_off_the_calling_thread_and_taken_later() -> None:
     import threading
 
-    from agent.resolver import HostLookup
+    from agent.adapters.sip.resolver import HostLookup
 
     woken = threading.Event()
     lookup = HostLookup(woken.set)

@@ -17,7 +17,7 @@ from lab.configs import agent_toml
 from lab.ports import free_port
 from lab.waiting import wait_until
 
-from agent.presence import from_xml_text
+from agent.core.presence import from_xml_text
 
 PIDF = "{urn:ietf:params:xml:ns:pidf}"
 # A note that breaks PIDF unescaped: an entity, and markup that would add a tuple.

@@ -23,10 +23,10 @@ from typing import Any
 
 from gpiozero import Device
 
-from agent import signals
-from agent.config import load_config
+from agent.adapters import signals
+from agent.adapters.service import setup_logging
+from agent.config.model import load_config
 from agent.loop import Runner
-from agent.service import setup_logging
 
 _out_lock = threading.Lock()
 

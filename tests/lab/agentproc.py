@@ -41,7 +41,7 @@ class AgentProcess:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
         # As systemd's StateDirectory= would: the outbox lives in the test's own directory.
         env["STATE_DIRECTORY"] = str(workdir)
-        # ... and RuntimeDirectory=: the status socket (agent.status_socket) lives there.
+        # ... and RuntimeDirectory=: the status socket (agent.adapters.status_socket) lives there.
         env["RUNTIME_DIRECTORY"] = str(workdir)
         env.pop("WATCHDOG_USEC", None)
         env.pop("WATCHDOG_PID", None)

@@ -1,0 +1,1 @@
+"""The configuration: the model (a leaf) and its readers."""
