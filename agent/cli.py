@@ -9,13 +9,8 @@ import os
 import sys
 
 from agent import __version__
-from agent.config.model import (
-    DEFAULT_CONFIG_PATH,
-    Config,
-    ConfigError,
-    embedded_default,
-    load_config,
-)
+from agent.config.load import DEFAULT_CONFIG_PATH, embedded_default, load_config
+from agent.config.model import Config, ConfigError
 
 log = logging.getLogger("agent")
 

@@ -22,6 +22,7 @@ from agent.adapters.sip.capabilities import log_capabilities
 from agent.adapters.sip.presence import SipPresence
 from agent.adapters.sip.stack import SipStack
 from agent.adapters.status_socket import StatusServer, server_path
+from agent.config.load import load_config
 from agent.config.model import Config
 from agent.config.statedir import outbox_path, state_dir
 from agent.core.agent import Agent
@@ -136,7 +137,7 @@ class Runner:
         self._signal_stop: str | None = None
         self._signal_log = Throttle()  # ignored signals: said once, then once a minute
         self.heap = HeapTrimmer()
-        self.reloader = Reloader(config, self.agent, self.outputs)
+        self.reloader = Reloader(config, self.agent, self.outputs, load_config)
         path = server_path()
         self.status_server = StatusServer(path, self.inbox.put) if path else None
 

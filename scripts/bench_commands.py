@@ -31,7 +31,7 @@ from lab.peer import Peer  # noqa: E402
 from lab.waiting import wait_until  # noqa: E402
 from test_commands import FakeDevice  # noqa: E402
 
-from agent.config.model import parse_config  # noqa: E402
+from agent.config.load import parse_config  # noqa: E402
 from agent.core.dispatch import Dispatcher  # noqa: E402
 from agent.core.totp import totp  # noqa: E402
 

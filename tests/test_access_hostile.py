@@ -27,7 +27,7 @@ from test_dispatch import (
 )
 
 from agent.adapters.codestore import CodeFile
-from agent.config.model import parse_config
+from agent.config.load import parse_config
 from agent.core.access import senders_authenticated
 from agent.core.dispatch import Dispatcher
 from agent.core.ratelimit import MAX_SOURCES_PER_USER, MAX_STRANGERS, RateLimiter

@@ -13,7 +13,8 @@ from test_messages import message
 
 from agent.adapters.outbox.store import Outbox
 from agent.adapters.service import Notifier
-from agent.config.model import ConfigError, parse_config
+from agent.config.load import parse_config
+from agent.config.model import ConfigError
 from agent.core import accounts
 from agent.core.agent import Agent
 from agent.core.discovery import announcements

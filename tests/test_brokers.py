@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.core.brokers import Broker, BrokerChoice
+from agent.config.model import Broker
+from agent.core.brokers import BrokerChoice
 
 A, B, C = Broker("a", 1883), Broker("b", 1883), Broker("c", 1884)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from test_commands import FakeDevice
 
-from agent.config.model import parse_config
+from agent.config.load import parse_config
 from agent.core.calls import CallOutcome, handle_call
 from agent.core.dispatch import Dispatcher, Outcome
 

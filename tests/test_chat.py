@@ -18,12 +18,12 @@ from test_mqtt_hostile import Sip as TypedSip  # records the content types too
 
 from agent.adapters.outbox.store import Outbox
 from agent.adapters.service import Notifier
-from agent.adapters.sip.stack import RegState
-from agent.config.model import parse_config
+from agent.config.load import parse_config
 from agent.core import chat, cpim, imdn
 from agent.core.agent import Agent
 from agent.core.events import MqttConnected, MqttMessage
 from agent.core.receipts import MAX_TRACKED
+from agent.core.registration import RegState
 
 # A chat message as linphonec sends it (its own From and To were owner and agent).
 LINPHONE_MESSAGE = (

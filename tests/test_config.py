@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from agent import __version__
+from agent.config.gpio import InvalidPin, parse_pin
+from agent.config.load import EMBEDDED_DEFAULT, embedded_default, load_config, parse_config
 from agent.config.model import (
-    EMBEDDED_DEFAULT,
     AccessConfig,
+    Broker,
     CallConfig,
     Config,
     ConfigError,
@@ -22,7 +24,6 @@ from agent.config.model import (
     GpioConfig,
     InputConfig,
     InputRule,
-    InvalidPin,
     LogConfig,
     MqttConfig,
     OutboxConfig,
@@ -34,13 +35,8 @@ from agent.config.model import (
     SipTlsConfig,
     UserRights,
     WatchdogConfig,
-    embedded_default,
-    load_config,
-    parse_config,
-    parse_pin,
-    split_host_port,
 )
-from agent.core.brokers import Broker
+from agent.config.table import split_host_port
 
 RFC_KEY = b"12345678901234567890"  # base32: GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "agent.toml"

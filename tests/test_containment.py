@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config.model import parse_config
+from agent.config.load import parse_config
 from agent.core.containment import Guard, LogThrottle, describe, event_name
 from agent.core.counters import Counters
 from agent.core.events import Event, MqttMessage, MqttOversize, MqttPublished

@@ -12,11 +12,12 @@ from test_messages import message
 
 from agent.adapters.outbox.store import Outbox
 from agent.adapters.service import Notifier
-from agent.adapters.sip.send import SipError
-from agent.adapters.sip.stack import RegState
-from agent.config.model import OutputConfig, parse_config
+from agent.config.load import parse_config
+from agent.config.model import OutputConfig
 from agent.core.agent import Agent
 from agent.core.events import MqttConnected, MqttDisconnected, MqttMessage, StopRequested
+from agent.core.ports import SipError
+from agent.core.registration import RegState
 
 CONFIG = """
 [device]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from golden import GOLDEN, assert_golden
 
-from agent.config.model import parse_config
+from agent.config.load import parse_config
 from agent.core.discovery import announcements
 from agent.core.topics import Topics
 
@@ -302,6 +302,7 @@ class HomeAssistantView:
 
         from agent.adapters.gpio import Outputs
         from agent.adapters.inputs import Inputs
+        from agent.adapters.outbox.store import Outbox
         from agent.adapters.service import Notifier
         from agent.core.agent import Agent
         from agent.core.events import InputChanged, MqttConnected
@@ -319,7 +320,9 @@ class HomeAssistantView:
         presence = PresenceKeeper(
             config, FakeSipPresence(), self.inputs, self.outputs, self.mqtt, print, topics
         )
-        self.agent = Agent(config, FakeSip(), self.outputs, self.mqtt, Notifier(), presence)
+        self.agent = Agent(
+            config, FakeSip(), self.outputs, self.mqtt, Notifier(), presence, Outbox(":memory:")
+        )
         self.outputs.set_listener(self.agent.on_output_changed)
         self.mqtt.turn_ends = self.agent.flush
         self.agent.started_sip()

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_commands import FakeDevice
 
-from agent.config.model import parse_config
+from agent.config.load import parse_config
 from agent.core.access import authorize, decide, identity_of
 from agent.core.codes import CodeResult, Verdict
 from agent.core.commands import COMMANDS, Command, CommandError, parse_request

@@ -15,7 +15,7 @@ from test_core import FakeMqtt, FakePins, FakeSip
 
 from agent.adapters.outbox.store import Outbox
 from agent.adapters.service import Notifier
-from agent.config.model import parse_config
+from agent.config.load import parse_config
 from agent.core.agent import Agent
 from agent.core.events import MqttConnected, MqttMessage
 from agent.core.topics import Topics

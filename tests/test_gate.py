@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from agent.config.model import SipConfig, SipLimitsConfig, parse_config
+from agent.config.load import parse_config
+from agent.config.model import SipConfig, SipLimitsConfig
 from agent.core.budget import TokenBucket
 from agent.core.counters import Counters
 from agent.core.gate import DROP, PASS, Arrival, GatePolicy, answer

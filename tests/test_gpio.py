@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.adapters.gpio import Outputs
-from agent.config.model import parse_config
+from agent.config.load import parse_config
 from agent.core.timers import Timers
 
 CONFIG = """

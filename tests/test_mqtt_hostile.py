@@ -19,8 +19,10 @@ from test_core import FakeMqtt, FakeSip
 from test_presence import FakeSipPresence
 
 from agent.adapters.mqtt import MqttLink
+from agent.adapters.outbox.store import Outbox
 from agent.adapters.service import Notifier
-from agent.config.model import OutputConfig, parse_config
+from agent.config.load import parse_config
+from agent.config.model import OutputConfig
 from agent.core.agent import Agent
 from agent.core.events import Event, MqttConnected, MqttMessage, MqttOversize
 from agent.core.mqtt_requests import OUTPUT_SET_BYTES, PayloadBounds
@@ -148,7 +150,9 @@ class Rig:
             lambda to, body: None,
             Topics.of(self.config.mqtt),
         )
-        self.agent = Agent(self.config, self.sip, self.pins, self.link, Notifier(), presence=keeper)
+        self.agent = Agent(
+            self.config, self.sip, self.pins, self.link, Notifier(), keeper, Outbox(":memory:")
+        )
         self.agent.started_sip()  # direct mode: ready to send at once; presence starts
         self.agent.handle(MqttConnected())
         self.agent.flush()

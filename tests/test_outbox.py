@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.adapters.outbox.store import Outbox, default_path
+from agent.adapters.outbox.store import Outbox
+from agent.config.statedir import default_path
 from agent.core.health import OutboxHealth
 from agent.core.relay import WINDOW, Delivery
 

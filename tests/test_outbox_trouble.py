@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from lab.disk import fill, read_only, tmpfs
 
+from agent.adapters.outbox.disk import RETRY_S
 from agent.adapters.outbox.memory import MEMORY_ROW_BYTES
 from agent.adapters.outbox.model import Quota
-from agent.adapters.outbox.store import RETRY_S, Outbox
+from agent.adapters.outbox.store import Outbox
 
 
 class Clock:

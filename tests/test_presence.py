@@ -7,13 +7,14 @@ from collections.abc import Callable
 
 import pytest
 
+from agent.adapters.outbox.store import Outbox
 from agent.adapters.service import Notifier
 from agent.adapters.sip.presence import BuddyState, retry_delay
-from agent.adapters.sip.send import SipError
-from agent.config.model import parse_config
+from agent.config.load import parse_config
 from agent.core.agent import Agent
 from agent.core.commands import CommandError
 from agent.core.events import InputChanged, MqttMessage
+from agent.core.ports import SipError
 from agent.core.presence import (
     Pidf,
     Presence,
@@ -407,7 +408,7 @@ class AgentRig(Rig):
                 return None
 
         self.agent = Agent(
-            self.config, Sip(), Outputs(), self.mqtt, Notifier(), presence=self.keeper
+            self.config, Sip(), Outputs(), self.mqtt, Notifier(), self.keeper, Outbox(":memory:")
         )
 
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_presence import AgentRig
 
-from agent.config.model import ConfigError, parse_config
+from agent.config.load import parse_config
+from agent.config.model import ConfigError
 from agent.core.events import MqttMessage
 from agent.core.presence import (
     MAX_NOTE_CHARS,

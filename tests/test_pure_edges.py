@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.core.brokers import Broker, BrokerChoice
+from agent.config.model import Broker
+from agent.core.brokers import BrokerChoice
 from agent.core.durations import format_duration, parse_duration
 from agent.core.health import Health, HealthPolicy, OutboxHealth, verdict
 from agent.core.jsonin import JsonInputError, loads

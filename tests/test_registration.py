@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from agent.adapters.sip import net as sipnet
 from agent.adapters.sip.netwatch import RouteWatch
-from agent.config.model import parse_config
+from agent.config.load import parse_config
 from agent.core.registration import Action, Backoff, Keeper, RegState, public_address
 
 

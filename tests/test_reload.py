@@ -15,7 +15,7 @@ import pytest
 from lab.configs import agent_toml
 from lab.waiting import wait_until
 
-from agent.config.model import parse_config
+from agent.config.load import parse_config
 from agent.core.reload import plan_reload
 from agent.core.reloader import Reloader
 
@@ -168,11 +168,11 @@ class _Parts:
 def test_a_config_with_problems_changes_nothing_and_says_why(tmp_path: Path):
     path = tmp_path / "agent.toml"
     path.write_text(BASE)
-    from agent.config.model import load_config
+    from agent.config.load import load_config
 
     running = load_config(str(path))
     agent, outputs = _Parts(), _Parts()
-    reloader = Reloader(running, agent, outputs)
+    reloader = Reloader(running, agent, outputs, load_config)
     path.write_text(BASE.replace('max_pulse = "10s"', 'max_pulse = "forever"'))
     outcome = reloader.reload()
     assert outcome == "reload refused (1 problem)"

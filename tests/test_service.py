@@ -110,8 +110,8 @@ def test_the_service_runs_as_the_user_and_groups_the_installer_creates():
 
 
 def test_what_the_agent_writes_is_inside_the_directories_systemd_makes_for_it():
-    from agent.adapters.outbox.store import default_path
     from agent.adapters.status_socket import server_path
+    from agent.config.statedir import default_path
 
     assert _one("ProtectSystem") == "strict"  # so nothing else is writable
     state = f"/var/lib/{_one('StateDirectory')}"
@@ -130,7 +130,7 @@ def test_every_credential_the_unit_loads_is_found_by_the_config_that_names_it(
     """LoadCredential=<id>:<path>: systemd copies <path> to $CREDENTIALS_DIRECTORY/<id>
     (a directory's files as <id>_<file>); the config names them as README and
     examples/agent.toml say. The files are those install.sh creates."""
-    from agent.config.model import load_config
+    from agent.config.load import load_config
 
     credentials = tmp_path / "credentials"
     credentials.mkdir()

@@ -1,12 +1,14 @@
 """RFC 3263 / RFC 2782 decisions (agent.core.srv) and where the nameservers come from
-(agent.config.nameservers): pure, table-driven."""
+(agent.core.nameservers, agent.adapters.sip.nameservers): table-driven."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent.config.model import ConfigError, parse_config
-from agent.config.nameservers import choose, from_resolv_conf
+from agent.adapters.sip.nameservers import choose
+from agent.config.load import parse_config
+from agent.config.model import ConfigError
+from agent.core.nameservers import from_resolv_conf
 from agent.core.srv import Hops, SrvTarget, is_server_failure, rfc2782_order
 
 

@@ -16,7 +16,7 @@ from agent.adapters.inputs import Inputs
 from agent.adapters.outbox.store import Outbox
 from agent.adapters.service import Notifier
 from agent.adapters.sip.capabilities import Capabilities
-from agent.config.model import parse_config
+from agent.config.load import parse_config
 from agent.core.agent import Agent
 from agent.core.events import MqttConnected
 from agent.core.presence_keeper import PresenceKeeper

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pytest
 from lab.waiting import require_binary
 
-from agent.config.model import load_config
+from agent.config.load import load_config
 from agent.core.totp import decode_secret, totp
 
 CONFIG = """

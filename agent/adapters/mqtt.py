@@ -23,8 +23,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.config.model import MqttConfig
-from agent.core.brokers import Broker, BrokerChoice
+from agent.config.model import Broker, MqttConfig
+from agent.core.brokers import BrokerChoice
 from agent.core.events import (
     MqttConnected,
     MqttDisconnected,
@@ -33,8 +33,8 @@ from agent.core.events import (
     MqttPublished,
 )
 from agent.core.mqtt_requests import PayloadBounds
+from agent.core.ports import Inbox
 from agent.core.topics import Topics, ha_status_topic
-from agent.inbox import Inbox
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ rules apply: every problem is noted as `key: problem`.
 from __future__ import annotations
 
 from agent.config.model import AccessConfig, CallConfig, GpioConfig, UserRights
-from agent.config.table import MQTT_IDENTITY, NAME, Table, read_secret
+from agent.config.table import MQTT_IDENTITY, NAME, Table, default_of, read_secret
 from agent.core.sipuri import InvalidSipUri, address_of_record
 from agent.core.totp import InvalidSecret, decode_secret
 
@@ -33,8 +33,10 @@ def read_access(t: Table, base_dir: str | None) -> AccessConfig:
         rate_per_minute=t.integer("rate_per_minute", 30, 1, 6000),
         rate_burst=t.integer("rate_burst", 10, 1, 1000),
         max_message_bytes=t.integer("max_message_bytes", 1000, 16, 65536),
-        code_failures=t.integer("code_failures", 5, 1, 100),
-        code_lockout_s=t.duration("code_lockout", 900.0, 10.0, 86400.0),
+        code_failures=t.integer("code_failures", default_of(AccessConfig, "code_failures"), 1, 100),
+        code_lockout_s=t.duration(
+            "code_lockout", default_of(AccessConfig, "code_lockout_s"), 10.0, 86400.0
+        ),
     )
     t.finish()
     return access

@@ -14,13 +14,13 @@ import dataclasses
 from collections.abc import Callable
 
 from agent.config.model import SipConfig
-from agent.config.table import NAME, Table
+from agent.config.table import NAME, Table, default_of
 
 # Keys of [sip] that hold for every account: an account entry may not set them.
 SHARED_KEYS = (
     "presence", "accept_from", "trusted", "limits", "recovery", "user_agent", "nameservers"
 )  # fmt: skip
-DEFAULT_NAME = "main"
+DEFAULT_NAME: str = default_of(SipConfig, "name")
 MAX_ACCOUNTS = 4  # pjsua's default PJSUA_MAX_ACC is 8; a device needs two, rarely three
 
 ReadSip = Callable[[Table], SipConfig]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from agent.config.model import is_host, split_host_port
-from agent.config.table import Table
-from agent.core.brokers import Broker
+from agent.config.model import Broker
+from agent.config.table import Table, is_host, split_host_port
 
 
 def read_brokers(t: Table, host: str | None, port: int) -> tuple[Broker, ...]:

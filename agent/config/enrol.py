@@ -25,7 +25,8 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from agent.config.access import json_key
-from agent.config.model import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from agent.config.load import DEFAULT_CONFIG_PATH, load_config
+from agent.config.model import ConfigError
 from agent.core.codes import CodeGuard, Verdict
 from agent.core.sipuri import InvalidSipUri, address_of_record
 from agent.core.totp import CODE

@@ -1,5 +1,6 @@
-"""Reading TOML into the Config tree: every default and every check lives here, or in a
-config_* companion for a concept of its own (access, presence, brokers).
+"""Reading a config file into the Config tree (agent.config.model), every check on the way:
+here, or in a companion module for a table of its own (access, accounts, brokers, gpio, mqtt,
+perimeter, presence).
 
 Each table is read key by key through `agent.config.table.Table`, which notes a problem
 instead of stopping, so one run reports everything wrong with a file.
@@ -8,40 +9,95 @@ instead of stopping, so one run reports everything wrong with a file.
 from __future__ import annotations
 
 import os
-import re
+import tomllib
 from collections.abc import Mapping
 from typing import Any
 
 from agent import __version__
 from agent.config.access import check_output_names, read_access, read_calls
 from agent.config.accounts import DEFAULT_NAME, account_name, read_more_accounts
-from agent.config.brokers import read_brokers
+from agent.config.gpio import read_gpio
 from agent.config.model import (
     DEFAULT_OUTBOX,
     Config,
     ConfigError,
     DeviceConfig,
-    GpioConfig,
-    InputConfig,
-    InvalidPin,
     LogConfig,
-    MqttConfig,
     OutboxConfig,
-    OutputConfig,
     SipConfig,
     SipNatConfig,
     SipRecoveryConfig,
     SipTlsConfig,
     WatchdogConfig,
-    is_host,
-    parse_pin,
-    split_host_port,
 )
+from agent.config.mqtt import read_mqtt
 from agent.config.nameservers import read_nameservers
 from agent.config.perimeter import read_accept, read_limits
-from agent.config.presence import input_config, presence_config
-from agent.config.table import NAME, Table, read_secret, resolve_path
-from agent.core.sipuri import InvalidSipUri, address_of_record, parse_sip_uri
+from agent.config.presence import presence_config
+from agent.config.table import (
+    NAME,
+    Table,
+    existing_file,
+    is_host,
+    read_secret,
+    resolve_path,
+    split_host_port,
+)
+
+DEFAULT_CONFIG_PATH = "/etc/sipagent/agent.toml"
+
+# A config that runs on any machine: no registrar, no broker, mock pins.
+EMBEDDED_DEFAULT = """\
+# sipagent's embedded default: direct mode on loopback, mock GPIO, no MQTT.
+
+[device]
+id = "sipagent"
+name = "sipagent demo"
+
+[sip]
+uri = "sip:agent@127.0.0.1"
+listen = "127.0.0.1:5060"
+transport = "udp"
+presence = "off"
+
+[access]
+allow = ["sip:owner@127.0.0.1"]
+
+[gpio]
+pin_factory = "mock"
+
+[gpio.outputs.lamp]
+pin = "GPIO17"
+
+[gpio.outputs.gate]
+pin = "GPIO18"
+"""
+
+
+def parse_config(text: str, *, source: str = "<string>", base_dir: str | None = None) -> Config:
+    """Build a Config from TOML text; relative paths in it resolve against `base_dir`."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError([f"{source}: TOML syntax error: {err}"]) from None
+    return build_config(raw, source=source, base_dir=base_dir)
+
+
+def load_config(path: str) -> Config:
+    """Read and validate the config file at `path`; raise ConfigError listing every problem."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read config file: {err.strerror or err}"]) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError([f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"]) from None
+    return parse_config(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def embedded_default() -> Config:
+    """The built-in config used when there is no config file."""
+    return parse_config(EMBEDDED_DEFAULT, source="<embedded default>")
 
 
 def build_config(raw: Mapping[str, Any], *, source: str, base_dir: str | None) -> Config:
@@ -57,8 +113,8 @@ def build_config(raw: Mapping[str, Any], *, source: str, base_dir: str | None) -
     sip_table.finish()
     access = read_access(root.table("access") or Table.detached("access"), base_dir)
     mqtt_table = root.table("mqtt")
-    mqtt = _mqtt(mqtt_table, device.id, base_dir) if mqtt_table else None
-    gpio = _gpio(root.table("gpio") or Table.detached("gpio"))
+    mqtt = read_mqtt(mqtt_table, device.id, base_dir) if mqtt_table else None
+    gpio = read_gpio(root.table("gpio") or Table.detached("gpio"))
     log = _log(root.table("log") or Table.detached("log"))
     calls = read_calls(root.table("calls") or Table.detached("calls"))
     # Not detached: presence_config also reports problems spanning tables (sip.presence).
@@ -139,10 +195,10 @@ SYSTEM_CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-
 
 def _sip_tls(t: Table, transport: str, base_dir: str | None) -> SipTlsConfig:
     defaults = SipTlsConfig()
-    ca_file = _existing_file(t, "ca_file", base_dir)
+    ca_file = existing_file(t, "ca_file", base_dir)
     verify = t.flag("verify", defaults.verify)
-    cert_file = _existing_file(t, "cert_file", base_dir)
-    key_file = _existing_file(t, "key_file", base_dir)
+    cert_file = existing_file(t, "cert_file", base_dir)
+    key_file = existing_file(t, "key_file", base_dir)
     if (cert_file is None) != (key_file is None):
         missing = "key_file" if key_file is None else "cert_file"
         t.problem(missing, "a client certificate needs both cert_file and key_file")
@@ -202,183 +258,18 @@ def _listen(t: Table, default: str) -> tuple[str, int]:
         return split_host_port(default)
 
 
-def _mqtt(t: Table, device_id: str, base_dir: str | None) -> MqttConfig | None:
-    host = t.text("host")
-    if host is not None and not is_host(host):
-        if re.fullmatch(r".+:\d+", host):
-            t.problem("host", f"{host!r} has a port; set it with mqtt.port")
-        else:
-            t.problem("host", f"{host!r} is not a host name or IP address")
-    tls = t.flag("tls", False)
-    port = t.integer("port", 8883 if tls else 1883, 1, 65535)
-    brokers = read_brokers(t, host, port)
-    mqtt = MqttConfig(
-        host=brokers[0].host if brokers else "",
-        port=port,
-        username=t.text("username"),
-        password=read_secret(t, "password", base_dir)[0],
-        client_id=t.text("client_id", f"sipagent-{device_id}") or "",
-        base_topic=_topic(t, "base_topic", f"sipagent/{device_id}"),
-        qos=t.integer("qos", 1, 0, 2),
-        keepalive=t.integer("keepalive", 30, 5, 3600),
-        discovery_prefix=_topic(t, "discovery_prefix", "homeassistant", empty_ok=True),
-        tls=tls,
-        ca_file=_existing_file(t, "ca_file", base_dir),
-        identity=_identity(t, "identity", "mqtt:local"),
-        reconnect_max_s=t.integer("reconnect_max", 30, 1, 3600),
-        send_timeout_s=t.integer("send_timeout", 30, 1, 3600),
-        send_retries=t.integer("send_retries", 2, 0, 10),
-        notify_to=_notify_to(t),
-        groups=_groups(t),
-        group_prefix=_topic(t, "group_prefix", "sipagent/group"),
-        brokers=brokers,
-        failback_s=t.integer("failback", 300, 0, 86400),
-        max_payload=t.integer("max_payload", 16384, 256, 1048576),
-        max_pending=t.integer("max_pending", 5000, 10, 100000),
-    )
-    t.finish()
-    # [mqtt] without a host: MQTT is off
-    return mqtt if host is not None or "hosts" in t.raw else None
-
-
-def _groups(t: Table) -> tuple[str, ...]:
-    """mqtt.groups: the fleets this agent belongs to, each a plain topic level."""
-    names: list[str] = []
-    for path, name in t.texts("groups"):
-        if not NAME.fullmatch(name):
-            t.problems.append(f"{path}: {name!r}: a group name must match [a-z0-9_-]+")
-        elif name in names:
-            t.problems.append(f"{path}: group {name!r} is listed twice")
-        else:
-            names.append(name)
-    return tuple(names)
-
-
-def _notify_to(t: Table) -> str | None:
-    text = t.text("notify_to")
-    if text is None:
-        return None
-    try:
-        return str(parse_sip_uri(text))
-    except InvalidSipUri as err:
-        t.problem("notify_to", str(err))
-        return None
-
-
 def _outbox(t: Table, base_dir: str | None) -> OutboxConfig:
     path = t.text("path")
     outbox = OutboxConfig(
         path=resolve_path(path, base_dir) if path is not None else None,
-        capacity=t.integer("capacity", 10000, 1, 10_000_000),
-        when_full=t.choice("when_full", ("drop_oldest", "refuse"), "drop_oldest"),
-        synchronous=t.choice("synchronous", ("normal", "full"), "normal"),
+        capacity=t.integer("capacity", DEFAULT_OUTBOX.capacity, 1, 10_000_000),
+        when_full=t.choice("when_full", ("drop_oldest", "refuse"), DEFAULT_OUTBOX.when_full),
+        synchronous=t.choice("synchronous", ("normal", "full"), DEFAULT_OUTBOX.synchronous),
         max_disk=t.size("max_disk", DEFAULT_OUTBOX.max_disk, 512 * 1024, 4 * 1024**3),
         max_memory=t.size("max_memory", DEFAULT_OUTBOX.max_memory, 0, 1024**3),
     )
     t.finish()
     return outbox
-
-
-def _existing_file(t: Table, key: str, base_dir: str | None) -> str | None:
-    path = t.text(key)
-    if path is None:
-        return None
-    path = resolve_path(path, base_dir)
-    if not os.path.isfile(path):
-        t.problem(key, f"no such file {path!r}")
-    return path
-
-
-def _topic(t: Table, key: str, default: str, *, empty_ok: bool = False) -> str:
-    topic = t.text(key, default, empty_ok=empty_ok)
-    if topic is None:
-        return default
-    if "+" in topic or "#" in topic:
-        t.problem(key, f"{topic!r} must not contain '+' or '#'")
-    elif topic.startswith("/") or topic.endswith("/"):
-        t.problem(key, f"{topic!r} must not start or end with '/'")
-    elif "//" in topic:
-        t.problem(key, f"{topic!r} must not contain an empty level ('//')")
-    return topic
-
-
-def _identity(t: Table, key: str, default: str) -> str:
-    identity = t.text(key, default) or default
-    if not identity.lower().startswith(("sip:", "sips:")) and "<" not in identity:
-        return identity
-    try:
-        return address_of_record(identity)
-    except InvalidSipUri as err:
-        t.problem(key, str(err))
-        return identity
-
-
-def _gpio(t: Table) -> GpioConfig:
-    factories = ("auto", "lgpio", "rpigpio", "pigpio", "native", "mock")
-    pin_factory = t.choice("pin_factory", factories, "auto")
-    used: dict[str, str] = {}  # pin -> the key that claimed it first
-    outputs: list[OutputConfig] = []
-    for name, sub in t.tables("outputs"):
-        pin = _claim_pin(sub, used)
-        active_high = sub.flag("active_high", True)
-        initial = sub.on_off("initial", False)
-        safe = sub.on_off("safe", initial)
-        pwm = sub.flag("pwm", False)
-        frequency = sub.integer("frequency_hz", 100, 1, 100000)
-        level_min = sub.integer("level_min", 0, 0, 100)
-        level_max = sub.integer("level_max", 100, 1, 100)
-        if level_min > level_max:
-            sub.problem("level_min", f"{level_min} is above level_max ({level_max})")
-        max_pulse = sub.duration("max_pulse", 60.0, 0.01, 3600.0)
-        pulse = sub.duration("pulse", min(1.0, max_pulse), 0.01, max_pulse)
-        button = sub.flag("button", "pulse" in sub.raw)
-        label = sub.text("label", "") or ""
-        sub.finish()
-        outputs.append(
-            OutputConfig(
-                name,
-                pin,
-                active_high,
-                initial,
-                safe,
-                pwm=pwm,
-                frequency_hz=frequency,
-                level_min=level_min,
-                level_max=level_max,
-                pulse_s=pulse,
-                max_pulse_s=max_pulse,
-                button=button,
-                label=label,
-            )
-        )
-    inputs: list[InputConfig] = []
-    output_names = {o.name for o in outputs}
-    for name, sub in t.tables("inputs"):
-        if name in output_names:
-            t.problems.append(f"{sub.path}: name {name!r} is also used by gpio.outputs.{name}")
-        pin = _claim_pin(sub, used)
-        pull_up = sub.flag("pull_up", True)
-        bounce_ms = sub.integer("bounce_ms", 50, 0, 10000)
-        inputs.append(input_config(sub, name, pin, pull_up, bounce_ms))
-        sub.finish()
-    t.finish()
-    return GpioConfig(pin_factory, tuple(outputs), tuple(inputs))
-
-
-def _claim_pin(t: Table, used: dict[str, str]) -> str:
-    value = t.value("pin", "string or integer", (str, int), True)
-    if value is None:
-        return ""
-    try:
-        pin = parse_pin(value)
-    except InvalidPin as err:
-        t.problem("pin", str(err))
-        return ""
-    if pin in used:
-        t.problem("pin", f"{pin} is also used by {used[pin]}")
-    else:
-        used[pin] = t.where("pin")
-    return pin
 
 
 def _log(t: Table) -> LogConfig:

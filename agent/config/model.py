@@ -1,65 +1,15 @@
-"""The agent's configuration: a frozen dataclass tree read from TOML.
+"""The agent's configuration: a frozen dataclass tree (read from TOML by agent.config.load).
 
-The model has no defaults of its own: `agent.config.load` fills every default, in one place,
-and collects every problem in a file before raising `ConfigError`.
+A leaf: it imports nothing else of the agent, so every layer may use it. Where a field has a
+default, that default is the one place it is written; the loader reads it from here
+(agent.config.table.default_of) and collects every problem in a file before raising
+`ConfigError`.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-from agent.config.limits import SipLimitsConfig
-from agent.core.brokers import Broker
-
-DEFAULT_CONFIG_PATH = "/etc/sipagent/agent.toml"
-
-# A config that runs on any machine: no registrar, no broker, mock pins.
-EMBEDDED_DEFAULT = """\
-# sipagent's embedded default: direct mode on loopback, mock GPIO, no MQTT.
-
-[device]
-id = "sipagent"
-name = "sipagent demo"
-
-[sip]
-uri = "sip:agent@127.0.0.1"
-listen = "127.0.0.1:5060"
-transport = "udp"
-presence = "off"
-
-[access]
-allow = ["sip:owner@127.0.0.1"]
-
-[gpio]
-pin_factory = "mock"
-
-[gpio.outputs.lamp]
-pin = "GPIO17"
-
-[gpio.outputs.gate]
-pin = "GPIO18"
-"""
-
-_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
-_HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
-_PIN = re.compile(r"(GPIO|BCM|BOARD|J8:)?([0-9]+)")
-_PIN_HINT = "use GPIO0..GPIO27, BOARD<n> or a number"
-_MAX_BCM = 27
-# Raspberry Pi 40-pin header (J8), physical pin -> BCM GPIO; the pins not listed are power/ground.
-_HEADER = {
-    3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10,
-    21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
-    36: 16, 37: 26, 38: 20, 40: 21,
-}  # fmt: skip
-
-
-class InvalidPin(ValueError):
-    """A pin name that is not a GPIO on the Raspberry Pi header; the message says why."""
 
 
 class ConfigError(Exception):
@@ -110,6 +60,21 @@ class SipRecoveryConfig:
 
 
 @dataclass(frozen=True)
+class SipLimitsConfig:
+    """[sip.limits]: what strangers can make the agent do (README "Threat model")."""
+
+    watchers: int = 128  # live presence subscriptions in total (serve mode)
+    watchers_per_sender: int = 8  # ... per address of record
+    subscribe_per_s: int = 20  # SUBSCRIBEs taken per second (bursts of twice that)
+    # Answers to senders who are not configured (refusals, `error: forbidden` replies,
+    # answers to OPTIONS and other requests outside a dialog): per second, bursts of twice.
+    stranger_answers_per_s: int = 5
+    presence_per_s: int = 5  # presence changes sent out per second; later ones coalesce
+    tcp_connections_per_ip: int = 8  # open incoming TCP/TLS connections from one address
+    tcp_idle_s: int = 30  # an incoming connection that sends no request for this long closes
+
+
+@dataclass(frozen=True)
 class SipConfig:
     uri: str  # the account identity, canonical SipUri text
     registrar: str | None  # None: direct mode, no REGISTER
@@ -131,7 +96,7 @@ class SipConfig:
     accept_from: str = "proxy"
     trusted: tuple[str, ...] = ()  # more addresses, networks or host names counted as the proxy
     limits: SipLimitsConfig = field(default_factory=SipLimitsConfig)
-    # pjsip's DNS resolver (agent.config.nameservers): None: /etc/resolv.conf's; (): off.
+    # pjsip's DNS resolver (agent.core.nameservers): None: /etc/resolv.conf's; (): off.
     nameservers: tuple[str, ...] | None = None
     name: str = "main"  # which account ([[sip.accounts]]): topics, `"account"` in sends
 
@@ -171,6 +136,17 @@ class AccessConfig:
         if identity in self.allow:
             return UserRights(identity, None, None, None)
         return None
+
+
+@dataclass(frozen=True)
+class Broker:
+    """One of `mqtt.hosts` (agent.core.brokers has the policy of which one is used)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -338,79 +314,3 @@ class Config:
     def accounts(self) -> tuple[SipConfig, ...]:
         """Every SIP account, `sip` (the first, the one presence uses) first."""
         return (self.sip, *self.more_accounts)
-
-
-def parse_config(text: str, *, source: str = "<string>", base_dir: str | None = None) -> Config:
-    """Build a Config from TOML text; relative paths in it resolve against `base_dir`."""
-    from agent.config.load import build_config  # the loader imports this module's model
-
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError([f"{source}: TOML syntax error: {err}"]) from None
-    return build_config(raw, source=source, base_dir=base_dir)
-
-
-def load_config(path: str) -> Config:
-    """Read and validate the config file at `path`; raise ConfigError listing every problem."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except OSError as err:
-        raise ConfigError([f"{path}: cannot read config file: {err.strerror or err}"]) from None
-    except UnicodeDecodeError as err:
-        raise ConfigError([f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"]) from None
-    return parse_config(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
-
-
-def embedded_default() -> Config:
-    """The built-in config used when there is no config file."""
-    return parse_config(EMBEDDED_DEFAULT, source="<embedded default>")
-
-
-def parse_pin(value: str | int) -> str:
-    """Normalize GPIO17, BCM17, 17, BOARD11 or J8:11 to "GPIO17"; raise InvalidPin saying why."""
-    match = _PIN.fullmatch(str(value).upper())
-    if match is None:
-        raise InvalidPin(f"unknown pin {value!r} ({_PIN_HINT})")
-    prefix, number = match.group(1), int(match.group(2))
-    if prefix in ("BOARD", "J8:"):
-        if not 1 <= number <= 40:
-            raise InvalidPin(f"unknown pin {value!r} ({_PIN_HINT})")
-        if number not in _HEADER:
-            raise InvalidPin(f"{value!r} is a power or ground pin, not a GPIO")
-        number = _HEADER[number]
-    elif number > _MAX_BCM:
-        raise InvalidPin(f"unknown pin {value!r} ({_PIN_HINT})")
-    return f"GPIO{number}"
-
-
-def split_host_port(text: str) -> tuple[str, int]:
-    """Split "host:port" or "[v6]:port" into a bind address (no brackets) and a port."""
-    not_host_port = ValueError(f"{text!r} is not host:port (e.g. '0.0.0.0:5060' or '[::1]:5060')")
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep or not _is_ip(host, version=6):
-            raise not_host_port
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep or ":" in host or not is_host(host):  # IPv6 needs brackets
-            raise not_host_port
-    if not (port.isascii() and port.isdigit()):
-        raise not_host_port
-    if int(port) > 65535:
-        raise ValueError(f"port {port} is out of range 0..65535")
-    return host, int(port)
-
-
-def _is_ip(text: str, version: int | None = None) -> bool:
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return version is None or address.version == version
-
-
-def is_host(text: str) -> bool:
-    """True for an IP address or a DNS host name."""
-    return _is_ip(text) or (len(text) <= 253 and _HOSTNAME.fullmatch(text) is not None)

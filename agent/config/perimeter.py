@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from agent.config.limits import SipLimitsConfig
-from agent.config.model import is_host
-from agent.config.table import Table
+from agent.config.model import SipLimitsConfig
+from agent.config.table import Table, is_host
 from agent.core.trust import as_network
 
 # Incoming TCP/TLS connections share pjsip's 64 ioqueue slots with everything else.

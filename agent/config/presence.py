@@ -7,6 +7,7 @@ same `Table` getters, the same `key: problem` lines.
 from __future__ import annotations
 
 from agent.config.model import (
+    DEFAULT_PRESENCE,
     GpioConfig,
     InputConfig,
     InputRule,
@@ -14,9 +15,12 @@ from agent.config.model import (
     SipConfig,
     WatchConfig,
 )
-from agent.config.table import NAME, Table, type_name
+from agent.config.table import NAME, Table, default_of, type_name
 from agent.core.presence import PresenceError, normalize_status, template_fields, validate_note
 from agent.core.sipuri import InvalidSipUri, address_of_record, parse_sip_uri
+
+_ACTIVE: str = default_of(InputConfig, "active_text")
+_INACTIVE: str = default_of(InputConfig, "inactive_text")
 
 
 def input_config(t: Table, name: str, pin: str, pull_up: bool, bounce_ms: int) -> InputConfig:
@@ -37,8 +41,8 @@ def input_config(t: Table, name: str, pin: str, pull_up: bool, bounce_ms: int) -
         pull_up,
         bounce_ms,
         active_high=None if level is None else level == "high",
-        active_text=t.text("active_text", "on") or "on",
-        inactive_text=t.text("inactive_text", "off") or "off",
+        active_text=t.text("active_text", _ACTIVE) or _ACTIVE,
+        inactive_text=t.text("inactive_text", _INACTIVE) or _INACTIVE,
         when_active=rules[0],
         when_inactive=rules[1],
         message_to=tuple(message_to),
@@ -67,12 +71,12 @@ def presence_config(t: Table, sip: SipConfig, gpio: GpioConfig) -> PresenceConfi
             "sip.presence: 'publish' needs sip.registrar (a presence server); "
             "use 'serve' to answer SUBSCRIBE without one"
         )
-    status = t.text("status", "available") or "available"
+    status = t.text("status", DEFAULT_PRESENCE.status) or DEFAULT_PRESENCE.status
     try:
         status = normalize_status(status)
     except PresenceError as err:
         t.problem("status", str(err))
-        status = "available"
+        status = DEFAULT_PRESENCE.status
     note = t.text("note", "", empty_ok=True) or ""
     watchers: list[str] | None = None  # None: the people in access.allow
     if "watchers" in t.raw:

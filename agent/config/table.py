@@ -7,8 +7,10 @@ unknown, with the closest known key as a suggestion. Every section reader
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -20,6 +22,9 @@ from agent.core.sipuri import InvalidSipUri, SipUri, parse_sip_uri
 NAME = re.compile(r"[a-z0-9_-]+")
 # An MQTT identity for access rules (mqtt.identity), as written in access lists.
 MQTT_IDENTITY = re.compile(r"mqtt:[A-Za-z0-9_.-]+")
+
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
 
 _TOML_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (
     (bool, "boolean"),  # before int: bool is an int subclass
@@ -63,6 +68,56 @@ def read_secret(t: Table, key: str, base_dir: str | None) -> tuple[str | None, s
     if not secret:
         t.problem(file_key, f"{path!r} is empty")
     return secret, file_key
+
+
+def existing_file(t: Table, key: str, base_dir: str | None) -> str | None:
+    path = t.text(key)
+    if path is None:
+        return None
+    path = resolve_path(path, base_dir)
+    if not os.path.isfile(path):
+        t.problem(key, f"no such file {path!r}")
+    return path
+
+
+def default_of(model: type, field: str) -> Any:
+    """The default the config model (agent.config.model) gives `field`: the one place it is set."""
+    found = next(f for f in dataclasses.fields(model) if f.name == field)
+    if found.default_factory is not dataclasses.MISSING:
+        return found.default_factory()
+    assert found.default is not dataclasses.MISSING, f"{model.__name__}.{field} has no default"
+    return found.default
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """Split "host:port" or "[v6]:port" into a bind address (no brackets) and a port."""
+    not_host_port = ValueError(f"{text!r} is not host:port (e.g. '0.0.0.0:5060' or '[::1]:5060')")
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep or not _is_ip(host, version=6):
+            raise not_host_port
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or ":" in host or not is_host(host):  # IPv6 needs brackets
+            raise not_host_port
+    if not (port.isascii() and port.isdigit()):
+        raise not_host_port
+    if int(port) > 65535:
+        raise ValueError(f"port {port} is out of range 0..65535")
+    return host, int(port)
+
+
+def _is_ip(text: str, version: int | None = None) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return version is None or address.version == version
+
+
+def is_host(text: str) -> bool:
+    """True for an IP address or a DNS host name."""
+    return _is_ip(text) or (len(text) <= 253 and _HOSTNAME.fullmatch(text) is not None)
 
 
 def resolve_path(path: str, base_dir: str | None) -> str:

@@ -8,21 +8,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Protocol
 
-from agent.adapters.outbox.store import Outbox
-from agent.adapters.service import Notifier
-from agent.adapters.sip.send import SipError
-from agent.adapters.sip.stack import RegState
 from agent.config.model import Config
 from agent.core import accounts, chat, commands
 from agent.core.access import identity_of, senders_authenticated
-from agent.core.bridge import Bridge, Link
+from agent.core.bridge import Bridge
 from agent.core.budget import TokenBucket
 from agent.core.calls import handle_call
 from agent.core.codes import Store
 from agent.core.counters import Counters
-from agent.core.device import DeviceControls, OutputPins
+from agent.core.device import DeviceControls
 from agent.core.diagnostics import Diagnostics
 from agent.core.dispatch import Dispatcher
 from agent.core.events import (
@@ -36,8 +31,10 @@ from agent.core.events import (
 from agent.core.logfields import journal_fields
 from agent.core.lograte import LogThrottle
 from agent.core.messages import CommandOutcome, IncomingMessage, reply_target
+from agent.core.ports import Link, Notifier, Outbox, OutputPins, Sip, SipError
 from agent.core.presence_keeper import PresenceKeeper
 from agent.core.receipts import Receipts
+from agent.core.registration import RegState
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +44,6 @@ TRUNCATED_REPLY = (
     "error: message cut short (this device reads at most 4000 bytes of a SIP message, "
     "headers included); not carried out"
 )
-
-
-class Sip(Protocol):
-    routed: bool
-
-    def send_message(
-        self,
-        to: str,
-        body: str,
-        content_type: str = "text/plain",
-        token: str | None = None,
-        account: str | None = None,
-    ) -> None: ...
 
 
 class Agent(DeviceControls):
@@ -88,8 +72,8 @@ class Agent(DeviceControls):
         # Everything MQTT-facing lives in the bridge; without a broker there is none.
         self.bridge: Bridge | None = None
         if mqtt is not None:
-            # Without an outbox of its own (unit tests) it gets one in memory: not durable.
-            outbox = outbox if outbox is not None else Outbox(":memory:")
+            if outbox is None:
+                raise TypeError("an MQTT link needs an outbox to relay through")
             self.bridge = Bridge(config, mqtt, outbox, sip, self)
         first = RegState("direct", 0, "no registrar", 0)
         if config.sip.registrar:

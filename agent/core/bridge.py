@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.adapters.outbox.store import Outbox
-from agent.adapters.sip.send import SipError
 from agent.config.model import Config
 from agent.core import commands, discovery
 from agent.core.containment import LogThrottle
@@ -35,6 +33,7 @@ from agent.core.jsonin import JsonInputError, loads
 from agent.core.messages import CommandOutcome, IncomingMessage, relay_record, to_json
 from agent.core.mqtt_requests import SendRefused, parse_send
 from agent.core.outgoing import Outgoing, Request
+from agent.core.ports import Link, Outbox, Sip, SipError
 from agent.core.receipts import Receipts
 from agent.core.relay import Delivery
 from agent.core.topics import COMMAND_KINDS, Topics
@@ -49,31 +48,6 @@ class Acceptance:
 
     duplicate: bool  # a retransmission of one already accepted: do not act on it again
     durable: bool  # on disk (or a duplicate of one that is); False: held in memory, or not kept
-
-
-class Link(Protocol):
-    connected: bool
-    session: int
-
-    @property
-    def broker(self) -> str: ...  # "host:port" connected to (or tried next)
-
-    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None: ...
-
-    def publish_event(
-        self, topic: str, payload: bytes | str, *, retain: bool = False, session: int | None = None
-    ) -> int | None: ...
-
-
-class Sender(Protocol):
-    def send_message(
-        self,
-        to: str,
-        body: str,
-        content_type: str = "text/plain",
-        token: str | None = None,
-        account: str | None = None,
-    ) -> None: ...
 
 
 class Device(commands.Controls, Protocol):
@@ -101,7 +75,7 @@ _PRESENCE_PARTS = {
 
 class Bridge:
     def __init__(
-        self, config: Config, link: Link, outbox: Outbox, sip: Sender, device: Device
+        self, config: Config, link: Link, outbox: Outbox, sip: Sip, device: Device
     ) -> None:
         assert config.mqtt is not None
         self.config = config

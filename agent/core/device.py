@@ -7,37 +7,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from agent.config.model import OutputConfig
 from agent.core import commands
+from agent.core.ports import OutputPins
 from agent.core.presence import PresenceError
 
 if TYPE_CHECKING:
     from agent.core.bridge import Bridge
     from agent.core.presence_keeper import PresenceKeeper
-
-
-class OutputPins(Protocol):
-    def output_names(self) -> Sequence[str]: ...
-
-    def output_config(self, name: str) -> OutputConfig: ...
-
-    def output_is_on(self, name: str) -> bool: ...
-
-    def set_output(self, name: str, on: bool) -> None: ...
-
-    def set_level(self, name: str, level: float) -> None: ...
-
-    def pulse(self, name: str, seconds: float) -> None: ...
-
-    def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None: ...
-
-    def level(self, name: str) -> float: ...
-
-    def state_payload(self, name: str) -> str: ...
-
-    def activity(self, name: str) -> str | None: ...
 
 
 class DeviceControls:

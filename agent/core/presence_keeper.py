@@ -1,8 +1,8 @@
 """Keeps the device's presence (owner thread): inputs, requests and re-registrations in;
 SIP presence, retained MQTT state and doorbell messages out.
 
-Decisions live in agent.core.presence (pure); the SIP side sits behind the `PresenceSip` protocol
-so the tests can drive this with fakes.
+Decisions live in agent.core.presence (pure); the SIP side sits behind the `PresenceSip` port
+(agent.core.ports), so the tests can drive this with fakes.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from agent.adapters.sip.send import SipError
 from agent.config.model import Config, InputConfig, InputRule
+from agent.core.ports import BuddyView, InputPins, PresenceSip, SipError
 from agent.core.presence import (
     Pidf,
     Presence,
@@ -32,38 +32,17 @@ log = logging.getLogger(__name__)
 CLOSED = Pidf(open=False, activity="unknown", note="")
 
 
-class BuddyView(Protocol):
-    id: str
-    uri: str
-    status: str
-    note: str
-
-    def as_dict(self) -> dict[str, str]: ...
-
-
-class PresenceSip(Protocol):
-    def set_presence(self, pidf: Pidf) -> None: ...
-
-    def republish(self) -> None: ...
-
-    def watch(self, contact_id: str, uri: str, listener: Callable[[BuddyView], None]) -> None: ...
-
-    def close(self, pidf: Pidf | None) -> None: ...
-
-
-class InputView(Protocol):
-    def names(self) -> Sequence[str]: ...
-
-    def is_active(self, name: str) -> bool: ...
-
-
 class OutputView(Protocol):
+    """What the keeper reads of the outputs (agent.core.ports.OutputPins)."""
+
     def output_names(self) -> Sequence[str]: ...
 
     def output_is_on(self, name: str) -> bool: ...
 
 
 class Publisher(Protocol):
+    """Retained state on MQTT (agent.core.ports.Link)."""
+
     def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None: ...
 
 
@@ -75,7 +54,7 @@ class PresenceKeeper:
         self,
         config: Config,
         sip: PresenceSip | None,
-        inputs: InputView,
+        inputs: InputPins,
         outputs: OutputView,
         mqtt: Publisher | None,
         send_message: SendMessage,

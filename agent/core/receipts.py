@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from agent.adapters.sip.send import SipError
 from agent.core import cpim, imdn
 from agent.core.access import identity_of
 from agent.core.budget import TokenBucket
@@ -29,6 +28,7 @@ from agent.core.chat import Reading
 from agent.core.counters import Counters
 from agent.core.lograte import LogThrottle
 from agent.core.messages import IncomingMessage, reply_target
+from agent.core.ports import SipError
 
 log = logging.getLogger(__name__)
 

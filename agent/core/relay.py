@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
 
-from agent.adapters.outbox.store import Added, Outbox
 from agent.core.health import OutboxHealth
+from agent.core.ports import Added, EventLink, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +22,6 @@ log = logging.getLogger(__name__)
 # per second, few enough that an outage repeats little.
 WINDOW = 128
 STATUS_EVERY_S = 1.0
-
-
-class EventLink(Protocol):
-    session: int
-
-    def publish_event(
-        self, topic: str, payload: bytes | str, *, retain: bool = False, session: int | None = None
-    ) -> int | None: ...
 
 
 class Delivery:
@@ -148,7 +139,7 @@ class Delivery:
             "in_memory": box.in_memory,
             "memory_bytes": box.memory_bytes,
             "disk_bytes": box.disk_bytes(),
-            "max_disk": box.quota.max_disk,
+            "max_disk": box.max_disk,
         }
 
     def summary(self) -> str:

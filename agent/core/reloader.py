@@ -13,12 +13,10 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from agent.config.model import Config, ConfigError, OutputConfig, load_config
+from agent.config.model import Config, ConfigError, OutputConfig
 from agent.core.reload import plan_reload
 
 log = logging.getLogger(__name__)
-
-EMBEDDED = "<embedded default>"
 
 
 class Reconfigurable(Protocol):
@@ -35,7 +33,7 @@ class Reloader:
         config: Config,
         agent: Reconfigurable,
         outputs: Limits,
-        load: Callable[[str], Config] = load_config,
+        load: Callable[[str], Config],
     ) -> None:
         self.config = config
         self._agent = agent
@@ -47,7 +45,7 @@ class Reloader:
         """Reload now; returns a one-line outcome for STATUS= and the log."""
         at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         source = self.config.source
-        if source == EMBEDDED or source.startswith("<"):
+        if source.startswith("<"):  # "<embedded default>": no file to read again
             return self._refused(at, [f"nothing to reload: the config is the {source}"])
         try:
             loaded = self._load(source)

@@ -25,7 +25,7 @@ from gpiozero import Device
 
 from agent.adapters import signals
 from agent.adapters.service import setup_logging
-from agent.config.model import load_config
+from agent.config.load import load_config
 from agent.loop import Runner
 
 _out_lock = threading.Lock()

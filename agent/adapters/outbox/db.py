@@ -28,8 +28,9 @@ from collections.abc import Container, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.adapters.outbox.model import OutboxError, Quota, Row, StoreError, classify
+from agent.adapters.outbox.model import OutboxError, Quota, StoreError, classify
 from agent.adapters.outbox.wal import WAL_KEEP_SHARE, WalKeeper
+from agent.core.ports import Row
 
 __all__ = ["OutboxDb", "OutboxError", "StoreError", "open_db", "set_aside"]
 

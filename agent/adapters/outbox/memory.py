@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 
 from agent.adapters.outbox.db import OutboxDb
-from agent.adapters.outbox.model import Row
+from agent.core.ports import Row
 
 # What Python spends on a kept event beyond its topic and payload (619 bytes in all were
 # measured for a 326-byte message/in record, scripts/bench_disk.py): counted generously.

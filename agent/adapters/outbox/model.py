@@ -57,21 +57,6 @@ class Quota:
         return max(1000, self.db_bytes // 4 // SEEN_ROW_BYTES)
 
 
-@dataclass(frozen=True)
-class Row:
-    id: int
-    topic: str
-    payload: bytes
-
-    @property
-    def size(self) -> int:
-        return event_size(self.topic, self.payload)
-
-
-def event_size(topic: str, payload: bytes) -> int:
-    return len(topic.encode()) + len(payload)
-
-
 def classify(err: BaseException, path: str = "") -> Kind:
     """What kind of trouble a sqlite or OS error is (`path`: the file it was about)."""
     name = getattr(err, "sqlite_errorname", "") or ""

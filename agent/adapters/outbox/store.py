@@ -26,30 +26,16 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from agent.adapters.outbox.bounds import Fill, Limits, Losses, make_room
 from agent.adapters.outbox.db import OutboxDb
-from agent.adapters.outbox.disk import RETRY_S, SEEN_KEEP_S, Disk
+from agent.adapters.outbox.disk import SEEN_KEEP_S, Disk
 from agent.adapters.outbox.memory import Backlog, cost
-from agent.adapters.outbox.model import OutboxError, Quota, Row, StoreError, event_size
-from agent.config.statedir import default_path
+from agent.adapters.outbox.model import Quota, StoreError
 from agent.core.counters import Counters
-
-__all__ = ["RETRY_S", "Added", "Outbox", "OutboxError", "Row", "default_path"]
+from agent.core.ports import Added, Row, event_size
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Added:
-    """What became of `Outbox.add`: the new row's id, or None with the reason."""
-
-    id: int | None
-    duplicate: bool = False
-    refused: bool = False
-    dropped: int = 0  # older events dropped to make room (when_full = "drop_oldest")
-    durable: bool = False  # committed to disk; False: held in memory (or not kept at all)
 
 
 def _key(dedupe_key: str) -> bytes:
@@ -102,6 +88,10 @@ class Outbox:
     def trouble(self) -> str | None:
         """Why events are not durable now ("disk full", ...); None: they are."""
         return self._disk.trouble
+
+    @property
+    def max_disk(self) -> int:
+        return self.quota.max_disk
 
     @property
     def durable(self) -> bool:

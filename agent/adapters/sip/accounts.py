@@ -15,8 +15,9 @@ import pjsua2 as pj
 
 from agent.adapters.sip import listen as sip_listen
 from agent.adapters.sip import net as sipnet
-from agent.adapters.sip.send import MessageSender, SipError
+from agent.adapters.sip.send import MessageSender
 from agent.config.model import SipConfig
+from agent.core.ports import SipError
 
 
 @dataclass

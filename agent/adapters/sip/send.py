@@ -7,15 +7,12 @@ from collections import OrderedDict, deque
 
 import pjsua2 as pj
 
+from agent.core.ports import SipError
 from agent.core.siptext import clean
 from agent.core.sipuri import InvalidSipUri, parse_sip_uri
 
 # Recreating a Buddy for every reply costs more than keeping a few.
 _BUDDY_CACHE = 32
-
-
-class SipError(Exception):
-    """A SIP request could not be sent (bad URI, no transport)."""
 
 
 class MessageSender:

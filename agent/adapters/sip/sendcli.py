@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from agent import __version__
-from agent.adapters.sip.send import SipError
 from agent.adapters.sip.stack import RegState, SipStack
 from agent.config.model import SipConfig
 from agent.core.messages import IncomingMessage
+from agent.core.ports import SipError
 from agent.core.sipuri import InvalidSipUri, parse_sip_uri
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pjsua2 as pj
 
+from agent.adapters.sip import nameservers
 from agent.adapters.sip import net as sipnet
-from agent.config import nameservers
 from agent.config.model import SipConfig
 from agent.core.sipuri import parse_sip_uri
 
