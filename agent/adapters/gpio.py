@@ -13,6 +13,7 @@ import importlib
 import json
 import logging
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 from gpiozero import Device, DigitalOutputDevice, PWMOutputDevice
 from gpiozero.pins import Factory
@@ -55,7 +56,7 @@ def make_pin_factory(name: str) -> Factory | None:
 
 
 StateListener = Callable[[str, bool], None]
-OutputDevice = DigitalOutputDevice | PWMOutputDevice
+OutputDevice: TypeAlias = DigitalOutputDevice | PWMOutputDevice
 
 
 class Outputs:

@@ -151,7 +151,7 @@ class MqttLink:
         # before `online`: the broker handles our packets in order, so whoever sees
         # `online` can be sure that commands sent to us are no longer dropped.
         sock = client.socket()
-        if sock is not None:
+        if isinstance(sock, socket.socket):  # TCP or TLS (the agent uses no WebSocket)
             # paho leaves Nagle on: a small publish then waits for the broker's delayed ACK
             # (40 ms on Linux) whenever the previous one is still unacknowledged.
             with contextlib.suppress(OSError):
@@ -231,7 +231,7 @@ class MqttLink:
                 self._client._port = preferred.port
                 sock = self._client.socket()
             log.warning("MQTT failing back from %s to the preferred broker %s", current, preferred)
-            if sock is not None:
+            if isinstance(sock, socket.socket):
                 # Not SSLSocket.shutdown: that unwraps TLS under paho's reading thread. paho
                 # sees the end of the stream, reports the disconnect and reconnects to the
                 # preferred broker; the old one publishes our will (offline) there.
@@ -255,7 +255,7 @@ class MqttLink:
         if size > limit:
             self._inbox.put(MqttOversize(message.topic, size, limit, retained))
         else:
-            self._inbox.put(MqttMessage(message.topic, message.payload, retained))
+            self._inbox.put(MqttMessage(message.topic, bytes(message.payload), retained))
 
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any

@@ -90,8 +90,8 @@ def setup_logging(level: str = "info") -> None:
     # journal under systemd) before the process dies.
     faulthandler.enable()
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     handler: logging.Handler
     if under_journald():
         handler = journal.JournalHandler(SYSLOG_IDENTIFIER="sipagent")

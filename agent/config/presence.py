@@ -109,8 +109,8 @@ def presence_config(t: Table, sip: SipConfig, gpio: GpioConfig) -> PresenceConfi
         for key, rule in (("when_active", inp.when_active), ("when_inactive", inp.when_inactive)):
             where = type(t)(t.problems, f"gpio.inputs.{inp.name}.{key}", {})
             _check_note(where, "note", rule.note)
-            for field, text in (("note", rule.note), ("message", rule.message)):
-                _check_template(where, field, text, names)
+            for field, template in (("note", rule.note), ("message", rule.message)):
+                _check_template(where, field, template, names)
     t.finish()
     return PresenceConfig(status, note, None if watchers is None else tuple(watchers), tuple(watch))
 

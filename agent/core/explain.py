@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
-from agent.config.model import Config, UserRights
+from agent.config.model import Config, SipConfig, UserRights
 from agent.core import discovery
 from agent.core.reload import KEY_OF_FIELD
 from agent.core.topics import Topics, ha_status_topic
@@ -59,7 +59,8 @@ def _values(path: str, value: Any, raw: Any) -> list[str]:
             lines.append(f"{where} = {'(set)' if item else '(none)'}")
         elif name == "listen_host":
             host = f"[{item}]" if ":" in item else item
-            lines.append(_line(where, f"{host}:{value.listen_port}", raw_set=key in raw))
+            port = cast(SipConfig, value).listen_port  # listen_host is a SipConfig's only
+            lines.append(_line(where, f"{host}:{port}", raw_set=key in raw))
         elif name == "listen_port":
             continue
         elif name == "watch":

@@ -56,10 +56,17 @@ class Sip(Protocol):
 class BuddyView(Protocol):
     """A watched contact's presence, as the SIP side last heard it."""
 
-    id: str
-    uri: str
-    status: str
-    note: str
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def note(self) -> str: ...
 
     def as_dict(self) -> dict[str, str]: ...
 

@@ -156,6 +156,7 @@ class PresenceKeeper:
             return str(err)
         log.info("presence %s set over MQTT", what)
         self.refresh()
+        return None
 
     def reconfigure(self, config: Config) -> None:
         """A reload: new input rules, watchers and note template (pins stay as they are)."""

@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 # Buckets kept for senders who are not configured (forged From addresses are free).
 MAX_STRANGERS = 1024
@@ -63,7 +64,7 @@ class RateLimiter:
         """Spend one token of the bucket of `sender` at `source` (its host) if there is one."""
         now = self._clock()
         if self._known(sender):
-            table: OrderedDict = self._users.setdefault(sender, OrderedDict())
+            table: OrderedDict[Any, _Bucket] = self._users.setdefault(sender, OrderedDict())
             key: object = source
             bound = MAX_SOURCES_PER_USER
         else:

@@ -74,7 +74,7 @@ class Backoff:
 
     def delay(self, failures: int, rand: float) -> float:
         """The wait after `failures` consecutive failures (>= 1); `rand` is uniform in [0, 1)."""
-        base = min(self.max_s, self.min_s * 2 ** max(0, failures - 1))
+        base: float = min(self.max_s, self.min_s * 2 ** max(0, failures - 1))
         return base * (1.0 - self.jitter * rand)
 
 

@@ -19,7 +19,8 @@ from agent.config.model import Config, GpioConfig, InputConfig, OutputConfig
 
 # Fields of one output or input that a reload applies; the others need new pins.
 OUTPUT_LIVE = ("pulse_s", "max_pulse_s", "level_min", "level_max", "button", "label")
-INPUT_LIVE = ("active_text", "inactive_text", "when_active", "when_inactive", "message_to")
+INPUT_LIVE: tuple[str, ...] = ("active_text", "inactive_text", "when_active", "when_inactive")
+INPUT_LIVE += ("message_to",)
 INPUT_LIVE += ("trigger", "label")
 # Top-level sections taken over whole, and [presence] keys taken over one by one.
 SECTIONS_LIVE = ("access", "calls", "log")

@@ -154,7 +154,9 @@ class Topics:
 
     def subscriptions(self) -> tuple[str, ...]:
         """The topics the agent listens on (Home Assistant's status topic is added by the link)."""
-        own = (self.message_send, self.command, self.output_set_pattern, self.presence_set)
+        own: tuple[str, ...] = (
+            self.message_send, self.command, self.output_set_pattern, self.presence_set
+        )  # fmt: skip
         own += (self.presence_status_set, self.presence_note_set)
         return own + tuple(self.group_command(g) for g in self.groups)
 

@@ -113,7 +113,7 @@ class OutboxDb:
             raise
         return db
 
-    def _one(self, query: str) -> object:
+    def _one(self, query: str) -> int:
         return self._db.execute(query).fetchall()[0][0]
 
     def _error(self, what: str, err: BaseException) -> StoreError:

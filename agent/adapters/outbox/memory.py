@@ -101,7 +101,8 @@ class Backlog:
             del self.overrides[row_id]
         keys = list(self.seen.items())
         while self.rows or keys:
-            chunk, size = [], 0
+            chunk: list[Row] = []
+            size = 0
             for row in self.rows.values():
                 if chunk and size + row.size > chunk_bytes:
                     break  # one transaction stays well within the WAL's bound

@@ -14,7 +14,7 @@ import ctypes
 import ipaddress
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -52,7 +52,9 @@ def program(allowed: Iterable[Network]) -> list[tuple[int, int, int, int]]:
     return _link(code)
 
 
-def _checks(networks: list[Network], offset: int, words: int) -> list[tuple[int, int, int, int]]:
+def _checks(
+    networks: Sequence[Network], offset: int, words: int
+) -> list[tuple[int, int, int, int]]:
     """For each network: load each word of the source, mask, compare; all equal: accept.
 
     Jumps are written as markers, resolved by _link: "next" is the next network's checks,

@@ -88,7 +88,7 @@ class _RxData(ctypes.Structure):  # pjsip_rx_data, as far as it is read
     _fields_ = [("tp_info", _TpInfo), ("pkt_info", _PktInfo), ("msg_info", _MsgInfo)]
 
 
-_PACKET_OFFSET = _RxData.pkt_info.offset + _PktInfo.packet.offset  # type: ignore[attr-defined]
+_PACKET_OFFSET = _RxData.pkt_info.offset + _PktInfo.packet.offset
 
 
 class _PjStr(ctypes.Structure):
