@@ -18,7 +18,7 @@ from agent.adapters.inputs import Inputs
 from agent.adapters.mqtt import MqttLink
 from agent.adapters.outbox.store import Outbox
 from agent.adapters.service import Notifier
-from agent.adapters.sip.capabilities import log_capabilities
+from agent.adapters.sip.binding import detect
 from agent.adapters.sip.presence import SipPresence
 from agent.adapters.sip.stack import SipStack
 from agent.adapters.status_socket import StatusServer, server_path
@@ -26,6 +26,7 @@ from agent.config.load import load_config
 from agent.config.model import Config
 from agent.config.statedir import outbox_path, state_dir
 from agent.core.agent import Agent
+from agent.core.capabilities import log_capabilities
 from agent.core.containment import Guard, LogThrottle, describe, event_name
 from agent.core.counters import Counters
 from agent.core.events import (
@@ -151,7 +152,7 @@ class Runner:
         self._install_signal_handlers()
         self.sip.start()
         self._wake_on_signals()
-        self.agent.diagnostics.capabilities = log_capabilities()
+        self.agent.diagnostics.capabilities = log_capabilities(detect())
         logging.getLogger().addHandler(self.agent.diagnostics.errors)
         self.inbox.set_waker(self.sip.wake)
         self.outputs.apply_initial()

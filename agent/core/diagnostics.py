@@ -12,7 +12,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from agent.adapters.sip.capabilities import Capabilities
+from agent.core.capabilities import Capabilities
 
 # HOOK(issue 14): that issue adds to agent.adapters.sip.capabilities a pure function naming the
 # security fixes a pjproject lacks (and the TLS library's age). Until it is merged, "outdated" is

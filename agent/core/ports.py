@@ -7,7 +7,7 @@ adapter by one shared contract test (tests/adapters/test_contracts.py).
 | port | implemented by |
 | --- | --- |
 | `Sip` (and `SipError`) | agent.adapters.sip.stack.SipStack |
-| `PresenceSip`, `BuddyView` | agent.adapters.sip.presence.SipPresence |
+| `PresenceSip` (`BuddyState`) | agent.adapters.sip.presence.SipPresence |
 | `Link` | agent.adapters.mqtt.MqttLink |
 | `OutputPins` | agent.adapters.gpio.Outputs |
 | `InputPins` | agent.adapters.inputs.Inputs |
@@ -53,22 +53,23 @@ class Sip(Protocol):
         """Send now, or raise SipError."""
 
 
-class BuddyView(Protocol):
+@dataclass(frozen=True)
+class BuddyState:
     """A watched contact's presence, as the SIP side last heard it."""
 
-    @property
-    def id(self) -> str: ...
+    id: str
+    uri: str
+    status: str  # available | away | busy | offline | unknown
+    note: str
+    subscription: str  # pjsua's state name: NULL, SENT, ACCEPTED, PENDING, ACTIVE, TERMINATED
 
-    @property
-    def uri(self) -> str: ...
-
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def note(self) -> str: ...
-
-    def as_dict(self) -> dict[str, str]: ...
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "uri": self.uri,
+            "status": self.status,
+            "note": self.note,
+            "subscription": self.subscription.lower(),
+        }
 
 
 class PresenceSip(Protocol):
@@ -78,7 +79,7 @@ class PresenceSip(Protocol):
 
     def republish(self) -> None: ...
 
-    def watch(self, contact_id: str, uri: str, listener: Callable[[BuddyView], None]) -> None: ...
+    def watch(self, contact_id: str, uri: str, listener: Callable[[BuddyState], None]) -> None: ...
 
     def close(self, pidf: Pidf | None) -> None: ...
 

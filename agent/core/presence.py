@@ -233,3 +233,16 @@ class PresenceState:
 
     def effective(self, values: Mapping[str, str]) -> Presence:
         return Presence(self.status, render_note(self.template, values))
+
+
+# After pjsua gives a publication up it publishes again only after a successful REGISTER: the
+# SIP adapter registers again that long after a failure, doubling per failure in a row, up to
+# the cap.
+PUBLISH_RETRY_S = 5.0
+PUBLISH_RETRY_MAX_S = 300.0
+
+
+def retry_delay(failures_in_a_row: int) -> float:
+    """How long after a failed publication to register (and so publish) again."""
+    delay: float = min(PUBLISH_RETRY_S * 2 ** max(failures_in_a_row - 1, 0), PUBLISH_RETRY_MAX_S)
+    return delay

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from agent.config.model import Config, InputConfig, InputRule
-from agent.core.ports import BuddyView, InputPins, PresenceSip, SipError
+from agent.core.ports import BuddyState, InputPins, PresenceSip, SipError
 from agent.core.presence import (
     Pidf,
     Presence,
@@ -75,7 +75,7 @@ class PresenceKeeper:
         self._watchers = set(config.access.allow if watchers is None else watchers)
         self.state = PresenceState(config.presence.status, config.presence.note)
         self.current: Presence | None = None
-        self.buddies: dict[str, BuddyView] = {}
+        self.buddies: dict[str, BuddyState] = {}
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -197,7 +197,7 @@ class PresenceKeeper:
 
     # -- watched contacts ---------------------------------------------------------------
 
-    def on_buddy(self, buddy: BuddyView) -> None:
+    def on_buddy(self, buddy: BuddyState) -> None:
         previous = self.buddies.get(buddy.id)
         self.buddies[buddy.id] = buddy
         if previous is None or previous.as_dict() != buddy.as_dict():
@@ -273,5 +273,5 @@ class PresenceKeeper:
             self._mqtt_link.publish(topic, payload, retain=retain)
 
 
-def _describe(buddy: BuddyView) -> str:
+def _describe(buddy: BuddyState) -> str:
     return f"{buddy.status} — {buddy.note}" if buddy.note else buddy.status

@@ -9,14 +9,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pjsua2 as pj
 
 from agent.adapters.sip.guard import guarded
 from agent.adapters.sip.stack import SipStack
 from agent.core.counters import Counters
-from agent.core.presence import Pidf, from_xml_text, status_of_pidf, xml_text
+from agent.core.ports import BuddyState
+from agent.core.presence import (
+    PUBLISH_RETRY_MAX_S,
+    Pidf,
+    from_xml_text,
+    retry_delay,
+    status_of_pidf,
+    xml_text,
+)
 from agent.core.siptext import clean
 
 log = logging.getLogger(__name__)
@@ -27,35 +34,6 @@ _ACTIVITIES = {
     "busy": pj.PJRPID_ACTIVITY_BUSY,
 }
 _ACTIVITY_NAMES = {v: k for k, v in _ACTIVITIES.items()}
-# After pjsua gives a publication up it publishes again only after a successful REGISTER:
-# register again that long after a failure, doubling per failure in a row, up to the cap.
-PUBLISH_RETRY_S = 5.0
-PUBLISH_RETRY_MAX_S = 300.0
-
-
-def retry_delay(failures_in_a_row: int) -> float:
-    return min(PUBLISH_RETRY_S * 2 ** max(failures_in_a_row - 1, 0), PUBLISH_RETRY_MAX_S)
-
-
-@dataclass(frozen=True)
-class BuddyState:
-    """What we know of a watched contact."""
-
-    id: str
-    uri: str
-    status: str  # available | away | busy | offline | unknown
-    note: str
-    subscription: str  # pjsua's state name: NULL, SENT, ACCEPTED, PENDING, ACTIVE, TERMINATED
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "uri": self.uri,
-            "status": self.status,
-            "note": self.note,
-            "subscription": self.subscription.lower(),
-        }
-
-
 BuddyListener = Callable[[BuddyState], None]
 
 

@@ -1,15 +1,13 @@
 """Which pjproject the agent runs on, and which of its capabilities the agent can use.
 
-The PyPI wheel is pjproject 2.15; a binding the user provides may be newer (FIELD-NOTES.md).
-The agent logs what it found at start, so a log says what behaviour to expect.
+The PyPI wheel is pjproject 2.15; a binding the user provides may be newer (docs/pjsip.md).
+The SIP adapter finds out (agent.adapters.sip.binding); this says what it means. Pure.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-
-import pjsua2 as pj
 
 from agent.core.logfields import journal_fields
 
@@ -34,18 +32,8 @@ class Capabilities:
         )
 
 
-def detect() -> Capabilities:
-    """The running endpoint's capabilities; call after the endpoint is initialised."""
-    ep = pj.Endpoint.instance()
-    try:
-        tls = bool(ep.utilSslGetAvailableCiphers())
-    except pj.Error:
-        tls = False  # built without an SSL backend
-    return Capabilities(ep.libVersion().full, hasattr(pj, "DeferredResponse"), tls)
-
-
-def log_capabilities() -> Capabilities:
-    caps = detect()
+def log_capabilities(caps: Capabilities) -> Capabilities:
+    """Say at start what the binding can do, so that a log says what behaviour to expect."""
     log.info(
         "%s",
         caps.summary(),
