@@ -26,10 +26,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from lab.agentproc import AgentProcess  # noqa: E402
 from lab.configs import agent_toml  # noqa: E402
+from lab.fakes import FakeDevice  # noqa: E402
 from lab.kamailio import Kamailio  # noqa: E402
 from lab.peer import Peer  # noqa: E402
 from lab.waiting import wait_until  # noqa: E402
-from test_commands import FakeDevice  # noqa: E402
 
 from agent.config.load import parse_config  # noqa: E402
 from agent.core.dispatch import Dispatcher  # noqa: E402

@@ -7,12 +7,11 @@ strangers where nobody authenticates senders, and no code in the logs.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_commands import FakeDevice
+from lab.fakes import FakeDevice
 from test_dispatch import (
     ALICE,
     BODIES,
@@ -26,9 +25,9 @@ from test_dispatch import (
     Clock,
 )
 
-from agent.adapters.codestore import CodeFile
 from agent.config.load import parse_config
 from agent.core.access import senders_authenticated
+from agent.core.codes import MemoryStore
 from agent.core.dispatch import Dispatcher
 from agent.core.ratelimit import MAX_SOURCES_PER_USER, MAX_STRANGERS, RateLimiter
 from agent.core.redact import redact_codes
@@ -46,7 +45,7 @@ SHARED = (
 
 class Rig:
     def __init__(
-        self, on_forbidden: str = "reply", text: str = CONFIG, store_dir: Path | None = None
+        self, on_forbidden: str = "reply", text: str = CONFIG, store: MemoryStore | None = None
     ) -> None:
         self.config = parse_config(text.format(on_forbidden=on_forbidden))
         self.device = FakeDevice()
@@ -57,7 +56,7 @@ class Rig:
             self.device,
             clock=self.clock,
             wall_clock=self.wall,
-            code_store=CodeFile(str(store_dir)) if store_dir else None,
+            code_store=store,
         )
 
     def send(
@@ -120,14 +119,15 @@ def test_wrong_codes_lock_the_door_with_an_alert(caplog: pytest.LogCaptureFixtur
 # -- spent for every path, across restarts ------------------------------------------------
 
 
-def test_a_code_spent_over_sip_is_spent_for_mqtt_and_after_a_restart(tmp_path: Path) -> None:
-    rig = Rig(text=SHARED, store_dir=tmp_path)
+def test_a_code_spent_over_sip_is_spent_for_mqtt_and_after_a_restart() -> None:
+    store = MemoryStore()  # what outlives a restart (the codes file: tests/adapters)
+    rig = Rig(text=SHARED, store=store)
     code = rig.code()
     assert rig.send(ALICE, f"{code} on gate") == "ok: gate on"
     assert rig.send("mqtt:local", f"{code} off gate", source="mqtt").startswith(
         "error: one-time code not accepted"
     )
-    restarted = Rig(text=SHARED, store_dir=tmp_path)
+    restarted = Rig(text=SHARED, store=store)
     assert restarted.send(ALICE, f"{code} off gate").startswith("error: one-time code not")
     restarted.wall.now += 30
     assert restarted.send("mqtt:local", f"{restarted.code()} off gate") == "ok: gate off"

@@ -8,11 +8,8 @@ import tomllib
 from dataclasses import replace
 
 import pytest
-from test_core import FakeMqtt, FakePins, FakeSip
-from test_messages import message
+from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, message
 
-from agent.adapters.outbox.store import Outbox
-from agent.adapters.service import Notifier
 from agent.config.load import parse_config
 from agent.config.model import ConfigError
 from agent.core import accounts
@@ -181,8 +178,8 @@ def test_a_reload_that_changes_the_accounts_needs_a_restart() -> None:
 def test_the_owner_of_the_pbx_through_the_provider_is_relayed_never_obeyed(tmp_path) -> None:  # type: ignore[no-untyped-def]
     text = BASE.format(extra=PUBLIC) + '[access]\nallow = ["sip:owner@pbx.home"]\n'
     config = parse_config(text.replace("[gpio]", "[gpio]\n", 1) + "[gpio.outputs.gate]\npin = 17\n")
-    sip, mqtt, pins = FakeSip(), FakeMqtt(), FakePins()
-    agent = Agent(config, sip, pins, mqtt, Notifier(), outbox=Outbox(str(tmp_path / "o.db")))
+    sip, mqtt, pins = FakeSip(), FakeLink(), FakePins()
+    agent = Agent(config, sip, pins, mqtt, FakeNotifier(), outbox=FakeOutbox())
     mqtt.turn_ends = agent.flush
     agent.started_sip()
     agent.handle(MqttConnected())

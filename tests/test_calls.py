@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
-from test_commands import FakeDevice
+from lab.fakes import FakeDevice
 
 from agent.config.load import parse_config
 from agent.core.calls import CallOutcome, handle_call

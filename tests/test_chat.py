@@ -12,12 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_core import FakeMqtt, FakePins
-from test_messages import message
-from test_mqtt_hostile import Sip as TypedSip  # records the content types too
+from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, message
 
-from agent.adapters.outbox.store import Outbox
-from agent.adapters.service import Notifier
 from agent.config.load import parse_config
 from agent.core import chat, cpim, imdn
 from agent.core.agent import Agent
@@ -213,12 +209,12 @@ pin = 17
 """
 
 
-def build(tmp_path: Path, routed: bool = True) -> tuple[Agent, TypedSip, FakeMqtt, FakePins]:
+def build(tmp_path: Path, routed: bool = True) -> tuple[Agent, FakeSip, FakeLink, FakePins]:
     sip_keys = 'registrar = "sip:pbx.example.org"\npassword = "pw"' if routed else ""
     config = parse_config(CONFIG.format(sip=sip_keys))
-    sip, mqtt, pins = TypedSip(), FakeMqtt(), FakePins()
+    sip, mqtt, pins = FakeSip(), FakeLink(), FakePins()
     sip.routed = routed
-    agent = Agent(config, sip, pins, mqtt, Notifier(), outbox=Outbox(str(tmp_path / "o.db")))
+    agent = Agent(config, sip, pins, mqtt, FakeNotifier(), outbox=FakeOutbox())
     mqtt.turn_ends = agent.flush
     agent.started_sip()
     agent.on_registration(RegState("registered", 200, "OK", 300))
@@ -226,7 +222,7 @@ def build(tmp_path: Path, routed: bool = True) -> tuple[Agent, TypedSip, FakeMqt
     return agent, sip, mqtt, pins
 
 
-def notices(sip: TypedSip) -> list[tuple[str, imdn.Notice | None]]:
+def notices(sip: FakeSip) -> list[tuple[str, imdn.Notice | None]]:
     """(where, what) of every notice the agent sent."""
     return [
         (to, chat.read(cpim_message(body)).notice)

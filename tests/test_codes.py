@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from lab.disk import fill, read_only, tmpfs
+from lab.fakes import Clock
 
 from agent.adapters.codestore import FILE_NAME, CodeFile
 from agent.core.codes import CodeGuard, MemoryStore, SecretState, Verdict, fingerprint
@@ -18,20 +19,12 @@ KEY = b"12345678901234567890"
 OTHER = b"abcdefghijabcdefghij"
 
 
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _code(clock: Clock, key: bytes = KEY, offset: float = 0) -> str:
     return totp(key, clock.now + offset)
 
 
 def test_a_code_is_accepted_once_per_secret_whoever_sends_it() -> None:
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     guard = CodeGuard(clock=clock)
     code = _code(clock)
     assert guard.check(KEY, code).verdict is Verdict.ACCEPTED
@@ -40,7 +33,7 @@ def test_a_code_is_accepted_once_per_secret_whoever_sends_it() -> None:
 
 
 def test_one_step_of_skew_either_way_and_no_more() -> None:
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     guard = CodeGuard(clock=clock)
     assert guard.check(KEY, _code(clock, offset=-30)).verdict is Verdict.ACCEPTED
     assert guard.check(KEY, _code(clock, offset=+30)).verdict is Verdict.ACCEPTED
@@ -49,7 +42,7 @@ def test_one_step_of_skew_either_way_and_no_more() -> None:
 
 
 def test_an_older_code_is_useless_after_a_newer_one() -> None:
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     guard = CodeGuard(clock=clock)
     assert guard.check(KEY, _code(clock)).verdict is Verdict.ACCEPTED
     assert guard.check(KEY, _code(clock, offset=-30)).verdict is Verdict.WRONG
@@ -59,11 +52,11 @@ def test_an_older_code_is_useless_after_a_newer_one() -> None:
 
 @pytest.mark.parametrize("code", ["", "12345", "1234567", "abcdef", "12345\n"])
 def test_malformed_codes_are_wrong(code: str) -> None:
-    assert CodeGuard(clock=Clock()).check(KEY, code).verdict is Verdict.WRONG
+    assert CodeGuard(clock=Clock(1_700_000_000.0)).check(KEY, code).verdict is Verdict.WRONG
 
 
 def test_wrong_codes_lock_every_code_of_the_secret_and_the_lockout_doubles() -> None:
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     guard = CodeGuard(clock=clock, failures=5, lockout_s=900)
     results = [guard.check(KEY, f"{i:06d}") for i in range(5)]
     assert [r.lockout_started for r in results] == [False] * 4 + [True]
@@ -85,7 +78,7 @@ def test_wrong_codes_lock_every_code_of_the_secret_and_the_lockout_doubles() -> 
 
 
 def test_wrong_codes_far_apart_never_lock() -> None:
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     guard = CodeGuard(clock=clock, failures=3, lockout_s=600)
     for i in range(10):
         assert not guard.check(KEY, f"{i:06d}").lockout_started
@@ -93,7 +86,7 @@ def test_wrong_codes_far_apart_never_lock() -> None:
 
 
 def test_a_guesser_gets_failures_tries_per_lockout_however_fast_he_sends() -> None:
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     guard = CodeGuard(clock=clock)
     tried = 0
     for _ in range(100000):  # as fast as he likes for about a day
@@ -105,7 +98,7 @@ def test_a_guesser_gets_failures_tries_per_lockout_however_fast_he_sends() -> No
 
 
 def test_spent_codes_and_lockouts_survive_a_restart(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     code = _code(clock)
     assert CodeGuard(CodeFile(str(tmp_path)), clock).check(KEY, code).verdict is Verdict.ACCEPTED
     restarted = CodeGuard(CodeFile(str(tmp_path)), clock)
@@ -121,7 +114,7 @@ def test_spent_codes_and_lockouts_survive_a_restart(tmp_path: Path) -> None:
 
 
 def test_a_code_that_cannot_be_recorded_is_refused(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     state = tmp_path / "state"
     with read_only(state):
         guard = CodeGuard(CodeFile(str(state)), clock)
@@ -133,7 +126,7 @@ def test_a_code_that_cannot_be_recorded_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_full_disk_still_takes_the_record(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     with tmpfs(tmp_path / "disk", "1m") as disk:
         guard = CodeGuard(CodeFile(str(disk)), clock)
         assert guard.check(KEY, _code(clock)).verdict is Verdict.ACCEPTED
@@ -150,7 +143,7 @@ def test_a_full_disk_still_takes_the_record(tmp_path: Path) -> None:
 def test_a_damaged_record_accepts_no_code_valid_now_then_works(
     tmp_path: Path, damage: bytes
 ) -> None:
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     (tmp_path / FILE_NAME).write_bytes(damage)
     guard = CodeGuard(CodeFile(str(tmp_path)), clock)
     assert guard.check(KEY, _code(clock)).verdict is Verdict.WRONG

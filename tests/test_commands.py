@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from lab.fakes import DIMMER, GATE, FakeDevice
 
-from agent.config.model import OutputConfig
 from agent.core.commands import (
     COMMANDS,
     Command,
@@ -18,48 +18,6 @@ from agent.core.commands import (
     parse_command,
     parse_request,
 )
-
-GATE = OutputConfig("gate", "GPIO17", True, False, False, False, 100, 0, 100, 1.0, 10.0)
-DIMMER = replace(GATE, name="dimmer", pin="GPIO12", pwm=True, level_min=20, level_max=90)
-
-
-class FakeDevice:
-    """Records what the commands asked for."""
-
-    def __init__(self) -> None:
-        self.configs = {"gate": GATE, "lamp": replace(GATE, name="lamp"), "dimmer": DIMMER}
-        self.levels = {name: 0.0 for name in self.configs}
-        self.calls: list[tuple[object, ...]] = []
-        self.presence = ("available", "")
-
-    def output_names(self) -> list[str]:
-        return list(self.configs)
-
-    def output_config(self, name: str) -> OutputConfig:
-        return self.configs[name]
-
-    def output_is_on(self, name: str) -> bool:
-        return self.levels[name] > 0
-
-    def set_output(self, name: str, on: bool) -> None:
-        self.levels[name] = 1.0 if on else 0.0
-
-    def set_level(self, name: str, level: float) -> None:
-        self.levels[name] = level
-
-    def pulse(self, name: str, seconds: float) -> None:
-        self.calls.append(("pulse", name, seconds))
-
-    def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None:
-        self.calls.append(("blink", name, on_s, off_s, count))
-
-    def set_presence(self, status: str, note: str) -> str:
-        self.presence = (status, note)
-        return f"presence {status}"
-
-    def status_lines(self) -> list[str]:
-        return ["outputs: gate off", "SIP direct"]
-
 
 PARSED = [
     ("help", Command("help")),

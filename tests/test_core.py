@@ -1,22 +1,17 @@
-"""The agent's decisions on the owner thread, with recording fakes for SIP, MQTT and pins."""
+"""The agent's decisions on the owner thread, with the fakes of its ports (lab.fakes)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_messages import message
+from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, message
 
-from agent.adapters.outbox.store import Outbox
-from agent.adapters.service import Notifier
 from agent.config.load import parse_config
-from agent.config.model import OutputConfig
 from agent.core.agent import Agent
 from agent.core.events import MqttConnected, MqttDisconnected, MqttMessage, StopRequested
-from agent.core.ports import SipError
 from agent.core.registration import RegState
 
 CONFIG = """
@@ -39,95 +34,16 @@ pin = 17
 """
 
 
-class FakeSip:
-    routed = True
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str | None]] = []
-        self.accounts: list[str | None] = []  # the account each left by
-
-    def send_message(
-        self,
-        to: str,
-        body: str,
-        content_type: str = "text/plain",
-        token: str | None = None,
-        account: str | None = None,
-    ) -> None:
-        if not to.startswith("sip"):
-            raise SipError(f"not a SIP URI: {to!r}")
-        self.sent.append((to, body, token))
-        self.accounts.append(account)
-
-
-class FakeMqtt:
-    connected = True
-    session = 1
-    broker = "broker:1883"
-
-    def __init__(self) -> None:
-        self.published: list[tuple[str, str, bool]] = []
-        self.turn_ends: Callable[[], None] = lambda: None
-
-    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
-        text = payload.decode() if isinstance(payload, bytes) else payload
-        self.published.append((topic, text, retain))
-
-    def publish_event(
-        self, topic: str, payload: bytes | str, *, retain: bool = False, session: int | None = None
-    ) -> int | None:
-        self.publish(topic, payload, retain=retain)
-        return len(self.published)
-
-    def last(self, topic: str) -> str:
-        self.turn_ends()  # as the owner loop does after each turn: events go out
-        return [p for t, p, _ in self.published if t == topic][-1]
-
-
-class FakePins:
-    def __init__(self) -> None:
-        self.state = {"gate": False}
-        self.config = parse_config(CONFIG.format(on_forbidden="reply")).gpio
-
-    def output_config(self, name: str) -> OutputConfig:
-        return self.config.outputs[0]
-
-    def pulse(self, name: str, seconds: float) -> None:
-        self.state[name] = True
-
-    def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None:
-        self.state[name] = True
-
-    def set_level(self, name: str, level: float) -> None:
-        self.state[name] = level > 0
-
-    def output_names(self) -> list[str]:
-        return list(self.state)
-
-    def output_is_on(self, name: str) -> bool:
-        return self.state[name]
-
-    def set_output(self, name: str, on: bool) -> None:
-        self.state[name] = on
-
-    def state_payload(self, name: str) -> str:
-        return "ON" if self.state[name] else "OFF"
-
-    def activity(self, name: str) -> str | None:
-        return None
-
-
 @pytest.fixture
 def parts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
 
     def build(
-        on_forbidden: str = "reply", registered: bool = True, outbox_path: Path | None = None
-    ) -> tuple[Agent, FakeSip, FakeMqtt, FakePins]:
+        on_forbidden: str = "reply", registered: bool = True
+    ) -> tuple[Agent, FakeSip, FakeLink, FakePins]:
         config = parse_config(CONFIG.format(on_forbidden=on_forbidden))
-        sip, mqtt, pins = FakeSip(), FakeMqtt(), FakePins()
-        outbox = Outbox(str(outbox_path or tmp_path / f"outbox-{on_forbidden}.db"))
-        agent = Agent(config, sip, pins, mqtt, Notifier(), outbox=outbox)
+        sip, mqtt, pins = FakeSip(), FakeLink(), FakePins()
+        agent = Agent(config, sip, pins, mqtt, FakeNotifier(), outbox=FakeOutbox())
         mqtt.turn_ends = agent.flush
         agent.started_sip()
         if registered:
@@ -251,8 +167,8 @@ def test_mqtt_command_acts_as_the_configured_identity(
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     text = CONFIG.format(on_forbidden="reply")
     config = parse_config(text.replace('allow = ["sip:owner@pbx.example.org"]', f"allow = {allow}"))
-    mqtt, pins = FakeMqtt(), FakePins()
-    agent = Agent(config, FakeSip(), pins, mqtt, Notifier(), outbox=Outbox(":memory:"))
+    mqtt, pins = FakeLink(), FakePins()
+    agent = Agent(config, FakeSip(), pins, mqtt, FakeNotifier(), outbox=FakeOutbox())
     mqtt.turn_ends = agent.flush
     agent.handle(MqttConnected())
     agent.handle(MqttMessage("sipagent/porch/command", b"on gate"))
@@ -331,23 +247,3 @@ def test_stop_is_recorded_once(parts) -> None:  # type: ignore[no-untyped-def]
 def test_status_reports_the_outbox(parts) -> None:  # type: ignore[no-untyped-def]
     agent, _, _, _ = parts()
     assert "outbox 0/10000 pending, 0 dropped" in agent.status_lines()
-
-
-def test_an_outbox_that_cannot_store_keeps_the_message_until_it_is_published(
-    parts, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    (tmp_path / "a-file").write_text("")  # the state directory is a file: nothing can be stored
-    agent, _, mqtt, pins = parts(outbox_path=tmp_path / "a-file" / "outbox.db")
-    mqtt.connected = False
-    agent.handle(MqttDisconnected("broker down"))
-    agent.on_message(message(body="on gate"))
-    agent.flush()
-    assert pins.state["gate"] is True
-    assert "NOT DURABLE (not writable: 1 in memory)" in "; ".join(agent.status_lines())
-    assert not [t for t, _, _ in mqtt.published if t.endswith("message/in")]
-    mqtt.connected = True
-    agent.handle(MqttConnected())
-    record = json.loads(mqtt.last("sipagent/porch/message/in"))
-    assert record["command"]["result"] == "ok: gate on"
-    status = json.loads(mqtt.last("sipagent/porch/outbox"))
-    assert (status["durable"], status["trouble"]) == (False, "not writable")

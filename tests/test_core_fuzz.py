@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_core import CONFIG, FakeMqtt, FakePins, FakeSip
-from test_messages import message
+from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, message
+from test_core import CONFIG
 
-from agent.adapters.outbox.store import Outbox
-from agent.adapters.service import Notifier
 from agent.config.load import parse_config
 from agent.core.agent import Agent
 from agent.core.events import MqttConnected, MqttMessage
@@ -30,16 +27,10 @@ BODIES = st.one_of(st.text(max_size=200), st.lists(WORDS, max_size=5).map(" ".jo
 TYPES = st.sampled_from(["text/plain", "application/json", "text/plain; charset=utf-8", "", "x/y"])
 
 
-@pytest.fixture(autouse=True)
-def no_notify(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-
-
 def new_agent() -> Agent:
     """A fresh agent per example: one example's rate limit must not hide the next one's."""
     config = parse_config(CONFIG.format(on_forbidden="reply"))
-    outbox = Outbox(":memory:")  # the durable outbox's logic, without a file per example
-    agent = Agent(config, FakeSip(), FakePins(), FakeMqtt(), Notifier(), outbox=outbox)
+    agent = Agent(config, FakeSip(), FakePins(), FakeLink(), FakeNotifier(), outbox=FakeOutbox())
     agent.handle(MqttConnected())
     return agent
 
@@ -55,7 +46,7 @@ def test_any_message_is_relayed_and_answered_at_most_once(
     sender: str, body: str, content_type: str
 ) -> None:
     agent = new_agent()
-    assert isinstance(agent.sip, FakeSip) and isinstance(agent.mqtt, FakeMqtt)
+    assert isinstance(agent.sip, FakeSip) and isinstance(agent.mqtt, FakeLink)
     sent, published = len(agent.sip.sent), len(agent.mqtt.published)
     agent.on_message(message(from_uri=sender, body=body, content_type=content_type))
     agent.flush()  # the end of the owner loop's turn: events go out
@@ -74,7 +65,7 @@ def test_any_command_payload_gets_one_result_and_moves_nothing_for_an_identity_n
 ) -> None:
     # CONFIG's mqtt.identity (sip:ha@...) is not in access.allow.
     agent = new_agent()
-    assert isinstance(agent.mqtt, FakeMqtt) and isinstance(agent.outputs, FakePins)
+    assert isinstance(agent.mqtt, FakeLink) and isinstance(agent.outputs, FakePins)
     mark = len(agent.mqtt.published)
     agent.handle(MqttMessage("sipagent/porch/command", payload))
     agent.flush()

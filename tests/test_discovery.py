@@ -297,13 +297,10 @@ class HomeAssistantView:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from gpiozero import Device
-        from test_core import FakeMqtt, FakeSip
-        from test_presence import FakeSipPresence
+        from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakeSip, FakeSipPresence
 
         from agent.adapters.gpio import Outputs
         from agent.adapters.inputs import Inputs
-        from agent.adapters.outbox.store import Outbox
-        from agent.adapters.service import Notifier
         from agent.core.agent import Agent
         from agent.core.events import InputChanged, MqttConnected
         from agent.core.presence_keeper import PresenceKeeper
@@ -311,7 +308,7 @@ class HomeAssistantView:
         monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
         config = parse_config(CONFIG.format(mqtt_extra=""))
         self.configs = {t: json.loads(p) for t, p in announcements(config).items()}
-        self.mqtt = FakeMqtt()
+        self.mqtt = FakeLink()
         self.outputs = Outputs(config.gpio)
         self.changed: list[InputChanged] = []
         self.inputs = Inputs(config.gpio.inputs, self.changed.append)  # type: ignore[arg-type]
@@ -321,7 +318,7 @@ class HomeAssistantView:
             config, FakeSipPresence(), self.inputs, self.outputs, self.mqtt, print, topics
         )
         self.agent = Agent(
-            config, FakeSip(), self.outputs, self.mqtt, Notifier(), presence, Outbox(":memory:")
+            config, FakeSip(), self.outputs, self.mqtt, FakeNotifier(), presence, FakeOutbox()
         )
         self.outputs.set_listener(self.agent.on_output_changed)
         self.mqtt.turn_ends = self.agent.flush

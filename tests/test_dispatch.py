@@ -8,7 +8,7 @@ import logging
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_commands import FakeDevice
+from lab.fakes import Clock, FakeDevice
 
 from agent.config.load import parse_config
 from agent.core.access import authorize, decide, identity_of
@@ -52,14 +52,6 @@ OWNER = '"Owner" <sip:owner@PBX.example.org:5060;transport=tcp>;tag=1'
 ALICE = "sip:alice@pbx.example.org"
 GUEST = "<sip:guest@pbx.example.org>"
 EVE = "sip:eve@pbx.example.org"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Rig:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from golden import GOLDEN, assert_golden
 
-from agent.adapters.sip.capabilities import Capabilities
 from agent.config.load import parse_config
+from agent.core.capabilities import Capabilities
 from agent.core.diagnostics import Diagnostics, pjproject_outdated
 from agent.core.explain import explain
 from agent.core.logfields import journal_fields

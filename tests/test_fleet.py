@@ -7,14 +7,12 @@ import time
 from pathlib import Path
 
 from lab.configs import agent_toml
+from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip
 from lab.fleet import Fleet
 from lab.kamailio import numbered_users
 from lab.mqttprobe import MqttProbe
 from lab.waiting import wait_until
-from test_core import FakeMqtt, FakePins, FakeSip
 
-from agent.adapters.outbox.store import Outbox
-from agent.adapters.service import Notifier
 from agent.config.load import parse_config
 from agent.core.agent import Agent
 from agent.core.events import MqttConnected, MqttMessage
@@ -65,8 +63,8 @@ def test_a_group_command_is_carried_out_and_answered_on_the_own_result_topic(
     tmp_path: Path,
 ) -> None:
     config = parse_config(CONFIG)
-    sip, mqtt, pins = FakeSip(), FakeMqtt(), FakePins()
-    agent = Agent(config, sip, pins, mqtt, Notifier(), outbox=Outbox(str(tmp_path / "o.db")))
+    sip, mqtt, pins = FakeSip(), FakeLink(), FakePins()
+    agent = Agent(config, sip, pins, mqtt, FakeNotifier(), outbox=FakeOutbox())
     mqtt.turn_ends = agent.flush
     agent.handle(MqttConnected())
     agent.handle(MqttMessage("sipagent/group/all/command", b"on gate"))

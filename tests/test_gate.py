@@ -6,6 +6,7 @@ import secrets
 from dataclasses import replace
 
 import pytest
+from lab.fakes import Clock
 
 from agent.config.load import parse_config
 from agent.config.model import SipConfig, SipLimitsConfig
@@ -20,13 +21,6 @@ DIRECT = parse_config(
 ROUTED = replace(DIRECT, registrar="sip:192.0.2.50", accept_from="proxy")
 PROXY, STRANGER, OWNER_IP = "192.0.2.50", "203.0.113.66", "192.0.2.9"
 OWNER = "sip:owner@example.org"
-
-
-class Clock:
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def request(
@@ -56,7 +50,7 @@ def request(
 
 class Rig:
     def __init__(self, config: SipConfig = DIRECT, **limits: int) -> None:
-        self.clock = Clock()
+        self.clock = Clock(1000.0)
         self.counters = Counters()
         config = replace(config, limits=replace(SipLimitsConfig(), **limits))
         trust = Trust([PROXY] if config.registrar else [])

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from lab.fakes import Clock
 
 from agent.adapters.gpio import Outputs
 from agent.config.load import parse_config
@@ -29,14 +30,6 @@ pin = 12
 pwm = true
 level_min = 10
 """
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Rig:

@@ -6,7 +6,6 @@ import logging
 
 import pytest
 
-from agent.adapters.service import Notifier
 from agent.core.health import Health, HealthPolicy, OutboxHealth, verdict
 from agent.core.logfields import journal_fields
 
@@ -111,22 +110,6 @@ def test_status_shows_the_outbox_depth_from_its_hook_and_any_sickness() -> None:
     assert health.status_suffix() == (
         "outbox 12; UNHEALTHY: outbox stuck for 700 s with 12 queued (limit 600 s)"
     )
-
-
-def test_notifier_appends_the_extra_status(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    notifier = Notifier()
-    sent: list[str] = []
-    monkeypatch.setattr(notifier, "_send", sent.append)
-    notifier.status_extra = lambda: "outbox 3"
-    notifier.ready("SIP registered; MQTT connected")
-    notifier.status("SIP registered; MQTT connected")  # unchanged: not sent again
-    notifier.status_extra = lambda: "outbox 4"
-    notifier.status("SIP registered; MQTT connected")
-    assert sent == [
-        "READY=1\nSTATUS=SIP registered; MQTT connected; outbox 3",
-        "STATUS=SIP registered; MQTT connected; outbox 4",
-    ]
 
 
 def test_journal_fields_are_upper_case_and_skip_none() -> None:

@@ -7,8 +7,8 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from lab.fakes import message
 
-from agent.adapters.sip.stack import reg_state_of
 from agent.core.access import authorize
 from agent.core.events import MqttConnected, StopRequested
 from agent.core.messages import (
@@ -18,22 +18,9 @@ from agent.core.messages import (
     reply_target,
     request_key,
 )
+from agent.core.registration import reg_state_of
 from agent.core.topics import Topics
 from agent.inbox import Inbox
-
-
-def message(**overrides: str) -> IncomingMessage:
-    fields = {
-        "from_uri": '"Owner" <sip:owner@pbx.example.org>',
-        "to_uri": "<sip:porch@pbx.example.org>",
-        "contact": "",
-        "body": "on lamp",
-        "content_type": "text/plain",
-        "source": "192.0.2.7:40000",
-        "transport": "udp",
-    }
-    fields.update(overrides)
-    return IncomingMessage.new(**fields, received=datetime(2026, 1, 2, 3, 4, 5, 6000, UTC))
 
 
 @pytest.mark.parametrize(

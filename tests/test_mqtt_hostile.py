@@ -11,25 +11,18 @@ import json
 import re
 from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_core import FakeMqtt, FakeSip
-from test_presence import FakeSipPresence
+from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, FakeSipPresence
 
-from agent.adapters.mqtt import MqttLink
-from agent.adapters.outbox.store import Outbox
-from agent.adapters.service import Notifier
 from agent.config.load import parse_config
-from agent.config.model import OutputConfig
 from agent.core.agent import Agent
 from agent.core.events import Event, MqttConnected, MqttMessage, MqttOversize
-from agent.core.mqtt_requests import OUTPUT_SET_BYTES, PayloadBounds
+from agent.core.mqtt_requests import OUTPUT_SET_BYTES
 from agent.core.presence import check_note
 from agent.core.presence_keeper import PresenceKeeper
 from agent.core.topics import Topics
-from agent.inbox import Inbox
 
 B = "sipagent/porch"
 GROUP = "sipagent/group/all/command"
@@ -69,77 +62,14 @@ PRESENCE_KINDS = ("presence_set", "presence_status_set", "presence_note_set")
 MEDIA_TYPE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z/; =\"]+")
 
 
-class Sip(FakeSip):
-    routed = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.content_types: list[str] = []
-
-    def send_message(
-        self,
-        to: str,
-        body: str,
-        content_type: str = "text/plain",
-        token: str | None = None,
-        account: str | None = None,
-    ) -> None:
-        super().send_message(to, body, content_type, token, account)
-        self.content_types.append(content_type)
-
-
-class Pins:
-    def __init__(self, outputs: tuple[OutputConfig, ...]) -> None:
-        self.configs = {o.name: o for o in outputs}
-        self.level_of = {name: 0.0 for name in self.configs}
-        self.changes = 0
-
-    def output_names(self) -> list[str]:
-        return list(self.configs)
-
-    def output_config(self, name: str) -> OutputConfig:
-        return self.configs[name]
-
-    def output_is_on(self, name: str) -> bool:
-        return self.level_of[name] > 0
-
-    def set_output(self, name: str, on: bool) -> None:
-        self.set_level(name, 1.0 if on else 0.0)
-
-    def set_level(self, name: str, level: float) -> None:
-        self.changes += 1
-        self.level_of[name] = level
-
-    def pulse(self, name: str, seconds: float) -> None:
-        self.set_output(name, True)
-
-    def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None:
-        self.set_output(name, True)
-
-    def level(self, name: str) -> float:
-        return self.level_of[name]
-
-    def state_payload(self, name: str) -> str:
-        return "ON" if self.output_is_on(name) else "OFF"
-
-    def activity(self, name: str) -> str | None:
-        return None
-
-    # the presence keeper's view of inputs: none
-    def names(self) -> list[str]:
-        return []
-
-    def is_active(self, name: str) -> bool:
-        return False
-
-
 class Rig:
     """A fresh agent per example: one example's state must not hide the next one's."""
 
     def __init__(self) -> None:
         self.config = parse_config(CONFIG)
-        self.sip, self.link, self.presence_sip = Sip(), FakeMqtt(), FakeSipPresence()
-        self.pins = Pins(self.config.gpio.outputs)
+        self.sip, self.link = FakeSip(routed=False), FakeLink()
+        self.presence_sip = FakeSipPresence()
+        self.pins = FakePins(self.config.gpio.outputs)
         assert self.config.mqtt is not None
         keeper = PresenceKeeper(
             self.config,
@@ -151,7 +81,7 @@ class Rig:
             Topics.of(self.config.mqtt),
         )
         self.agent = Agent(
-            self.config, self.sip, self.pins, self.link, Notifier(), keeper, Outbox(":memory:")
+            self.config, self.sip, self.pins, self.link, FakeNotifier(), keeper, FakeOutbox()
         )
         self.agent.started_sip()  # direct mode: ready to send at once; presence starts
         self.agent.handle(MqttConnected())
@@ -277,29 +207,6 @@ def test_an_oversize_command_is_answered_without_its_payload() -> None:
     assert rig.feed(MqttOversize(TOPICS["command"], 20_000_000, 65536, retained=True)) == []
     assert rig.agent.counters.get("mqtt.command.oversize") == 2
     assert rig.agent.counters.get("mqtt.output_set.oversize") == 1
-
-
-def test_the_link_forgets_an_oversize_payload_before_it_is_queued() -> None:
-    config = parse_config(CONFIG)
-    assert config.mqtt is not None
-    inbox = Inbox()
-    link = MqttLink(config.mqtt, Topics.of(config.mqtt), inbox, PayloadBounds(1000, 16384))
-    for topic, size, retain in [
-        (TOPICS["command"], 1000, False),
-        (TOPICS["command"], 1001, False),
-        (TOPICS["output_set"], 20_000_000, True),
-        (TOPICS["message_send"], 16384, False),
-    ]:
-        message = paho.MQTTMessage(topic=topic.encode())
-        message.payload = b"x" * size
-        message.retain = retain
-        link._on_message(link._client, None, message)
-    assert inbox.drain() == [
-        MqttMessage(TOPICS["command"], b"x" * 1000),
-        MqttOversize(TOPICS["command"], 1001, 1000),
-        MqttOversize(TOPICS["output_set"], 20_000_000, OUTPUT_SET_BYTES, retained=True),
-        MqttMessage(TOPICS["message_send"], b"x" * 16384),
-    ]
 
 
 # --- any payload on any topic (hypothesis) -------------------------------------------------------

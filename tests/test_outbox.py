@@ -1,4 +1,4 @@
-"""The outbox (real SQLite in tmp) and the delivery window over it (a recording fake link)."""
+"""The outbox (real SQLite in tmp) and the delivery window over it (the fake link, lab.fakes)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lab.fakes import FakeLink, FakeNotifier, FakePins, FakeSip, message
+
 from agent.adapters.outbox.store import Outbox
+from agent.config.load import parse_config
 from agent.config.statedir import default_path
+from agent.core.agent import Agent
+from agent.core.events import MqttConnected, MqttDisconnected
 from agent.core.health import OutboxHealth
+from agent.core.registration import RegState
 from agent.core.relay import WINDOW, Delivery
 
 
@@ -92,22 +98,6 @@ def test_default_path_follows_systemd_state_directory() -> None:
     assert default_path({"STATE_DIRECTORY": "/var/lib/x:/other"}) == "/var/lib/x/outbox.db"
 
 
-class FakeLink:
-    def __init__(self) -> None:
-        self.session = 1
-        self.up = True
-        self.sent: list[tuple[int, bytes]] = []  # (mid, payload)
-
-    def publish_event(
-        self, topic: str, payload: bytes | str, *, retain: bool = False, session: int | None = None
-    ) -> int | None:
-        if not self.up or session != self.session:
-            return None
-        assert isinstance(payload, bytes)
-        self.sent.append((len(self.sent) + 1, payload))
-        return len(self.sent)
-
-
 def _delivery(tmp_path: Path, **kwargs: object) -> tuple[Delivery, FakeLink, list[dict]]:
     link, statuses = FakeLink(), []
     box = _open(tmp_path, **kwargs)
@@ -119,10 +109,10 @@ def test_nothing_is_sent_before_a_connection_and_all_in_order_after(tmp_path: Pa
     for i in range(3):
         delivery.add("t", str(i).encode())
         delivery.pump()
-    assert link.sent == []
+    assert link.events == []
     delivery.restart(link.session)
     delivery.pump()
-    assert [p for _, p in link.sent] == [b"0", b"1", b"2"]
+    assert [p for _, _, p in link.events] == [b"0", b"1", b"2"]
 
 
 def test_rows_leave_only_after_their_puback(tmp_path: Path) -> None:
@@ -143,10 +133,10 @@ def test_the_window_bounds_what_is_unacknowledged(tmp_path: Path) -> None:
         delivery.add("t", str(i).encode())
     delivery.restart(link.session)
     delivery.pump()
-    assert len(link.sent) == WINDOW
+    assert len(link.events) == WINDOW
     delivery.on_published(1)
     delivery.pump()
-    assert len(link.sent) == WINDOW + 1
+    assert len(link.events) == WINDOW + 1
 
 
 def test_after_a_reconnect_the_unacknowledged_go_again_from_the_oldest(tmp_path: Path) -> None:
@@ -160,10 +150,10 @@ def test_after_a_reconnect_the_unacknowledged_go_again_from_the_oldest(tmp_path:
     link.session = 2
     delivery.add("t", b"4")
     delivery.pump()  # the link is back, but the agent has not seen the Connected event yet
-    assert [p for _, p in link.sent] == [b"0", b"1", b"2", b"3"]
+    assert [p for _, _, p in link.events] == [b"0", b"1", b"2", b"3"]
     delivery.restart(link.session)
     delivery.pump()
-    assert [p for _, p in link.sent][4:] == [b"1", b"2", b"3", b"4"]
+    assert [p for _, _, p in link.events][4:] == [b"1", b"2", b"3", b"4"]
 
 
 def test_a_publish_on_an_outdated_connection_is_not_made(tmp_path: Path) -> None:
@@ -172,7 +162,7 @@ def test_a_publish_on_an_outdated_connection_is_not_made(tmp_path: Path) -> None
     link.session = 2  # reconnected behind the agent's back
     delivery.add("t", b"x")
     delivery.pump()
-    assert link.sent == []
+    assert link.events == []
 
 
 def test_status_reports_the_full_policy(tmp_path: Path) -> None:
@@ -212,3 +202,47 @@ def test_health_says_stuck_only_while_connected_and_not_delivering(tmp_path: Pat
     delivery.on_published(1)
     delivery.flush()
     assert delivery.health() == OutboxHealth(0, None)
+
+
+AGENT_CONFIG = """
+[device]
+id = "porch"
+[sip]
+uri = "sip:porch@pbx.example.org"
+registrar = "sip:pbx.example.org"
+password = "pw"
+[access]
+allow = ["sip:owner@pbx.example.org"]
+[mqtt]
+host = "localhost"
+[gpio]
+pin_factory = "mock"
+[gpio.outputs.gate]
+pin = 17
+"""
+
+
+def test_an_outbox_that_cannot_store_keeps_the_message_until_it_is_published(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a-file").write_text("")  # the state directory is a file: nothing can be stored
+    mqtt, pins = FakeLink(), FakePins()
+    outbox = Outbox(str(tmp_path / "a-file" / "outbox.db"))
+    agent = Agent(parse_config(AGENT_CONFIG), FakeSip(), pins, mqtt, FakeNotifier(), None, outbox)
+    mqtt.turn_ends = agent.flush
+    agent.started_sip()
+    agent.on_registration(RegState("registered", 200, "OK", 300))
+    agent.handle(MqttConnected())
+    mqtt.connected = False
+    agent.handle(MqttDisconnected("broker down"))
+    agent.on_message(message(body="on gate"))
+    agent.flush()
+    assert pins.state["gate"] is True
+    assert "NOT DURABLE (not writable: 1 in memory)" in "; ".join(agent.status_lines())
+    assert not [t for t, _, _ in mqtt.published if t.endswith("message/in")]
+    mqtt.connected = True
+    agent.handle(MqttConnected())
+    record = json.loads(mqtt.last("sipagent/porch/message/in"))
+    assert record["command"]["result"] == "ok: gate on"
+    status = json.loads(mqtt.last("sipagent/porch/outbox"))
+    assert (status["durable"], status["trouble"]) == (False, "not writable")

@@ -13,19 +13,12 @@ from pathlib import Path
 
 import pytest
 from lab.disk import fill, read_only, tmpfs
+from lab.fakes import Clock
 
 from agent.adapters.outbox.disk import RETRY_S
 from agent.adapters.outbox.memory import MEMORY_ROW_BYTES
 from agent.adapters.outbox.model import Quota
 from agent.adapters.outbox.store import Outbox
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -73,7 +66,7 @@ def _every_call(box: Outbox, clock: Clock) -> None:
 def test_a_full_disk_keeps_what_was_accepted_and_writes_it_when_space_returns(
     small_disk: Path,
 ) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     box = _box(small_disk, clock)
     box.add("t", b"before")
     filler = fill(small_disk)
@@ -95,7 +88,7 @@ def test_a_full_disk_keeps_what_was_accepted_and_writes_it_when_space_returns(
 
 
 def test_nothing_raises_on_a_full_disk_and_it_recovers_after(small_disk: Path) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     box = _box(small_disk, clock)
     for i in range(5):
         box.add("t", f"{i}".encode())
@@ -110,7 +103,7 @@ def test_nothing_raises_on_a_full_disk_and_it_recovers_after(small_disk: Path) -
 
 
 def test_a_read_only_state_directory_degrades_and_recovers(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     state = tmp_path / "state"
     with read_only(state):
         box = _box(tmp_path, clock)
@@ -132,7 +125,7 @@ def test_a_read_only_state_directory_degrades_and_recovers(tmp_path: Path) -> No
 def test_a_database_in_a_read_only_directory_is_delivered_after_it_is_writable(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     box = _box(tmp_path, clock)
     for i in range(3):
         box.add("t", f"old {i}".encode())
@@ -170,7 +163,7 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_a_damaged_database_is_set_aside_and_a_new_one_started(tmp_path: Path, damage: str) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     box = _box(tmp_path, clock)
     for i in range(50):
         box.add("t", f"old {i}".encode() * 20)
@@ -189,7 +182,7 @@ def test_a_damaged_database_is_set_aside_and_a_new_one_started(tmp_path: Path, d
 def test_a_directory_where_the_database_should_be_degrades_until_it_is_gone(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     db = tmp_path / "state" / "outbox.db"
     db.mkdir(parents=True)
     box = _box(tmp_path, clock)
@@ -206,7 +199,7 @@ def test_a_directory_where_the_database_should_be_degrades_until_it_is_gone(
 def test_memory_is_bounded_and_past_it_the_oldest_are_dropped_and_counted(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     (tmp_path / "file").write_text("")
     box = Outbox(str(tmp_path / "file" / "outbox.db"), clock=clock, max_memory=64 * 1024)
     for i in range(1000):
@@ -226,7 +219,7 @@ def test_memory_is_bounded_and_past_it_the_oldest_are_dropped_and_counted(
 
 @pytest.mark.parametrize("when_full", ["drop_oldest", "refuse"])
 def test_bytes_on_disk_stay_within_max_disk_under_a_flood(tmp_path: Path, when_full: str) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     max_disk = 1024**2
     box = _box(tmp_path, clock, max_disk=max_disk, when_full=when_full, capacity=100000)
     highest = 0
@@ -247,7 +240,7 @@ def test_bytes_on_disk_stay_within_max_disk_under_a_flood(tmp_path: Path, when_f
 
 def test_refusals_and_retransmission_keys_do_not_grow_the_wal(tmp_path: Path) -> None:
     """The 420 MB WAL: 20 000 refused B/command results; and a flood of distinct keys."""
-    clock = Clock()
+    clock = Clock(1000.0)
     box = _box(tmp_path, clock, capacity=10, when_full="refuse", max_disk=1024**2)
     for i in range(20000):
         box.add("sipagent/x/command/result", b"{}", dedupe_key=f"flood-{i}|1 MESSAGE|t")

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
+from lab.fakes import Clock
+
 from agent.core.outgoing import Outgoing, Request
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _outgoing(retries: int = 2, timeout_s: float = 30.0, refuse: str | None = None):  # type: ignore[no-untyped-def]

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import pytest
+from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, FakeSipPresence
 
-from agent.adapters.outbox.store import Outbox
-from agent.adapters.service import Notifier
-from agent.adapters.sip.presence import BuddyState, retry_delay
 from agent.config.load import parse_config
 from agent.core.agent import Agent
 from agent.core.commands import CommandError
 from agent.core.events import InputChanged, MqttMessage
-from agent.core.ports import SipError
+from agent.core.ports import BuddyState, SipError
 from agent.core.presence import (
     Pidf,
     Presence,
@@ -25,6 +22,7 @@ from agent.core.presence import (
     parse_request,
     pidf_of,
     render_note,
+    retry_delay,
     status_of_pidf,
     template_fields,
 )
@@ -177,67 +175,15 @@ note = "door {{door}}"
 """
 
 
-class FakeSipPresence:
-    def __init__(self) -> None:
-        self.sent: list[Pidf] = []
-        self.republished = 0
-        self.watching: dict[str, Callable[[BuddyState], None]] = {}
-        self.closed_with: list[Pidf | None] = []
-
-    def set_presence(self, pidf: Pidf) -> None:
-        self.sent.append(pidf)
-
-    def republish(self) -> None:
-        self.republished += 1
-
-    def watch(self, contact_id: str, uri: str, listener: Callable[[BuddyState], None]) -> None:
-        self.watching[contact_id] = listener
-
-    def close(self, pidf: Pidf | None) -> None:
-        self.closed_with.append(pidf)
-
-
-class FakePins:
-    def __init__(self) -> None:
-        self.active: dict[str, bool] = {"door": False}
-        self.on: dict[str, bool] = {"lamp": False}
-
-    def names(self) -> list[str]:
-        return list(self.active)
-
-    def is_active(self, name: str) -> bool:
-        return self.active[name]
-
-    def output_names(self) -> list[str]:
-        return list(self.on)
-
-    def output_is_on(self, name: str) -> bool:
-        return self.on[name]
-
-
-class FakeMqtt:
-    connected = True
-    broker = "broker:1883"
-
-    def __init__(self) -> None:
-        self.published: list[tuple[str, str, bool]] = []
-
-    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
-        self.published.append((topic, str(payload), retain))
-
-    def last(self, topic: str) -> tuple[str, bool]:
-        return next((p, r) for t, p, r in reversed(self.published) if t == topic)
-
-
 class Rig:
     def __init__(
         self, mode: str = "serve", extra: str = "", sip: str = "", door: bool = False
     ) -> None:
         self.config = parse_config(CONFIG.format(mode=mode, extra=extra, sip=sip))
         self.sip = FakeSipPresence()
-        self.pins = FakePins()
+        self.pins = FakePins(self.config.gpio.outputs, inputs=("door",))
         self.pins.active["door"] = door
-        self.mqtt = FakeMqtt()
+        self.mqtt = FakeLink()
         self.messages: list[tuple[str, str]] = []
         self.keeper = PresenceKeeper(
             self.config,
@@ -258,7 +204,7 @@ class Rig:
 def test_start_sends_the_configured_presence_and_retains_it() -> None:
     rig = Rig()
     assert rig.sip.sent == [Pidf(True, "unknown", "door closed")]
-    payload, retained = rig.mqtt.last("sipagent/porch/presence/state")
+    payload, retained = rig.mqtt.last_retained("sipagent/porch/presence/state")
     assert json.loads(payload) == {"status": "available", "note": "door closed"} and retained
 
 
@@ -266,7 +212,7 @@ def test_door_opening_makes_us_busy_retains_input_and_texts_the_contacts() -> No
     rig = Rig()
     rig.door(True)
     assert rig.sip.sent[-1] == Pidf(True, "busy", "door open")
-    assert rig.mqtt.last("sipagent/porch/input/door/state") == ("ON", True)
+    assert rig.mqtt.last_retained("sipagent/porch/input/door/state") == ("ON", True)
     assert rig.messages == [
         ("sip:owner@127.0.0.1", "door open, lamp off"),
         ("sip:bob@127.0.0.1", "door open, lamp off"),
@@ -307,7 +253,7 @@ def test_an_unchanged_presence_is_not_sent_again() -> None:
 def test_templates_follow_outputs_too() -> None:
     rig = Rig()
     rig.keeper.state = rig.keeper.state.with_rule(None, "lamp {lamp}")
-    rig.pins.on["lamp"] = True
+    rig.pins.state["lamp"] = True
     rig.keeper.on_output_changed()
     assert rig.sip.sent[-1].note == "lamp on"
 
@@ -326,7 +272,9 @@ def test_off_mode_sends_nothing_over_sip_but_tells_mqtt() -> None:
     rig = Rig(mode="off")
     rig.door(True)
     assert rig.sip.sent == []
-    assert json.loads(rig.mqtt.last("sipagent/porch/presence/state")[0])["status"] == "busy"
+    assert (
+        json.loads(rig.mqtt.last_retained("sipagent/porch/presence/state")[0])["status"] == "busy"
+    )
     assert rig.keeper.authorize_watcher("sip:owner@127.0.0.1") == (489, "Bad Event")
 
 
@@ -348,7 +296,7 @@ def test_watched_contacts_go_to_mqtt_and_status() -> None:
     rig = Rig(extra='[presence.watch]\nbob = "sip:bob@127.0.0.1"')
     assert rig.keeper.status_lines()[-1] == "contacts: bob unknown"
     rig.sip.watching["bob"](BuddyState("bob", "sip:bob@127.0.0.1", "busy", "call", "ACTIVE"))
-    payload, retained = rig.mqtt.last("sipagent/porch/buddy/bob/state")
+    payload, retained = rig.mqtt.last_retained("sipagent/porch/buddy/bob/state")
     assert retained and json.loads(payload) == {
         "uri": "sip:bob@127.0.0.1",
         "status": "busy",
@@ -372,7 +320,7 @@ def test_announce_repeats_retained_state_and_close_withdraws() -> None:
     ]
     rig.keeper.close()
     assert rig.sip.closed_with == [CLOSED]
-    payload, retained = rig.mqtt.last("sipagent/porch/presence/state")
+    payload, retained = rig.mqtt.last_retained("sipagent/porch/presence/state")
     assert json.loads(payload) == {"status": "offline", "note": ""} and retained
 
 
@@ -384,38 +332,20 @@ def test_publish_recovery_backs_off_to_five_minutes() -> None:
 
 
 class AgentRig(Rig):
-    """The keeper inside a real core.Agent, with the fakes above for SIP, MQTT and pins."""
+    """The keeper inside a real core.Agent, with the fakes for SIP, MQTT and pins."""
 
     def __init__(self) -> None:
         super().__init__(extra='[mqtt]\nhost = "localhost"')
-
-        class Sip:
-            routed = False
-
-            def send_message(self, to: str, body: str, content_type: str = "", token=None):  # type: ignore[no-untyped-def]
-                pass
-
-        config = self.config
-
-        class Outputs(FakePins):
-            def set_output(self, name: str, on: bool) -> None:
-                self.on[name] = on
-
-            def output_config(self, name: str):  # type: ignore[no-untyped-def]
-                return config.gpio.output(name)
-
-            def activity(self, name: str) -> None:
-                return None
-
+        outputs = FakePins(self.config.gpio.outputs)
         self.agent = Agent(
-            self.config, Sip(), Outputs(), self.mqtt, Notifier(), self.keeper, Outbox(":memory:")
-        )
+            self.config, FakeSip(routed=False), outputs, self.mqtt, FakeNotifier(), self.keeper,
+            FakeOutbox(),
+        )  # fmt: skip
 
 
 def test_agent_routes_inputs_mqtt_set_and_the_presence_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     rig = AgentRig()
     rig.pins.active["door"] = True
     rig.agent.handle(InputChanged("door", True))

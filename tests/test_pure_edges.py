@@ -7,6 +7,7 @@ that could be `<=`, a message nobody read, a branch nobody took.
 from __future__ import annotations
 
 import pytest
+from lab.fakes import Clock
 
 from agent.config.model import Broker
 from agent.core.brokers import BrokerChoice
@@ -18,15 +19,6 @@ from agent.core.timers import Timers
 from agent.core.topics import Topics
 from agent.core.totp import InvalidSecret, decode_secret
 from agent.core.untrusted import BadText, check_text, excerpt
-
-
-class Clock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
 
 # -- health: a limit reached is not yet a limit passed ------------------------------------
 

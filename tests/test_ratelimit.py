@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
+from lab.fakes import Clock
+
 from agent.core.ratelimit import MAX_STRANGERS, RateLimiter
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_burst_then_one_per_interval() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     limiter = RateLimiter(per_minute=6, burst=3, clock=clock)
     assert [limiter.take("a").allowed for _ in range(4)] == [True, True, True, False]
     refused = limiter.take("a")
@@ -25,7 +19,7 @@ def test_a_burst_then_one_per_interval() -> None:
 
 
 def test_only_the_first_refusal_of_a_streak_is_worth_a_reply() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     limiter = RateLimiter(per_minute=60, burst=1, clock=clock)
     limiter.take("a")
     first = limiter.take("a")
@@ -38,21 +32,21 @@ def test_only_the_first_refusal_of_a_streak_is_worth_a_reply() -> None:
 
 
 def test_senders_have_their_own_buckets() -> None:
-    limiter = RateLimiter(per_minute=1, burst=1, clock=Clock())
+    limiter = RateLimiter(per_minute=1, burst=1, clock=Clock(1000.0))
     assert limiter.take("a").allowed is True
     assert limiter.take("a").allowed is False
     assert limiter.take("b").allowed is True
 
 
 def test_the_table_of_senders_is_bounded() -> None:
-    limiter = RateLimiter(per_minute=1, burst=1, clock=Clock())
+    limiter = RateLimiter(per_minute=1, burst=1, clock=Clock(1000.0))
     for i in range(MAX_STRANGERS + 50):
         limiter.take(f"sip:forged{i}@x")
     assert limiter.sizes() == (0, MAX_STRANGERS)
 
 
 def test_a_clock_going_back_gives_no_tokens() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     limiter = RateLimiter(per_minute=60, burst=1, clock=clock)
     limiter.take("a")
     clock.now -= 100

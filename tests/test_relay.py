@@ -6,20 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lab.fakes import Clock
 
 from agent.adapters.outbox.disk import RETRY_S, SEEN_KEEP_S
 from agent.adapters.outbox.model import StoreError
 from agent.adapters.outbox.store import Outbox
 from agent.core.health import OutboxHealth
 from agent.core.relay import Delivery
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class RecordingLink:
@@ -39,7 +32,7 @@ class RecordingLink:
 
 @pytest.fixture
 def rig(tmp_path: Path) -> tuple[Delivery, RecordingLink, list[dict[str, object]], Clock]:
-    clock, link, statuses = Clock(), RecordingLink(), []
+    clock, link, statuses = Clock(100.0), RecordingLink(), []
     box = Outbox(str(tmp_path / "outbox.db"), capacity=3, when_full="refuse", clock=clock)
     return Delivery(box, link, statuses.append, clock=clock), link, statuses, clock
 

@@ -226,7 +226,7 @@ def test_sigint_stops_cleanly_too(agent_factory):
 
 
 def test_capabilities_summary_names_the_version_and_deferred_responses():
-    from agent.adapters.sip.capabilities import Capabilities
+    from agent.core.capabilities import Capabilities
 
     old = Capabilities("2.15.1", deferred_responses=False, tls=True).summary()
     assert old.startswith("pjproject 2.15.1; deferred MESSAGE responses: no")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from agent.adapters.sip.nameservers import choose
 from agent.config.load import parse_config
 from agent.config.model import ConfigError
 from agent.core.nameservers import from_resolv_conf
@@ -86,12 +85,6 @@ def test_addresses_are_every_targets():
 )  # fmt: skip
 def test_nameservers_from_resolv_conf(text, servers):
     assert from_resolv_conf(text) == servers
-
-
-def test_configured_nameservers_win_and_a_missing_resolv_conf_asks_the_machine(tmp_path):
-    assert choose(("192.0.2.53",), str(tmp_path / "none")) == ["192.0.2.53"]
-    assert choose(None, str(tmp_path / "none")) == ["127.0.0.1"]
-    assert choose((), str(tmp_path / "none")) == []
 
 
 BASE = '[device]\nid = "x"\n[sip]\nuri = "sip:a@example.org"\nregistrar = "sip:example.org"\n'

@@ -7,17 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 from golden import assert_golden
-from test_core import FakeMqtt, FakeSip
-from test_presence import FakeSipPresence
+from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakeSip, FakeSipPresence
 
 from agent import __version__
 from agent.adapters.gpio import Outputs
 from agent.adapters.inputs import Inputs
-from agent.adapters.outbox.store import Outbox
-from agent.adapters.service import Notifier
-from agent.adapters.sip.capabilities import Capabilities
 from agent.config.load import parse_config
 from agent.core.agent import Agent
+from agent.core.capabilities import Capabilities
 from agent.core.events import MqttConnected
 from agent.core.presence_keeper import PresenceKeeper
 from agent.core.registration import RegState
@@ -56,14 +53,14 @@ note = "door {door}"
 def agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[Agent]:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     config = parse_config(CONFIG)
-    mqtt = FakeMqtt()
+    mqtt = FakeLink()
     mqtt.broker = "broker.example.org:1883"
     outputs = Outputs(config.gpio)
     inputs = Inputs(config.gpio.inputs, lambda event: None)
     keeper = PresenceKeeper(
         config, FakeSipPresence(), inputs, outputs, mqtt, lambda to, body: None, Topics("x")
     )
-    agent = Agent(config, FakeSip(), outputs, mqtt, Notifier(), keeper, Outbox(":memory:"))
+    agent = Agent(config, FakeSip(), outputs, mqtt, FakeNotifier(), keeper, FakeOutbox())
     outputs.set_listener(agent.on_output_changed)
     agent.started_sip()
     agent.handle(MqttConnected())
@@ -118,7 +115,7 @@ def test_snapshot_of_a_registered_agent_without_a_broker(monkeypatch: pytest.Mon
     config = parse_config(CONFIG.replace('[mqtt]\nhost = "localhost"\n', ""))
     outputs = Outputs(config.gpio)
     try:
-        agent = Agent(config, FakeSip(), outputs, None, Notifier())
+        agent = Agent(config, FakeSip(), outputs, None, FakeNotifier())
         agent.started = time.monotonic() - 61.0
         agent.on_registration(RegState("registered", 200, "OK", 300, public="203.0.113.7:4000"))
         status = snapshot(agent, {}, None)

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
+from lab.fakes import Clock
+
 from agent.core.timers import Timers
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_timers_run_in_order_when_due() -> None:

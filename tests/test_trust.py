@@ -72,17 +72,3 @@ def test_flood_log_lines_come_once_then_once_a_minute_with_a_count(
         "dropped y (99 more like it in the last 60s)",
         "another kind",
     ]
-
-
-def test_host_names_are_looked_up_off_the_calling_thread_and_taken_later() -> None:
-    import threading
-
-    from agent.adapters.sip.resolver import HostLookup
-
-    woken = threading.Event()
-    lookup = HostLookup(woken.set)
-    assert lookup.start(["localhost", "localhost"])
-    assert woken.wait(10)
-    found = dict(lookup.take())
-    assert "127.0.0.1" in found["localhost"]
-    assert lookup.take() == []
