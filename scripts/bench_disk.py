@@ -18,13 +18,10 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.adapters.outbox.store import Outbox
 

@@ -1,7 +1,7 @@
 """Home Assistant MQTT discovery: the config payloads, built from tables and the agent's config.
 
 Pure: `announcements(config)` returns (topic, payload) pairs and does no I/O. The keys are
-those of Home Assistant's MQTT discovery documentation (tests/test_discovery.py checks them
+those of Home Assistant's MQTT discovery documentation (tests/adapters/test_discovery.py checks them
 against a table of that schema). One device per agent; unique ids depend only on the device
 id and the entity's name, so they stay the same across restarts.
 """

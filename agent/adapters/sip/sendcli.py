@@ -12,14 +12,17 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from agent import __version__
-from agent.adapters.sip.stack import RegState, SipStack
 from agent.config.model import SipConfig
 from agent.core.messages import IncomingMessage
 from agent.core.ports import SipError
+from agent.core.registration import RegState
 from agent.core.sipuri import InvalidSipUri, parse_sip_uri
+
+if TYPE_CHECKING:  # pjsua2 is imported when a MESSAGE is sent, not for --help
+    from agent.adapters.sip.stack import SipStack
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,8 @@ def send(args: argparse.Namespace) -> int:
         user_agent=f"sipagent-send/{__version__}",
         realm="*",
     )
+    from agent.adapters.sip.stack import SipStack
+
     stack = SipStack(config)
     listener = _Listener()
     stack.listener = listener
