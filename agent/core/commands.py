@@ -14,13 +14,13 @@ from typing import Protocol
 from agent.config.model import OutputConfig
 from agent.core.durations import InvalidDuration, format_duration, parse_duration
 from agent.core.jsonin import JsonInputError, loads
+from agent.core.presence import STATUSES, PresenceError, normalize_status
 from agent.core.totp import CODE
 from agent.core.untrusted import BadText, check_text
 
 # A reply to one of our own replies would start a ping-pong between two agents.
 REPLY_PREFIXES = ("ok:", "error:")
 MAX_COMMAND_BYTES = 1000
-PRESENCE_STATES = ("available", "away", "busy", "dnd", "offline")
 MAX_BLINK_COUNT = 10000
 # A level is at most "100" or a short decimal; longer number words are refused unread.
 MAX_LEVEL_CHARS = 12
@@ -217,7 +217,7 @@ COMMANDS: dict[str, Spec] = {
     ),
     "set": Spec("set <output> <0-100>%", "PWM level", _set, True, 1, ("level",)),
     "presence": Spec(
-        "presence <available|away|busy|dnd|offline> [<note>]", "the device's SIP presence",
+        f"presence <{'|'.join(STATUSES)}> [<note>]", "the device's SIP presence",
         _presence, False, -1, ("status", "note"),
     ),
 }  # fmt: skip
@@ -266,10 +266,14 @@ def _parse_words(words: Sequence[str]) -> Command:
         raise CommandError(f"unknown command '{_echo(words[0])}' (commands: {', '.join(COMMANDS)})")
     rest = list(words[1:])
     if name == "presence":
-        if not rest or rest[0].lower() not in PRESENCE_STATES:
+        if not rest:
             raise CommandError(f"usage: {spec.usage}")
+        try:  # the words and their aliases (`online`) are agent.core.presence's, for every path
+            status = normalize_status(rest[0])
+        except PresenceError:
+            raise CommandError(f"usage: {spec.usage}") from None
         # The note keeps its case: people read it in their buddy lists.
-        return Command(name, None, (rest[0].lower(), *rest[1:]))
+        return Command(name, None, (status, *rest[1:]))
     if not spec.takes_output:
         if rest:
             raise CommandError(f"'{name}' takes no arguments (usage: {spec.usage})")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import replace
 
 import pytest
 
+from agent.core import presence
 from agent.core.commands import (
     COMMANDS,
     Command,
@@ -303,3 +306,28 @@ def test_a_level_for_a_digital_output_names_every_pwm_output() -> None:
     assert execute(Command("set", "gate", ("50%",)), device).reply == (
         "error: 'gate' is not a PWM output (PWM outputs: dimmer, fan)"
     )
+
+
+@pytest.mark.parametrize("word", [*presence.STATUSES, *presence.ALIASES, "ONLINE", "Away"])
+def test_a_presence_word_means_the_same_on_every_path(word: str) -> None:
+    # One list of statuses and aliases (agent.core.presence): the SIP command, its JSON form
+    # and `B/presence/set` agree on every word, `online` included (it was refused over SIP).
+    expected = presence.normalize_status(word)
+    as_text = parse_command(f"presence {word} at the door")
+    as_json = parse_command(
+        json.dumps({"command": "presence", "status": word, "note": "at the door"}),
+        "application/json",
+    )
+    over_mqtt = presence.parse_request(f"{word} at the door")
+    assert as_text.args == as_json.args == (expected, "at", "the", "door")
+    assert over_mqtt.status == expected
+
+
+@pytest.mark.parametrize("word", ["onlin", "present", "offline!", "0"])
+def test_a_word_no_path_knows_is_refused_on_each(word: str) -> None:
+    with pytest.raises(
+        CommandError, match=re.escape("usage: presence <available|away|busy|dnd|offline>")
+    ):
+        parse_command(f"presence {word}")
+    with pytest.raises(presence.PresenceError, match="unknown status"):
+        presence.parse_request(word)
