@@ -10,7 +10,6 @@ The owner loop asks `due()` each turn and trims once traffic has been quiet that
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 from collections.abc import Callable
 
@@ -22,10 +21,10 @@ QUIET_S = 40.0
 
 def _libc_trim() -> Callable[[], object] | None:
     """glibc's malloc_trim(0), or None where the C library has none (not glibc)."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
+        # The process's own symbols, libc's among them: no ctypes.util.find_library, which
+        # runs `ldconfig -p` in a subprocess and imports shutil, tempfile and bz2 for it.
+        trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError, TypeError):
         return None
     return lambda: trim(0)
