@@ -8,6 +8,7 @@ discovery configs; entities that disappeared from the config get an empty retain
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import uuid
@@ -27,6 +28,14 @@ from agent.sipuri import InvalidSipUri, parse_sip_uri
 from agent.topics import Topics, ha_status_topic
 
 log = logging.getLogger(__name__)
+
+
+class Stored(enum.Enum):
+    """What became of an incoming MESSAGE in the outbox."""
+
+    DURABLY = "durably"
+    ALREADY = "already"  # a retransmission of one stored (and acted on) before
+    NOT = "not"  # the outbox refused it (full) or failed (the disk)
 
 
 class Link(Protocol):
@@ -84,8 +93,8 @@ class Bridge:
 
     # -- SIP side -----------------------------------------------------------------------
 
-    def accept(self, msg: IncomingMessage, authorized: bool) -> bool:
-        """Store an incoming MESSAGE first of all; False if it repeats one already accepted."""
+    def accept(self, msg: IncomingMessage, authorized: bool) -> Stored:
+        """Store an incoming MESSAGE first of all."""
         record = relay_record(msg, authorized, None)
         try:
             added = self.delivery.add(self.topics.message_in, to_json(record), msg.request_key)
@@ -98,17 +107,22 @@ class Bridge:
                 err,
             )
             self._undurable.add(msg.id)
-            return True
+            return Stored.NOT
         if added.duplicate:
             log.info(
                 "MESSAGE from %s is a retransmission of %s: not relayed again",
                 msg.from_uri,
                 msg.request_key,
             )
-            return False
-        if added.id is not None:
-            self._rows[msg.id] = added.id
-        return True
+            return Stored.ALREADY
+        if added.id is None:
+            return Stored.NOT  # refused: the outbox is full (when_full = "refuse")
+        self._rows[msg.id] = added.id
+        return Stored.DURABLY
+
+    def withdraw(self, msg: IncomingMessage) -> None:
+        """Forget a MESSAGE that was not stored and that its sender will send again (500)."""
+        self._undurable.discard(msg.id)
 
     def settle(
         self, msg: IncomingMessage, authorized: bool, outcome: CommandOutcome | None

@@ -8,15 +8,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from agent import commands
 from agent.access import identity_of
-from agent.bridge import Bridge, Link
+from agent.bridge import Bridge, Link, Stored
 from agent.calls import handle_call
 from agent.config import Config, OutputConfig
 from agent.counters import Counters
+from agent.dedupe import RecentRequests
 from agent.dispatch import Dispatcher
 from agent.events import Event, InputChanged, MqttConnected, MqttDisconnected, StopRequested
 from agent.logfields import journal_fields
@@ -35,6 +36,9 @@ COMMAND_CONTENT_TYPES = ("text/plain", "application/json")
 
 class Sip(Protocol):
     routed: bool
+    defers_answers: bool  # pjproject 2.16+: MESSAGE is answered by `answer`, else by pjsua
+
+    def answer(self, msg: IncomingMessage, code: int, reason: str) -> None: ...
 
     def send_message(
         self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
@@ -91,10 +95,14 @@ class Agent:
             # Without an outbox of its own (unit tests) it gets one in memory: not durable.
             outbox = outbox if outbox is not None else Outbox(":memory:")
             self.bridge = Bridge(config, mqtt, outbox, sip, self)
+        # Without an outbox, retransmissions are recognised in memory (agent.dedupe).
+        self.recent = RecentRequests(on_forget=self._forgot) if self.bridge is None else None
         self.registration = RegState("direct", 0, "no registrar", 0)
         if config.sip.registrar:
             self.registration = RegState("unregistered", 0, "not yet registered", 0)
         self.ready = False
+        # More `status` lines from the adapters: the SIP stack's version and load.
+        self.about: list[Callable[[], str]] = []
         self.stop_reason: str | None = None
         self.started = time.monotonic()
         self.dispatcher = Dispatcher(config.access, self)
@@ -162,15 +170,39 @@ class Agent:
 
     def on_message(self, msg: IncomingMessage) -> None:
         known = self.config.access.rights_of(identity_of(msg.from_uri)) is not None  # no I/O
-        # pjsua 2.15 has already answered 200: store the message before anything else,
-        # so that neither a broker outage nor a crash from here on can lose it.
-        if self.bridge is not None and not self.bridge.accept(msg, known):
-            return  # a retransmission of a request already accepted (and acted on)
+        if not self._accept(msg, known):
+            return
         allowed, outcome = self._handle_message(msg, known)
         if outcome is not None:
             self._reply(msg, outcome.result)
         if self.bridge is not None:
             self.bridge.settle(msg, allowed, outcome)
+
+    def _accept(self, msg: IncomingMessage, known: bool) -> bool:
+        """Store the message before anything else, then answer; False: do nothing more.
+
+        pjsua 2.15 has answered 200 already: storing first means neither a broker outage nor
+        a crash from here on can lose it. With 2.16+ the 200 goes out only now (agent.answers).
+        """
+        if self.bridge is not None:
+            stored = self.bridge.accept(msg, known)
+            if stored is Stored.NOT and self.sip.defers_answers:
+                # The sender still has it: 500 makes it try again. Nothing is relayed or done.
+                self.bridge.withdraw(msg)
+                self.sip.answer(msg, 500, "Not Stored")
+                return False
+            repeat = stored is Stored.ALREADY
+        else:
+            assert self.recent is not None
+            repeat = self.recent.repeat(msg.request_key, time.monotonic())
+            if repeat:
+                log.info("MESSAGE from %s repeats %s: ignored", msg.from_uri, msg.request_key)
+        # Stored, or (without an outbox) about to be handed to the dispatcher.
+        self.sip.answer(msg, 200, "OK")
+        return not repeat  # a retransmission of one accepted (and acted on) before
+
+    def _forgot(self) -> None:
+        self.counters.bump("sip.dedupe.forgotten")
 
     def _handle_message(
         self, msg: IncomingMessage, known: bool
@@ -243,6 +275,7 @@ class Agent:
             self.status_summary(),
             *(self.presence.status_lines() if self.presence is not None else ()),
             *([self.bridge.status_line()] if self.bridge is not None else ()),
+            *(line() for line in self.about),
             f"uptime {_duration(time.monotonic() - self.started)}",
         ]
 

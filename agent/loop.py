@@ -9,9 +9,11 @@ import logging
 import signal
 import threading
 import time
+from datetime import date
 from types import FrameType
 
-from agent.capabilities import log_capabilities
+from agent.binding import detect
+from agent.capabilities import Capabilities, log_capabilities
 from agent.config import Config
 from agent.core import Agent
 from agent.counters import Counters
@@ -27,6 +29,7 @@ from agent.presence_keeper import PresenceKeeper
 from agent.service import Notifier
 from agent.sip import SipStack
 from agent.sip_presence import SipPresence
+from agent.sipload import SipLoad
 from agent.timers import Timers
 from agent.topics import Topics
 
@@ -100,6 +103,8 @@ class Runner:
         self.outputs.set_listener(self.agent.on_output_changed)
         self._signal_stop: str | None = None
         self.heap = HeapTrimmer()
+        self.load = SipLoad(None)  # pjsip's transactions and Timer J, once SIP runs
+        self.caps: Capabilities | None = None
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop; safe from any thread and from a signal handler."""
@@ -110,7 +115,11 @@ class Runner:
 
     def run(self) -> int:
         self.sip.start()
-        log_capabilities()
+        caps = self.caps = detect(self.sip.version, self.sip.c_api)
+        log_capabilities(caps)
+        self.load = SipLoad(self.sip.c_api)
+        self.agent.about += [lambda: caps.status_line(date.today()), self.load.summary]
+        self.notifier.status_extra = self._status_extra
         self.inbox.set_waker(self.sip.wake)
         self._install_signal_handlers()
         self.outputs.apply_initial()
@@ -147,6 +156,8 @@ class Runner:
                 # Round up: waking a little before a pulse's end would only wait again.
                 wait = min(wait, timer + 0.0005)
             self.sip.poll(int(wait * 1000 + 0.5))
+            # Bounded memory at any rate: Timer J and, with deferred answers, 503 (sipload).
+            self.sip.answers.refusing = self.load.tick().refusing
             self.heap.seen(self.sip.messages_received, now)
             self.heap.due(now)
             for event in self.inbox.drain():
@@ -177,6 +188,17 @@ class Runner:
         self.inputs.close()
         self.outputs.close()
         log.info("stopped in %.2fs", time.monotonic() - started)
+
+    def _status_extra(self) -> str:
+        """STATUS= after the agent's own part: health, and what the SIP stack lacks."""
+        parts = [self.health.status_suffix()]
+        if self.caps is not None and not self.caps.deferred_responses:
+            parts.append(f"pjproject {self.caps.pjproject}: 200 before storing")
+        if self.caps is not None and (missing := len(self.caps.missing())):
+            parts.append(f"lacks {missing} security fixes")
+        if self.load.state.refusing:
+            parts.append("SIP overloaded: refusing MESSAGE")
+        return "; ".join(p for p in parts if p)
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -19,6 +19,8 @@ from typing import ClassVar, Protocol
 import pjsua2 as pj
 
 from agent import sipnet
+from agent.answers import Answers
+from agent.binding import CApi, defers_answers
 from agent.config import SipConfig
 from agent.counters import Counters
 from agent.messages import IncomingMessage, request_key
@@ -114,6 +116,9 @@ class SipStack:
         self._sender = MessageSender()
         self.messages_received = 0  # for agent.heap: when traffic stops, memory can go back
         self.counters = Counters()  # the run's shared counters replace this (agent.loop)
+        # Who answers a MESSAGE, and when (agent.answers): pjsua at once, or we once stored.
+        self.answers = Answers(pj, defers_answers(pj), lambda name: self.counters.bump(name))
+        self.c_api: CApi | None = None  # pjsip's C functions (agent.binding), after start
         self.calls = IncomingCalls()
         self._wake_sock: socket.socket | None = None
         self._unregistering = False
@@ -152,6 +157,7 @@ class SipStack:
         cfg.logConfig.decor = 0
         sipnet.apply_stun(cfg, self.config)
         ep.libInit(cfg)
+        self.c_api = CApi.load()
         tid = self._create_transport()
         self._create_wake_transport()
         ep.libStart()
@@ -161,6 +167,7 @@ class SipStack:
             self._recovery = sipnet.Recovery(self.config, self._report)
             self._recovery.keeper.started()  # create() sends the first REGISTER
         self._account.create(self._account_config(tid))
+        self.answers.account = self._account
         log.info(
             "SIP account %s on %s %s (pjproject %s)",
             self.config.uri,
@@ -211,6 +218,7 @@ class SipStack:
         # that finds its publication gone (see agent.sip_presence).
         ac.presConfig.publishEnabled = c.presence == "publish"
         sipnet.apply_nat(ac, c)
+        self.answers.configure(ac.sipConfig)  # 2.16+: no 200 before the agent has it
         return ac
 
     @property
@@ -236,6 +244,7 @@ class SipStack:
                     self._ep.libHandleEvents(20)
         self._sender.close()
         self.calls.hang_up_all()
+        self.answers.close()  # a DeferredResponse alive after libDestroy aborts the process
         if account is not None:
             account.shutdown()
             self._account = None
@@ -285,7 +294,16 @@ class SipStack:
         assert self._wake_sock is not None
         return self._wake_sock.fileno()
 
-    # -- sending ----------------------------------------------------------------------
+    # -- answering and sending --------------------------------------------------------
+
+    @property
+    def defers_answers(self) -> bool:
+        """True when the agent answers MESSAGE itself (2.16+); else pjsua answered 200."""
+        return self.answers.deferred
+
+    def answer(self, msg: IncomingMessage, code: int, reason: str) -> None:
+        """Answer a MESSAGE being handled now (a no-op where pjsua answered already)."""
+        self.answers.answer(msg.id, code, reason)
 
     def send_message(
         self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
@@ -328,7 +346,9 @@ class SipStack:
             transport=self.config.transport,
             request_key=request_key(prm.rdata.wholeMsg),
         )
-        self.listener.on_message(msg)
+        with self.answers.held(msg.id, prm) as admitted:
+            if admitted:  # else refused with 503: pjsip holds too much (agent.sipload)
+                self.listener.on_message(msg)
 
     def _on_incoming_subscribe(self, prm: pj.OnIncomingSubscribeParam) -> None:
         code, reason = self.subscribe_policy(prm.fromUri)

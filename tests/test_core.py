@@ -12,6 +12,7 @@ from test_messages import message
 from agent.config import OutputConfig, parse_config
 from agent.core import Agent
 from agent.events import MqttConnected, MqttMessage, StopRequested
+from agent.messages import IncomingMessage
 from agent.outbox import Outbox, OutboxError
 from agent.service import Notifier
 from agent.sip import RegState
@@ -39,9 +40,14 @@ pin = 17
 
 class FakeSip:
     routed = True
+    defers_answers = False  # as pjsua 2.15: the 200 went out before the agent saw it
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, str | None]] = []
+        self.answers: list[tuple[str, int]] = []  # (message id, code)
+
+    def answer(self, msg: IncomingMessage, code: int, reason: str) -> None:
+        self.answers.append((msg.id, code))
 
     def send_message(
         self, to: str, body: str, content_type: str = "text/plain", token: str | None = None
