@@ -45,6 +45,15 @@ class CApi:
         self._set_timers = library.pjsip_tsx_set_timers
         self._set_timers.restype = None
         self._set_timers.argtypes = [ctypes.c_uint] * 4
+        self._endpoint = library.pjsua_get_pjsip_endpt
+        self._endpoint.restype = ctypes.c_void_p
+        self._endpoint.argtypes = []
+        self._timer_heap = library.pjsip_endpt_get_timer_heap
+        self._timer_heap.restype = ctypes.c_void_p
+        self._timer_heap.argtypes = [ctypes.c_void_p]
+        self._timer_limit = library.pj_timer_heap_set_max_timed_out_per_poll
+        self._timer_limit.restype = ctypes.c_uint
+        self._timer_limit.argtypes = [ctypes.c_void_p, ctypes.c_uint]
 
     @classmethod
     def load(cls) -> CApi | None:
@@ -70,6 +79,19 @@ class CApi:
         to pjsip, so at least 1 ms is set.
         """
         self._set_timers(0, 0, 0, max(1, int(ms)))
+
+    def set_timers_per_poll(self, count: int) -> int:
+        """How many expired timers each `libHandleEvents` runs; returns the previous limit.
+
+        pjsip's default is 10 (PJSIP_MAX_TIMED_OUT_ENTRIES), while one poll may take in 50
+        datagrams: under a flood, answered transactions then outlive their Timer J by far,
+        waiting for their turn to expire, and memory grows with the flood's length.
+        """
+        endpoint = self._endpoint()
+        heap = self._timer_heap(endpoint) if endpoint else None
+        if not heap:
+            return 0
+        return int(self._timer_limit(heap, count))
 
     def tls_library(self) -> TlsLibrary:
         """The TLS library pjsip was linked with, by its own description, and where it is."""

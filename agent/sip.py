@@ -27,7 +27,6 @@ from agent.messages import IncomingMessage, request_key
 from agent.registration import RegState, reg_state_of
 from agent.sip_calls import IncomingCalls
 from agent.sip_send import MessageSender
-from agent.sipuri import parse_sip_uri
 
 log = logging.getLogger(__name__)
 pjlog = logging.getLogger("agent.pjsip")
@@ -37,6 +36,9 @@ _TRANSPORTS = {
     "tcp": pj.PJSIP_TRANSPORT_TCP,
     "tls": pj.PJSIP_TRANSPORT_TLS,
 }
+# Expired timers run per poll (pjsip: 10, against up to 50 datagrams taken in): enough that
+# answered transactions expire as fast as a flood creates them (agent.binding).
+TIMERS_PER_POLL = 1000
 # A SIP keep-alive: pjsip drops it silently, and it wakes `libHandleEvents` at once.
 _WAKE_DATAGRAM = b"\r\n\r\n"
 # pjsua2 reports no PUBLISH outcome. When pjsua gives its publication up (any failure but 412)
@@ -158,6 +160,8 @@ class SipStack:
         sipnet.apply_stun(cfg, self.config)
         ep.libInit(cfg)
         self.c_api = CApi.load()
+        if self.c_api is not None:
+            self.c_api.set_timers_per_poll(TIMERS_PER_POLL)
         tid = self._create_transport()
         self._create_wake_transport()
         ep.libStart()
@@ -196,28 +200,7 @@ class SipStack:
         self._wake_sock = sock
 
     def _account_config(self, tid: int) -> pj.AccountConfig:
-        c = self.config
-        ac = pj.AccountConfig()
-        ac.idUri = c.uri
-        ac.sipConfig.transportId = tid
-        proxy = c.proxy or (_loose_route(c.registrar) if c.registrar else None)
-        if proxy:
-            ac.sipConfig.proxies.append(_with_transport(proxy, c.transport))
-        if c.registrar:
-            ac.regConfig.registrarUri = _with_transport(c.registrar, c.transport)
-            ac.regConfig.timeoutSec = c.reg_expires
-        # pjsua opens RTP sockets for every incoming INVITE before the agent can reject it.
-        # No audio is ever sent: keep them on loopback, on any free port (default: 4000 on
-        # every interface, where a taken port costs an error line per call).
-        ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
-        ac.mediaConfig.transportConfig.port = 0
-        if c.password is not None:
-            cred = pj.AuthCredInfo("digest", c.realm, c.username, 0, c.password)
-            ac.sipConfig.authCreds.append(cred)
-        # pjsua PUBLISHes only after setOnlineStatus, and again after each re-registration
-        # that finds its publication gone (see agent.sip_presence).
-        ac.presConfig.publishEnabled = c.presence == "publish"
-        sipnet.apply_nat(ac, c)
+        ac = sipnet.account_config(self.config, tid)
         self.answers.configure(ac.sipConfig)  # 2.16+: no 200 before the agent has it
         return ac
 
@@ -407,23 +390,3 @@ def _stdout_silenced() -> Iterator[None]:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
-
-
-def _with_transport(uri: str, transport: str) -> str:
-    """`uri` with a transport parameter for TCP/TLS.
-
-    pjsua derives the Contact's transport from the registrar/proxy URI, not from the
-    transport the account is bound to: without it a TCP account registers a UDP Contact.
-    """
-    parsed = parse_sip_uri(uri)
-    if transport == "udp" or any(k == "transport" for k, _ in parsed.params):
-        return uri
-    return f"{uri};transport={transport}"
-
-
-def _loose_route(uri: str) -> str:
-    """The registrar as an outbound proxy: without it an account's domain must resolve."""
-    parsed = parse_sip_uri(uri)
-    host = f"{parsed.scheme}:{parsed.hostport}"
-    params = "".join(f";{k}={v}" if v is not None else f";{k}" for k, v in parsed.params)
-    return host + params + ("" if any(k == "lr" for k, _ in parsed.params) else ";lr")

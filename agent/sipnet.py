@@ -91,6 +91,53 @@ def apply_nat(ac: pj.AccountConfig, config: SipConfig) -> None:
         ac.regConfig.firstRetryIntervalSec = 0
 
 
+def account_config(config: SipConfig, transport_id: int) -> pj.AccountConfig:
+    """The account's pjsua2 configuration: identity, routing, credentials, media, NAT."""
+    c = config
+    ac = pj.AccountConfig()
+    ac.idUri = c.uri
+    ac.sipConfig.transportId = transport_id
+    proxy = c.proxy or (_loose_route(c.registrar) if c.registrar else None)
+    if proxy:
+        ac.sipConfig.proxies.append(_with_transport(proxy, c.transport))
+    if c.registrar:
+        ac.regConfig.registrarUri = _with_transport(c.registrar, c.transport)
+        ac.regConfig.timeoutSec = c.reg_expires
+    # pjsua opens RTP sockets for every incoming INVITE before the agent can reject it.
+    # No audio is ever sent: keep them on loopback, on any free port (default: 4000 on
+    # every interface, where a taken port costs an error line per call).
+    ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+    ac.mediaConfig.transportConfig.port = 0
+    if c.password is not None:
+        cred = pj.AuthCredInfo("digest", c.realm, c.username, 0, c.password)
+        ac.sipConfig.authCreds.append(cred)
+    # pjsua PUBLISHes only after setOnlineStatus, and again after each re-registration
+    # that finds its publication gone (see agent.sip_presence).
+    ac.presConfig.publishEnabled = c.presence == "publish"
+    apply_nat(ac, c)
+    return ac
+
+
+def _with_transport(uri: str, transport: str) -> str:
+    """`uri` with a transport parameter for TCP/TLS.
+
+    pjsua derives the Contact's transport from the registrar/proxy URI, not from the
+    transport the account is bound to: without it a TCP account registers a UDP Contact.
+    """
+    parsed = parse_sip_uri(uri)
+    if transport == "udp" or any(k == "transport" for k, _ in parsed.params):
+        return uri
+    return f"{uri};transport={transport}"
+
+
+def _loose_route(uri: str) -> str:
+    """The registrar as an outbound proxy: without it an account's domain must resolve."""
+    parsed = parse_sip_uri(uri)
+    host = f"{parsed.scheme}:{parsed.hostport}"
+    params = "".join(f";{k}={v}" if v is not None else f";{k}" for k, v in parsed.params)
+    return host + params + ("" if any(k == "lr" for k, _ in parsed.params) else ";lr")
+
+
 class Registrar(Protocol):
     """What recovery needs from the account (pjsua2's Account)."""
 
