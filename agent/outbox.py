@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 SYSTEM_STATE_DIR = "/var/lib/sipagent"
 # Commits between two checkpoints (sqlite's own auto-checkpoint default is 1000 pages).
 CHECKPOINT_EVERY = 500
+# Each connection's page cache, KiB. The queue's working set is its few newest and oldest
+# pages; sqlite's default (2 MB) fills during a burst and stays in memory for good.
+CACHE_KIB = 256
 DB_NAME = "outbox.db"
 
 _SCHEMA = """
@@ -104,6 +107,7 @@ class Outbox:
             # would take no SIP. The checkpointer thread does it on its own connection.
             db.execute("PRAGMA wal_autocheckpoint = 0")
             db.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
+            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             db.executescript(_SCHEMA)
             self.pending = int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
             counters = dict(db.execute("SELECT key, value FROM meta").fetchall())
@@ -245,6 +249,7 @@ class _Checkpointer(threading.Thread):
 
     def run(self) -> None:
         db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         try:
             while True:
                 self.wanted.wait()
