@@ -117,7 +117,7 @@ class Runner:
         self.sip.start()
         caps = self.caps = detect(self.sip.version, self.sip.c_api)
         log_capabilities(caps)
-        self.load = SipLoad(self.sip.c_api)
+        self.load = SipLoad(self.sip.c_api, can_refuse=self.sip.defers_answers)
         self.agent.about += [lambda: caps.status_line(date.today()), self.load.summary]
         self.notifier.status_extra = self._status_extra
         self.inbox.set_waker(self.sip.wake)

@@ -73,9 +73,17 @@ class Transactions(Protocol):
 class SipLoad:
     """Applies the policy on the owner thread; `refusing` is read by agent.answers."""
 
-    def __init__(self, layer: Transactions | None, policy: LoadPolicy = DEFAULT_POLICY) -> None:
+    def __init__(
+        self,
+        layer: Transactions | None,
+        policy: LoadPolicy = DEFAULT_POLICY,
+        *,
+        can_refuse: bool = False,
+    ) -> None:
         self._layer = layer
         self.policy = policy
+        # Only deferred answers can refuse: pjsua 2.15 has answered 200 already.
+        self.can_refuse = can_refuse
         self.state = LoadState(policy.normal_j_ms, refusing=False)
         self.transactions = 0
         self.peak = 0  # the most transactions seen at once, since start
@@ -88,6 +96,8 @@ class SipLoad:
         self.transactions = count
         self.peak = max(self.peak, count)
         new = next_state(count, self.state, self.policy)
+        if not self.can_refuse:
+            new = LoadState(new.timer_j_ms, refusing=False)
         if new.timer_j_ms != self.state.timer_j_ms:
             self._layer.set_timer_j(new.timer_j_ms)
             flood = new.timer_j_ms < self.state.timer_j_ms

@@ -58,10 +58,18 @@ def test_the_applier_sets_timer_j_only_on_a_change_and_remembers_the_peak():
 
 def test_refusal_is_announced_in_the_summary():
     layer = FakeLayer()
-    load = SipLoad(layer)
+    load = SipLoad(layer, can_refuse=True)
     layer.count = P.refuse
     assert load.tick().refusing
     assert load.summary().endswith("refusing MESSAGE (503)")
+
+
+def test_without_deferred_answers_nothing_is_refused():
+    layer = FakeLayer()
+    load = SipLoad(layer)  # pjsua 2.15 answered 200 before the agent could refuse
+    layer.count = P.refuse * 2
+    assert not load.tick().refusing
+    assert layer.timer_j == [P.flood_j_ms]
 
 
 def test_without_the_c_api_nothing_changes():
