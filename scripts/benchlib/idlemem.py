@@ -35,6 +35,10 @@ class Memory:
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 1) for k, v in asdict(self).items()}
 
+    @staticmethod
+    def fields() -> tuple[str, ...]:
+        return ("rss", "anon", "pss")
+
 
 def memory_of(pid: int) -> Memory:
     status = _kb_fields(Path(f"/proc/{pid}/status"))
