@@ -120,6 +120,8 @@ class TlsLibrary:
 
 @dataclass(frozen=True)
 class Capabilities:
+    """What the running binding is, and what it can do."""
+
     pjproject: str  # e.g. "2.15.1"
     deferred_responses: bool  # 2.16+: a MESSAGE is answered once it is stored
     tls: TlsLibrary

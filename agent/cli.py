@@ -1,22 +1,24 @@
-"""The `sipagent` command line: run, check-config, send, version."""
+"""The `sipagent` command line: run, check-config, send, version.
+
+Nothing but `agent.lean` is imported before `main` puts its stand-ins in place: the config
+model and logging already import modules a run never uses (agent.lean).
+"""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from agent import __version__
-from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, embedded_default, load_config
+from agent.lean import deferrable, deferred_imports
 
-log = logging.getLogger("agent")
+if TYPE_CHECKING:
+    from agent.config import Config
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agent.lean import deferrable, deferred_imports
-
     args = sys.argv[1:] if argv is None else argv
-    # The libraries import what no run needs (agent.lean).
     with deferred_imports(deferrable(None)):
         service = _service_command(args)
         if service is not None:
@@ -42,6 +44,9 @@ def _service_command(args: list[str]) -> tuple[str | None] | None:
 
 def _main(argv: list[str]) -> int:
     import argparse
+    import logging
+
+    from agent.config import DEFAULT_CONFIG_PATH
 
     parser = argparse.ArgumentParser(prog="sipagent", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +76,8 @@ def _main(argv: list[str]) -> int:
 
 
 def _check_config(path: str) -> int:
+    from agent.config import ConfigError, load_config
+
     try:
         load_config(path)
     except ConfigError as err:
@@ -82,15 +89,20 @@ def _check_config(path: str) -> int:
 
 
 def _load_for_run(path: str | None) -> Config:
+    from agent.config import DEFAULT_CONFIG_PATH, embedded_default, load_config
+
     if path is None and not os.path.exists(DEFAULT_CONFIG_PATH):
         return embedded_default()
     return load_config(path or DEFAULT_CONFIG_PATH)
 
 
 def _run(path: str | None) -> int:
-    from agent.lean import deferrable, deferred_imports
+    import logging
+
+    from agent.config import ConfigError
     from agent.service import setup_logging
 
+    log = logging.getLogger("agent")
     try:
         config = _load_for_run(path)
     except ConfigError as err:

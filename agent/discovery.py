@@ -28,6 +28,8 @@ EVENT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class Entity:
+    """One Home Assistant entity: its component, key and discovery fields."""
+
     component: str  # Home Assistant platform: switch, light, binary_sensor, sensor, event, notify
     key: str  # unique within the agent, e.g. "output_gate"
     fields: dict[str, Any]

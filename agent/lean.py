@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.machinery
+import os
 import sys
 import threading
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.config import Config
+if TYPE_CHECKING:
+    from agent.config import Config
 
 _LOCK = threading.RLock()
 
@@ -78,6 +80,16 @@ def _forwarders(module: str, *names: str) -> dict[str, Any]:
     return {name: _forwarder(module, name) for name in names}
 
 
+def _isbuiltin(obj: object) -> bool:
+    """inspect.isbuiltin, as inspect defines it, without importing inspect."""
+    return isinstance(obj, types.BuiltinFunctionType)
+
+
+def _system() -> str:
+    """platform.system() on Linux and every POSIX system: what uname says (platform.uname)."""
+    return os.uname().sysname
+
+
 class _NotSsl(Exception):
     """Stands in for ssl's SSLWant*Error: a plain socket never raises them."""
 
@@ -105,6 +117,14 @@ def deferrable(config: Config | None) -> dict[str, dict[str, Any]]:
         # shutil (argparse's terminal width): archive formats.
         "bz2": {},
         "lzma": {},
+        # dataclasses: a signature for a class without a docstring (every agent dataclass
+        # has one); gpiozero: a callback's signature (the agent's are builtins: agent.inputs).
+        # With it go ast and dis: 0.7 MB.
+        "inspect": {"isbuiltin": _isbuiltin},
+        # logging: formatting an exception, when there is one (with linecache, tokenize).
+        "traceback": {},
+        # uuid and paho: "is this Linux? Windows?", at import.
+        "platform": {"system": _system},
         # paho: the WebSocket handshake; hmac: one-time codes (agent.totp), when checked.
         # Either would load the system's libcrypto (3.7 MB resident) at start.
         "hashlib": {},

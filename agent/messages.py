@@ -14,6 +14,8 @@ from agent.sipuri import InvalidSipUri, parse_sip_uri
 
 @dataclass(frozen=True)
 class IncomingMessage:
+    """A received SIP MESSAGE, as the agent handles and relays it."""
+
     from_uri: str
     to_uri: str
     contact: str

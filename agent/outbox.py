@@ -52,6 +52,8 @@ class OutboxError(Exception):
 
 @dataclass(frozen=True)
 class Row:
+    """One stored event: its id (delivery order), topic and payload."""
+
     id: int
     topic: str
     payload: bytes

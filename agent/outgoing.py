@@ -21,6 +21,8 @@ RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
 
 @dataclass
 class Request:
+    """One MESSAGE to send on behalf of `B/message/send`."""
+
     token: str
     to: str
     body: str

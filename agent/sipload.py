@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadPolicy:
+    """Thresholds of the load policy (transactions held) and Timer J's two values."""
+
     normal_j_ms: int = 32_000  # RFC 3261: 64 x T1
     flood_j_ms: int = 500  # T1: a sender's first retransmission still finds its transaction
     high: int = 1_000  # transactions: from here, the flood Timer J
@@ -43,6 +45,8 @@ DEFAULT_POLICY = LoadPolicy()
 
 @dataclass(frozen=True)
 class LoadState:
+    """Timer J now, and whether MESSAGE is refused."""
+
     timer_j_ms: int
     refusing: bool
 

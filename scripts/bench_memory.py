@@ -34,6 +34,7 @@ from benchlib.baresip import start_registered_baresip  # noqa: E402
 from benchlib.idlemem import Memory, ServiceRun, example_config, memory_of  # noqa: E402
 from benchlib.memflood import flood_memory  # noqa: E402
 from benchlib.memlatency import answer_latency  # noqa: E402
+from benchlib.memlayers import memory_layers  # noqa: E402
 from benchlib.plot import plot_memory  # noqa: E402
 from lab.kamailio import DEFAULT_USERS, Kamailio  # noqa: E402
 from lab.mosquitto import Mosquitto  # noqa: E402
@@ -172,6 +173,7 @@ def main() -> int:
         kam.start()
         mq.start()
         try:
+            results["layers"] = memory_layers(str(REPO), args.python)
             results["answer_latency"] = answer_latency(work, args.python)
             for r in range(args.runs):
                 print(f"run {r + 1} of {args.runs}", flush=True)
@@ -210,6 +212,12 @@ def print_summary(results: dict) -> None:
             print(f"{who:8} {rate}/s x {FLOOD_S:g} s: peak RSS "
                   f"{_spread([f['peak']['rss'] for f in floods])}, a minute after "
                   f"{_spread([f['after_quiet']['rss'] for f in floods])}")  # fmt: skip
+    print("memory by layer, cumulative (fresh interpreter, as `sipagent run` loads them):")
+    previous = (0.0, 0.0)
+    for label, rss, anon in results["layers"]:
+        print(f"  {label:56} RSS {rss:5.1f} (+{rss - previous[0]:4.1f})  anonymous "
+              f"{anon:5.1f} (+{anon - previous[1]:4.1f}) MB")  # fmt: skip
+        previous = (rss, anon)
     latency = results.get("answer_latency")
     if latency:
         print(f"MESSAGE -> 200 at the sender, p50: {latency}")
