@@ -189,7 +189,7 @@ def main() -> int:
     print_summary(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
-    if args.plot:
+    if args.plot and results["runs"]:
         print(f"plot: {plot_memory(results, args.plot) or args.plot}")
     return 0
 
@@ -202,7 +202,7 @@ def print_summary(results: dict) -> None:
     runs = results["runs"]
     print(f"\nmedian (min-max) of {len(runs)} runs, MB; agent on {results['python']}")
     for who in ("agent", "baresip"):
-        if who not in runs[0]:
+        if not runs or who not in runs[0]:
             continue
         idle = [r[who]["idle"] for r in runs]
         rss, anon, pss = ([i[k] for i in idle] for k in ("rss", "anon", "pss"))

@@ -21,16 +21,9 @@ SCRIPT = textwrap.dedent("""
     import json, socket, time
     import pjsua2 as pj
     from agent.binding import CApi, defers_answers, detect
+    from lab.bareendpoint import bare_endpoint
 
-    ep = pj.Endpoint()
-    ep.libCreate()
-    cfg = pj.EpConfig()
-    cfg.uaConfig.threadCnt = 0
-    cfg.uaConfig.mainThreadOnly = True
-    cfg.medConfig.hasIoqueue = False
-    cfg.medConfig.threadCnt = 0
-    cfg.logConfig.level = cfg.logConfig.consoleLevel = 0
-    ep.libInit(cfg)
+    ep = bare_endpoint()
     api = CApi.load()
     out = {"previous_limit": api.set_timers_per_poll(1000)}
     tc = pj.TransportConfig()
@@ -86,7 +79,7 @@ def test_timer_j_and_the_transaction_count_are_reachable_on_the_installed_bindin
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": f"{REPO}:{REPO / 'tests'}", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     [line] = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")]

@@ -30,18 +30,9 @@ from pathlib import Path  # noqa: E402
 
 
 def start_pjsua2() -> None:
-    import pjsua2 as pj
+    from lab.bareendpoint import bare_endpoint
 
-    ep = pj.Endpoint()
-    ep.libCreate()
-    cfg = pj.EpConfig()
-    cfg.uaConfig.threadCnt = 0
-    cfg.uaConfig.mainThreadOnly = True
-    cfg.medConfig.hasIoqueue = False
-    cfg.medConfig.threadCnt = 0
-    cfg.logConfig.level = cfg.logConfig.consoleLevel = 0
-    ep.libInit(cfg)
-    globals()["_endpoint"] = ep  # kept alive: the figure is for a running endpoint
+    globals()["_endpoint"] = bare_endpoint()  # kept alive: the figure is for a running one
 
 
 LAYERS: list[tuple[str, object]] = [
@@ -63,7 +54,7 @@ def main() -> None:
 
     with deferred_imports(deferrable(None)):
         config = load_config(str(EXAMPLE))
-        rows.append(("the config read (agent.config, tomllib, dataclasses)", *memory_kb()))
+        rows.append(("the config read (tomllib, dataclasses, re, typing, logging)", *memory_kb()))
         with deferred_imports(deferrable(config)):
             for label, step in LAYERS:
                 if isinstance(step, str):
@@ -88,7 +79,7 @@ def memory_layers(repo: str, python: str = sys.executable) -> list[tuple[str, fl
     import tempfile
 
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        env = {**os.environ, "PYTHONPATH": repo}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join((repo, os.path.join(repo, "tests")))}
         subprocess.run(
             [python, __file__, out.name], env=env, check=True, capture_output=True, timeout=60
         )

@@ -46,17 +46,16 @@ def sipp_flood(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
         timeout=seconds + 120,
     )  # fmt: skip
-    text = screen.read_text()
+    sent, answered, failed, retransmissions = read_screen(screen.read_text())
+    return FloodOutcome(rate, sent, answered, failed, retransmissions, time.monotonic() - started)
+
+
+def read_screen(text: str) -> tuple[int, int, int, int]:
+    """sipp's final screen: MESSAGEs started, 200s received, calls failed, retransmissions."""
     sends = re.findall(r"MESSAGE -+>\s+(\d+)\s+(\d+)", text)
     answered = re.findall(r"200 <-+\s+(\d+)", text)
     failed = re.search(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", text)
     if not sends or not answered or failed is None:
         raise AssertionError(f"sipp's screen is not what was expected:\n{text[-3000:]}")
-    return FloodOutcome(
-        rate=rate,
-        sent=int(sends[0][0]),
-        answered=int(answered[0]),
-        failed=int(failed.group(1)),
-        retransmissions=sum(int(r) for _, r in sends),
-        seconds=time.monotonic() - started,
-    )
+    retransmissions = sum(int(r) for _, r in sends)
+    return int(sends[0][0]), int(answered[0]), int(failed.group(1)), retransmissions
