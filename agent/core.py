@@ -13,6 +13,7 @@ from typing import Protocol
 
 from agent import commands
 from agent.access import identity_of
+from agent.answers import NOT_STORED, OK
 from agent.bridge import Bridge, Link, Stored
 from agent.calls import handle_call
 from agent.config import Config, OutputConfig
@@ -189,7 +190,7 @@ class Agent:
             if stored is Stored.NOT and self.sip.defers_answers:
                 # The sender still has it: 500 makes it try again. Nothing is relayed or done.
                 self.bridge.withdraw(msg)
-                self.sip.answer(msg, 500, "Not Stored")
+                self.sip.answer(msg, *NOT_STORED)
                 return False
             repeat = stored is Stored.ALREADY
         else:
@@ -198,7 +199,7 @@ class Agent:
             if repeat:
                 log.info("MESSAGE from %s repeats %s: ignored", msg.from_uri, msg.request_key)
         # Stored, or (without an outbox) about to be handed to the dispatcher.
-        self.sip.answer(msg, 200, "OK")
+        self.sip.answer(msg, *OK)
         return not repeat  # a retransmission of one accepted (and acted on) before
 
     def _forgot(self) -> None:
