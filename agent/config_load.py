@@ -19,7 +19,6 @@ from agent.config import (
     DeviceConfig,
     GpioConfig,
     InputConfig,
-    InvalidPin,
     LogConfig,
     MqttConfig,
     OutboxConfig,
@@ -29,14 +28,12 @@ from agent.config import (
     SipRecoveryConfig,
     SipTlsConfig,
     WatchdogConfig,
-    is_host,
-    parse_pin,
-    split_host_port,
 )
 from agent.config_access import check_output_names, read_access, read_calls
 from agent.config_brokers import read_brokers
 from agent.config_presence import input_config, presence_config
 from agent.config_table import NAME, Table, read_secret, resolve_path
+from agent.config_values import InvalidPin, is_host, parse_pin, split_host_port
 from agent.durations import InvalidDuration, parse_duration
 from agent.sipuri import InvalidSipUri, address_of_record, parse_sip_uri
 
