@@ -151,6 +151,19 @@ def hour_at_10(work: Path, kam: Kamailio, mq: Mosquitto, python: str) -> dict:
     }
 
 
+def binding_of(python: str) -> str:
+    """ "pjproject 2.17", as the agent's interpreter imports it."""
+    import subprocess
+
+    out = subprocess.run(
+        [python, "-c", "import pjsua2; e = pjsua2.Endpoint(); e.libCreate(); "
+         "print('RESULT pjproject', e.libVersion().full); e.libDestroy()"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    found = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    return found[0].removeprefix("RESULT ") if found else "unknown binding"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[1])
     parser.add_argument("--python", default=sys.executable, help="interpreter for the agent")
@@ -164,6 +177,7 @@ def main() -> int:
     results: dict = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "python": args.python,
+        "binding": binding_of(args.python),
         "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="sipagent-mem-") as tmp:

@@ -63,7 +63,12 @@ def plot_memory(results: dict, path: Path) -> str | None:
     axes[0].set_ylabel("resident memory (MB)")
     axes[0].text(0.5, 101, "100 MB target (2000/s)", color="grey", fontsize=7)
     axes[-1].legend(fontsize=8, loc="upper right")
-    fig.suptitle(f"sipagent and baresip under MESSAGE floods ({results['machine']})", fontsize=10)
+    binding = results.get("binding", "")
+    fig.suptitle(
+        f"sipagent{f' ({binding})' if binding else ''} and baresip under MESSAGE floods, "
+        f"{results['machine']}",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
