@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Broker:
+    """One MQTT broker of `mqtt.hosts`."""
+
     host: str
     port: int
 

@@ -6,9 +6,7 @@ and collects every problem in a file before raising `ConfigError`.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -45,22 +43,6 @@ pin = "GPIO17"
 pin = "GPIO18"
 """
 
-_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
-_HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
-_PIN = re.compile(r"(GPIO|BCM|BOARD|J8:)?([0-9]+)")
-_PIN_HINT = "use GPIO0..GPIO27, BOARD<n> or a number"
-_MAX_BCM = 27
-# Raspberry Pi 40-pin header (J8), physical pin -> BCM GPIO; the pins not listed are power/ground.
-_HEADER = {
-    3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10,
-    21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
-    36: 16, 37: 26, 38: 20, 40: 21,
-}  # fmt: skip
-
-
-class InvalidPin(ValueError):
-    """A pin name that is not a GPIO on the Raspberry Pi header; the message says why."""
-
 
 class ConfigError(Exception):
     """A config with problems; `problems` holds every one as a `key: problem` line."""
@@ -72,6 +54,8 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class DeviceConfig:
+    """`[device]`: the device's id and name."""
+
     id: str  # [a-z0-9_-]+ : used in topics and unique ids
     name: str
 
@@ -111,6 +95,8 @@ class SipRecoveryConfig:
 
 @dataclass(frozen=True)
 class SipConfig:
+    """`[sip]`: the account, its transport, NAT, TLS and recovery settings."""
+
     uri: str  # the account identity, canonical SipUri text
     registrar: str | None  # None: direct mode, no REGISTER
     proxy: str | None  # outbound proxy, may carry ;lr
@@ -153,6 +139,8 @@ class UserRights:
 
 @dataclass(frozen=True)
 class AccessConfig:
+    """`[access]`: who may do what, one-time codes and rate limits."""
+
     allow: tuple[str, ...]  # addresses of record (see agent.sipuri.address_of_record)
     on_forbidden: str  # reply | silent
     users: tuple[UserRights, ...]  # per-user rights; `allow` entries have all rights
@@ -175,6 +163,8 @@ class AccessConfig:
 
 @dataclass(frozen=True)
 class MqttConfig:
+    """`[mqtt]`: the broker(s), credentials, topics and delivery settings."""
+
     host: str
     port: int
     username: str | None
@@ -203,6 +193,8 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
+    """`[gpio.outputs.<name>]`: one output pin."""
+
     name: str
     pin: str  # "GPIO<n>" (BCM numbering)
     active_high: bool
@@ -234,6 +226,8 @@ NO_RULE = InputRule(None, None, None)
 
 @dataclass(frozen=True)
 class InputConfig:
+    """`[gpio.inputs.<name>]`: one input pin and what its changes do."""
+
     name: str
     pin: str  # "GPIO<n>" (BCM numbering)
     pull_up: bool
@@ -256,6 +250,8 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class GpioConfig:
+    """`[gpio]`: the pin factory, outputs and inputs."""
+
     pin_factory: str  # auto | lgpio | rpigpio | pigpio | native | mock
     outputs: tuple[OutputConfig, ...]  # in config-file order
     inputs: tuple[InputConfig, ...]
@@ -271,18 +267,24 @@ class GpioConfig:
 
 @dataclass(frozen=True)
 class CallConfig:
+    """`[calls]`: how incoming calls are answered."""
+
     reject_code: int  # the SIP status every incoming INVITE is answered with
     action: str | None  # a command run for a caller allowed to run it, e.g. "pulse gate 2s"
 
 
 @dataclass(frozen=True)
 class WatchConfig:
+    """One contact of `[presence.watch]`."""
+
     id: str  # [a-z0-9_-]+ : B/buddy/<id>/state
     uri: str
 
 
 @dataclass(frozen=True)
 class PresenceConfig:
+    """`[presence]`: the status and note at start, watchers, watched contacts."""
+
     status: str  # the status at start (agent.presence.STATUSES)
     note: str  # the note template at start, e.g. "door {door}"
     watchers: tuple[str, ...] | None  # who may SUBSCRIBE (serve mode); None: access.allow
@@ -294,6 +296,8 @@ DEFAULT_PRESENCE = PresenceConfig("available", "", None, ())
 
 @dataclass(frozen=True)
 class OutboxConfig:
+    """`[outbox]`: where events wait for the broker, and how many."""
+
     path: str | None  # None: $STATE_DIRECTORY/outbox.db, else /var/lib/sipagent (agent.outbox)
     capacity: int  # most events kept while the broker is away
     when_full: str  # drop_oldest | refuse
@@ -309,17 +313,23 @@ DEFAULT_OUTBOX = OutboxConfig(None, 10000, "drop_oldest", "normal")
 
 @dataclass(frozen=True)
 class LogConfig:
+    """`[log]`: how much is logged."""
+
     level: str  # debug | info | warning | error
 
 
 @dataclass(frozen=True)
 class WatchdogConfig:
+    """`[watchdog]`: how long failures are tolerated before a restart."""
+
     registration_grace_s: int  # failing registration tolerated this long before restarts
     outbox_stuck_s: int  # an outbox holding work without delivering for this long is stuck
 
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration, as read and checked from the TOML file."""
+
     device: DeviceConfig
     sip: SipConfig
     access: AccessConfig
@@ -365,51 +375,3 @@ def load_config(path: str) -> Config:
 def embedded_default() -> Config:
     """The built-in config used when there is no config file."""
     return parse_config(EMBEDDED_DEFAULT, source="<embedded default>")
-
-
-def parse_pin(value: str | int) -> str:
-    """Normalize GPIO17, BCM17, 17, BOARD11 or J8:11 to "GPIO17"; raise InvalidPin saying why."""
-    match = _PIN.fullmatch(str(value).upper())
-    if match is None:
-        raise InvalidPin(f"unknown pin {value!r} ({_PIN_HINT})")
-    prefix, number = match.group(1), int(match.group(2))
-    if prefix in ("BOARD", "J8:"):
-        if not 1 <= number <= 40:
-            raise InvalidPin(f"unknown pin {value!r} ({_PIN_HINT})")
-        if number not in _HEADER:
-            raise InvalidPin(f"{value!r} is a power or ground pin, not a GPIO")
-        number = _HEADER[number]
-    elif number > _MAX_BCM:
-        raise InvalidPin(f"unknown pin {value!r} ({_PIN_HINT})")
-    return f"GPIO{number}"
-
-
-def split_host_port(text: str) -> tuple[str, int]:
-    """Split "host:port" or "[v6]:port" into a bind address (no brackets) and a port."""
-    not_host_port = ValueError(f"{text!r} is not host:port (e.g. '0.0.0.0:5060' or '[::1]:5060')")
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep or not _is_ip(host, version=6):
-            raise not_host_port
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep or ":" in host or not is_host(host):  # IPv6 needs brackets
-            raise not_host_port
-    if not (port.isascii() and port.isdigit()):
-        raise not_host_port
-    if int(port) > 65535:
-        raise ValueError(f"port {port} is out of range 0..65535")
-    return host, int(port)
-
-
-def _is_ip(text: str, version: int | None = None) -> bool:
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return version is None or address.version == version
-
-
-def is_host(text: str) -> bool:
-    """True for an IP address or a DNS host name."""
-    return _is_ip(text) or (len(text) <= 253 and _HOSTNAME.fullmatch(text) is not None)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from agent.brokers import Broker
-from agent.config import is_host, split_host_port
 from agent.config_table import Table
+from agent.config_values import is_host, split_host_port
 
 
 def read_brokers(t: Table, host: str | None, port: int) -> tuple[Broker, ...]:

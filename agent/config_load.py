@@ -20,7 +20,6 @@ from agent.config import (
     DeviceConfig,
     GpioConfig,
     InputConfig,
-    InvalidPin,
     LogConfig,
     MqttConfig,
     OutboxConfig,
@@ -30,9 +29,6 @@ from agent.config import (
     SipRecoveryConfig,
     SipTlsConfig,
     WatchdogConfig,
-    is_host,
-    parse_pin,
-    split_host_port,
 )
 from agent.config_access import check_output_names, read_access, read_calls
 from agent.config_accounts import DEFAULT_NAME, account_name, read_more_accounts
@@ -40,6 +36,7 @@ from agent.config_brokers import read_brokers
 from agent.config_perimeter import read_accept, read_limits
 from agent.config_presence import input_config, presence_config
 from agent.config_table import NAME, Table, read_secret, resolve_path
+from agent.config_values import InvalidPin, is_host, parse_pin, split_host_port
 from agent.nameservers import read_nameservers
 from agent.sipuri import InvalidSipUri, address_of_record, parse_sip_uri
 

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from agent.config import is_host
 from agent.config_table import Table
+from agent.config_values import is_host
 from agent.limits import SipLimitsConfig
 from agent.trust import as_network
 

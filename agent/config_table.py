@@ -8,7 +8,6 @@ unknown, with the closest known key as a suggestion. Every section reader
 from __future__ import annotations
 
 import datetime
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -246,6 +245,8 @@ class Table:
             if key in self._known:
                 continue
             kind = "unknown table" if not self.path and isinstance(value, dict) else "unknown key"
+            import difflib  # only for a typo: not worth its memory in every run
+
             close = difflib.get_close_matches(key, self._known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.problem(key, kind + hint)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from agent import accounts, chat, commands
@@ -29,6 +30,7 @@ from agent.events import (
     StatusLogRequested,
     StopRequested,
 )
+from agent.intake import Answering, Intake
 from agent.logfields import journal_fields
 from agent.lograte import LogThrottle
 from agent.messages import CommandOutcome, IncomingMessage, reply_target
@@ -49,7 +51,7 @@ TRUNCATED_REPLY = (
 )
 
 
-class Sip(Protocol):
+class Sip(Answering, Protocol):
     routed: bool
 
     def send_message(
@@ -91,6 +93,8 @@ class Agent(DeviceControls):
             # Without an outbox of its own (unit tests) it gets one in memory: not durable.
             outbox = outbox if outbox is not None else Outbox(":memory:")
             self.bridge = Bridge(config, mqtt, outbox, sip, self)
+        # Keeps each MESSAGE first and answers it (2.16+: only once it is kept).
+        self.intake = Intake(sip, self.bridge, self.counters)
         first = RegState("direct", 0, "no registrar", 0)
         if config.sip.registrar:
             first = RegState("unregistered", 0, "not yet registered", 0)
@@ -100,6 +104,8 @@ class Agent(DeviceControls):
         self.registration = first
         self.ready = False
         self._outbox_trouble: str | None = None
+        # More `status` lines from the adapters: the SIP stack's version and load.
+        self.about: list[Callable[[], str]] = []
         self.stop_reason: str | None = None
         self.started = time.monotonic()
         self.dispatcher = Dispatcher(
@@ -212,10 +218,8 @@ class Agent(DeviceControls):
         # A From of another account's domain is nobody's to vouch for: a stranger here.
         misrouted = accounts.misrouted(self.config, msg.account, msg.from_uri)
         known = misrouted is None and self.is_known(msg.from_uri)
-        # pjsua 2.15 has already answered 200: store the message before anything else,
-        # so that neither a broker outage nor a crash from here on can lose it.
-        if self.bridge is not None and self.bridge.accept(msg, known).duplicate:
-            return  # a retransmission of a request already accepted (and acted on)
+        if not self.intake.accept(msg, known):
+            return  # a retransmission, or (2.16+) not kept and answered 500
         self.receipts.notify(msg, reading.request, "delivered", known)
         problem = reading.problem or misrouted
         if problem is None:

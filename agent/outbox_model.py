@@ -59,6 +59,8 @@ class Quota:
 
 @dataclass(frozen=True)
 class Row:
+    """One kept event: its id (delivery order), topic and payload."""
+
     id: int
     topic: str
     payload: bytes

@@ -19,9 +19,11 @@ from typing import Protocol
 import pjsua2 as pj
 
 from agent import sipnet
+from agent.answers import Answers
+from agent.binding import CApi, defers_answers
 from agent.config import SipConfig
 from agent.counters import Counters
-from agent.messages import IncomingMessage
+from agent.messages import IncomingMessage, new_id
 from agent.perimeter import Perimeter
 from agent.registration import RegState, reg_state_of
 from agent.sip_account import account_config, endpoint_config
@@ -33,6 +35,9 @@ from agent.siptext import clean, original_bytes
 
 log = logging.getLogger(__name__)
 
+# Expired timers run per poll (pjsip: 10, against up to 50 datagrams taken in): enough that
+# answered transactions expire as fast as a flood creates them (agent.binding).
+TIMERS_PER_POLL = 1000
 # A SIP keep-alive: pjsip drops it silently, and it wakes `libHandleEvents` at once.
 _WAKE_DATAGRAM = b"\r\n\r\n"
 
@@ -115,6 +120,9 @@ class SipStack:
         self._ep: pj.Endpoint | None = None
         self._log_writer = PjLogWriter(self.counters)
         self.messages_received = 0  # for agent.heap: when traffic stops, memory can go back
+        # Who answers a MESSAGE, and when (agent.answers): pjsua at once, or we once stored.
+        self.answers = Answers(pj, defers_answers(pj), self.counters.bump)
+        self.c_api: CApi | None = None  # pjsip's C functions (agent.binding), after start
         self._wake_sock: socket.socket | None = None
         self.version = ""
         self.local_address = ""
@@ -142,6 +150,9 @@ class SipStack:
         ep.libInit(
             endpoint_config(self.config, self._log_writer, pjlog.isEnabledFor(logging.DEBUG))
         )
+        self.c_api = CApi.load()
+        if self.c_api is not None:
+            self.c_api.set_timers_per_poll(TIMERS_PER_POLL)
         for slot in self.slots.all:
             slot.create_transport(ep)
         self.local_address = self.slots.first.local_address
@@ -161,9 +172,9 @@ class SipStack:
         slot.account = _Account(self, slot)
         recovery = slot.recovery
         waits = recovery is not None and recovery.waits_for_dns  # the first REGISTER waits
-        slot.account.create(account_config(slot.config, slot.tid, register=not waits))
+        slot.account.create(self._account_config(slot, register=not waits))
         if recovery is not None:
-            reroute = partial(_rerouted, slot)
+            reroute = partial(self._account_config, slot)
             recovery.begin(time.monotonic(), slot.account, reroute)
         log.info(
             "SIP account %s (%s) on %s %s (pjproject %s)",
@@ -186,6 +197,14 @@ class SipStack:
         sock.setblocking(False)
         self._wake_sock = sock
         return host, int(port)
+
+    def _account_config(
+        self, slot: Slot, route: str | None = None, *, register: bool = True
+    ) -> pj.AccountConfig:
+        """The account's config (through `route`: an SRV target, agent.sipnet.Recovery)."""
+        ac = account_config(slot.config, slot.tid, route=route, register=register)
+        self.answers.configure(ac.sipConfig)  # 2.16+: no 200 before the agent has it
+        return ac
 
     @property
     def account(self) -> pj.Account | None:
@@ -211,6 +230,7 @@ class SipStack:
         deadline = time.monotonic() + timeout_s
         while any(s.unregistering for s in self.slots.all) and time.monotonic() < deadline:
             self._ep.libHandleEvents(20)
+        self.answers.close()  # a DeferredResponse alive after libDestroy aborts the process
         for slot in self.slots.all:
             slot.sender.close()
             if slot.account is not None:
@@ -275,7 +295,16 @@ class SipStack:
         assert self._wake_sock is not None
         return self._wake_sock.fileno()
 
-    # -- sending ----------------------------------------------------------------------
+    # -- answering and sending --------------------------------------------------------
+
+    @property
+    def defers_answers(self) -> bool:
+        """True when the agent answers MESSAGE itself (2.16+); else pjsua answered 200."""
+        return self.answers.deferred
+
+    def answer(self, msg: IncomingMessage, code: int, reason: str) -> None:
+        """Answer a MESSAGE being handled now (a no-op where pjsua answered already)."""
+        self.answers.answer(msg.id, code, reason)
 
     def send_message(
         self,
@@ -325,23 +354,11 @@ class SipStack:
 
     def _on_instant_message(self, prm: pj.OnInstantMessageParam, slot: Slot) -> None:
         self.messages_received += 1
-        rdata = prm.rdata
-        request = parse_request(original_bytes(rdata.wholeMsg))
-        msg = IncomingMessage.new(
-            from_uri=clean(prm.fromUri),
-            to_uri=clean(prm.toUri),
-            contact=clean(prm.contactUri),
-            body=clean(prm.msgBody),
-            content_type=clean(prm.contentType),
-            source=clean(rdata.srcAddress),
-            transport=slot.config.transport,
-            account=slot.name,
-            request_key=request.key() if request else None,
-            truncated=request is not None and request.truncated,
-            raw_body=request.body if request is not None else None,
-            content_encoding=(request.first("content-encoding") or "") if request else "",
-        )
-        self.listener.on_message(msg)
+        key = new_id()
+        # Held from the first line: whatever happens below, the request gets one answer.
+        with self.answers.held(key, prm, slot.account) as admitted:
+            if admitted:  # else refused with 503: pjsip holds too much (agent.sipload)
+                self.listener.on_message(_incoming(prm, slot, key))
 
     def _on_incoming_subscribe(self, from_uri: str) -> tuple[int, str]:
         if self.perimeter.gate_on:
@@ -354,9 +371,25 @@ class SipStack:
             self.listener.on_message_status(slot.sender.settle(to, body), to, code, reason)
 
 
-def _rerouted(slot: Slot, route: str | None) -> pj.AccountConfig:
-    """The account's config through `route` (an SRV target; agent.sipnet.Recovery)."""
-    return account_config(slot.config, slot.tid, route=route)
+def _incoming(prm: pj.OnInstantMessageParam, slot: Slot, key: str) -> IncomingMessage:
+    """The MESSAGE as the agent reads it: every string cleaned, the raw request parsed."""
+    rdata = prm.rdata
+    request = parse_request(original_bytes(rdata.wholeMsg))
+    return IncomingMessage.new(
+        from_uri=clean(prm.fromUri),
+        to_uri=clean(prm.toUri),
+        contact=clean(prm.contactUri),
+        body=clean(prm.msgBody),
+        content_type=clean(prm.contentType),
+        source=clean(rdata.srcAddress),
+        transport=slot.config.transport,
+        account=slot.name,
+        request_key=request.key() if request else None,
+        truncated=request is not None and request.truncated,
+        raw_body=request.body if request is not None else None,
+        content_encoding=(request.first("content-encoding") or "") if request else "",
+        message_id=key,
+    )
 
 
 class _NoListener:

@@ -23,7 +23,6 @@ from agent.config import (
     GpioConfig,
     InputConfig,
     InputRule,
-    InvalidPin,
     LogConfig,
     MqttConfig,
     OutboxConfig,
@@ -38,9 +37,8 @@ from agent.config import (
     embedded_default,
     load_config,
     parse_config,
-    parse_pin,
-    split_host_port,
 )
+from agent.config_values import InvalidPin, parse_pin, split_host_port
 
 RFC_KEY = b"12345678901234567890"  # base32: GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "agent.toml"

@@ -13,6 +13,7 @@ from test_messages import message
 from agent.config import OutputConfig, parse_config
 from agent.core import Agent
 from agent.events import MqttConnected, MqttDisconnected, MqttMessage, StopRequested
+from agent.messages import IncomingMessage
 from agent.outbox import Outbox
 from agent.service import Notifier
 from agent.sip import RegState
@@ -40,10 +41,15 @@ pin = 17
 
 class FakeSip:
     routed = True
+    defers_answers = False  # as pjsua 2.15: the 200 went out before the agent saw it
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, str | None]] = []
         self.accounts: list[str | None] = []  # the account each left by
+        self.answers: list[tuple[str, int]] = []  # (message id, code)
+
+    def answer(self, msg: IncomingMessage, code: int, reason: str) -> None:
+        self.answers.append((msg.id, code))
 
     def send_message(
         self,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from lab.sippflood import read_screen
 
 SCENARIO = Path(__file__).resolve().parents[1] / "sipp" / "message.xml"
 
@@ -41,18 +42,8 @@ def flood(target: str, service: str, rate: int, seconds: float, workdir: Path) -
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
         timeout=seconds + 60,
     )  # fmt: skip
-    text = screen.read_text()
-    sent, retrans = _counters(text, r"MESSAGE -+>")
-    answered, _ = _counters(text, r"200 <-+")
-    failed = int(re.search(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", text).group(1))  # type: ignore[union-attr]
+    sent, answered, failed, retrans = read_screen(screen.read_text())
     return FloodResult(rate, count, sent, answered, retrans, failed)
-
-
-def _counters(text: str, arrow: str) -> tuple[int, int]:
-    match = re.search(arrow + r"\s+(\d+)\s+(\d+)", text)
-    if match is None:
-        raise RuntimeError(f"sipp screen has no line for {arrow!r}:\n{text}")
-    return int(match.group(1)), int(match.group(2))
 
 
 def absorb_rate(
