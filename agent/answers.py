@@ -120,7 +120,8 @@ class Answers:
         finally:
             del param, account  # the copy of the request goes now, not at the next collection
         if code >= 300:
-            self._count(f"sip.message.answered_{code}")
+            # A refusal (500: not kept, 503: overloaded or stopping): `status` groups it so.
+            self._count(f"sip.message.answered_{code}.refused")
         return True
 
     def close(self) -> None:

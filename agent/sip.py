@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,18 +27,17 @@ from agent.perimeter import Perimeter
 from agent.registration import RegState, reg_state_of
 from agent.sip_account import account_config, endpoint_config
 from agent.sip_accounts import Slot, Slots
+from agent.sip_incoming import incoming
 from agent.sip_log import PjLogWriter, pjlog
+from agent.sip_wake import Waker
 from agent.sipguard import failed, guarded
-from agent.sipmsg import parse_request
-from agent.siptext import clean, original_bytes
+from agent.siptext import clean
 
 log = logging.getLogger(__name__)
 
 # Expired timers run per poll (pjsip: 10, against up to 50 datagrams taken in): enough that
 # answered transactions expire as fast as a flood creates them (agent.binding).
 TIMERS_PER_POLL = 1000
-# A SIP keep-alive: pjsip drops it silently, and it wakes `libHandleEvents` at once.
-_WAKE_DATAGRAM = b"\r\n\r\n"
 
 
 class SipListener(Protocol):
@@ -123,7 +121,7 @@ class SipStack:
         # Who answers a MESSAGE, and when (agent.answers): pjsua at once, or we once stored.
         self.answers = Answers(pj, defers_answers(pj), self.counters.bump)
         self.c_api: CApi | None = None  # pjsip's C functions (agent.binding), after start
-        self._wake_sock: socket.socket | None = None
+        self._waker = Waker()  # other threads' events wake the loop through it
         self.version = ""
         self.local_address = ""
         # Who may SUBSCRIBE to our presence: from-URI -> (SIP code, reason). Until someone
@@ -156,7 +154,7 @@ class SipStack:
         for slot in self.slots.all:
             slot.create_transport(ep)
         self.local_address = self.slots.first.local_address
-        wake_address = self._create_wake_transport()
+        wake_address = self._waker.create(ep)
         ep.libStart()
         ep.audDevManager().setNoDev()  # a messaging agent: never open a sound device
         for slot in self.slots.all:
@@ -184,19 +182,6 @@ class SipStack:
             slot.local_address,
             self.version,
         )
-
-    def _create_wake_transport(self) -> tuple[str, int]:
-        assert self._ep is not None
-        tc = pj.TransportConfig()
-        tc.port = 0
-        tc.boundAddress = "127.0.0.1"
-        tid = self._ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
-        host, port = self._ep.transportGetInfo(tid).localName.rsplit(":", 1)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.connect((host, int(port)))
-        sock.setblocking(False)
-        self._wake_sock = sock
-        return host, int(port)
 
     def _account_config(
         self, slot: Slot, route: str | None = None, *, register: bool = True
@@ -240,9 +225,7 @@ class SipStack:
         self.perimeter.close()
         self._ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG)
         self._ep = None
-        if self._wake_sock is not None:
-            self._wake_sock.close()
-            self._wake_sock = None
+        self._waker.close()
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -282,18 +265,8 @@ class SipStack:
             log.warning("REGISTER again failed to start: %s", err.info())
 
     def wake(self) -> None:
-        """Make a running `poll` return soon. Safe from any thread."""
-        sock = self._wake_sock
-        if sock is None:
-            return
-        # A full socket buffer means wake-ups are already queued; nothing is lost.
-        with contextlib.suppress(OSError):
-            sock.send(_WAKE_DATAGRAM)
-
-    def wake_fd(self) -> int:
-        """A non-blocking fd whose writes wake `poll` (for signal.set_wakeup_fd)."""
-        assert self._wake_sock is not None
-        return self._wake_sock.fileno()
+        """Make a running `poll` return soon. Safe from any thread (agent.sip_wake)."""
+        self._waker.wake()
 
     # -- answering and sending --------------------------------------------------------
 
@@ -358,7 +331,7 @@ class SipStack:
         # Held from the first line: whatever happens below, the request gets one answer.
         with self.answers.held(key, prm, slot.account) as admitted:
             if admitted:  # else refused with 503: pjsip holds too much (agent.sipload)
-                self.listener.on_message(_incoming(prm, slot, key))
+                self.listener.on_message(incoming(prm, slot, key))
 
     def _on_incoming_subscribe(self, from_uri: str) -> tuple[int, str]:
         if self.perimeter.gate_on:
@@ -369,27 +342,6 @@ class SipStack:
         # 1xx are provisional; only a final answer settles the send.
         if code >= 200:
             self.listener.on_message_status(slot.sender.settle(to, body), to, code, reason)
-
-
-def _incoming(prm: pj.OnInstantMessageParam, slot: Slot, key: str) -> IncomingMessage:
-    """The MESSAGE as the agent reads it: every string cleaned, the raw request parsed."""
-    rdata = prm.rdata
-    request = parse_request(original_bytes(rdata.wholeMsg))
-    return IncomingMessage.new(
-        from_uri=clean(prm.fromUri),
-        to_uri=clean(prm.toUri),
-        contact=clean(prm.contactUri),
-        body=clean(prm.msgBody),
-        content_type=clean(prm.contentType),
-        source=clean(rdata.srcAddress),
-        transport=slot.config.transport,
-        account=slot.name,
-        request_key=request.key() if request else None,
-        truncated=request is not None and request.truncated,
-        raw_body=request.body if request is not None else None,
-        content_encoding=(request.first("content-encoding") or "") if request else "",
-        message_id=key,
-    )
 
 
 class _NoListener:

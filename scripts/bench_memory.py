@@ -3,6 +3,7 @@
 
     .venv/bin/python scripts/bench_memory.py [--python PY] [--runs 3] [--json out.json]
                                              [--plot docs/memory.png] [--hour]
+                                             [--rates 1000,2000,4000] [--no-latency]
 
 Starts its own Kamailio (512 MB shared memory: FIELD-NOTES) and Mosquitto, then, per run:
 the agent on examples/agent.toml (registered through Kamailio, MQTT with discovery and the
@@ -10,7 +11,8 @@ outbox, mock pins) and baresip 1.0 registered at the same Kamailio, each idle, t
 through Kamailio at 1000, 2000 and 4000 MESSAGE/s for 10 s by sipp (a fresh process per
 flood), sampled every 100 ms until a minute after the flood. `--python` runs the agent
 with another interpreter (a venv with another pjsua2 binding); `--hour` adds 10/s for an
-hour. Also: MESSAGE -> 200 at the sender, deferred answers against pjsua's automatic
+hour; `--rates 2000` floods at that rate only (`--rates ""`: idle only). Also (unless
+`--no-latency`): MESSAGE -> 200 at the sender, deferred answers against pjsua's automatic
 ones, on a binding that has both (2.16+). Never run by the tests.
 """
 
@@ -65,12 +67,18 @@ def agent_run(work: Path, kam: Kamailio, mq: Mosquitto, python: str, name: str) 
 
 
 def measure_agent(
-    work: Path, kam: Kamailio, mq: Mosquitto, python: str, r: int, quiet: float
+    work: Path,
+    kam: Kamailio,
+    mq: Mosquitto,
+    python: str,
+    r: int,
+    quiet: float,
+    rates: tuple[int, ...] = RATES,
 ) -> dict:
     run = agent_run(work, kam, mq, python, f"idle{r}")
     result: dict = {"idle": idle_memory(run.proc.pid).as_dict(), "floods": {}}
     run.close()
-    for rate in RATES:
+    for rate in rates:
         run = agent_run(work, kam, mq, python, f"flood{r}-{rate}")
         probe = MqttProbe(mq.host, mq.port, topics=("sipagent/bench/message/in",))
         idle = memory_of(run.proc.pid)
@@ -97,9 +105,11 @@ def measure_agent(
     return result
 
 
-def measure_baresip(work: Path, kam: Kamailio, r: int, quiet: float) -> dict:
+def measure_baresip(
+    work: Path, kam: Kamailio, r: int, quiet: float, rates: tuple[int, ...] = RATES
+) -> dict:
     result: dict = {"floods": {}}
-    for i, rate in enumerate((0, *RATES)):
+    for i, rate in enumerate((0, *rates)):
         proc = start_registered_baresip(work / f"baresip{r}-{i}", kam, "baresip")
         try:
             threading.Event().wait(SETTLE_S)
@@ -173,6 +183,13 @@ def main() -> int:
     parser.add_argument("--hour", action="store_true", help="also 10/s for an hour")
     parser.add_argument("--no-baresip", action="store_true")
     parser.add_argument("--quiet", type=float, default=QUIET_S, help="seconds after a flood")
+    parser.add_argument(
+        "--rates",
+        type=lambda text: tuple(int(r) for r in text.split(",") if r.strip()),
+        default=RATES,
+        help="MESSAGE/s of the floods, comma-separated ('' for idle only)",
+    )
+    parser.add_argument("--no-latency", action="store_true", help="skip MESSAGE -> 200")
     args = parser.parse_args()
     results: dict = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -188,19 +205,21 @@ def main() -> int:
         mq.start()
         try:
             results["layers"] = memory_layers(str(REPO), args.python)
-            results["answer_latency"] = answer_latency(work, args.python)
+            if not args.no_latency:
+                results["answer_latency"] = answer_latency(work, args.python)
             for r in range(args.runs):
                 print(f"run {r + 1} of {args.runs}", flush=True)
-                entry = {"agent": measure_agent(work, kam, mq, args.python, r, args.quiet)}
+                agent = measure_agent(work, kam, mq, args.python, r, args.quiet, args.rates)
+                entry = {"agent": agent}
                 if not args.no_baresip:
-                    entry["baresip"] = measure_baresip(work, kam, r, args.quiet)
+                    entry["baresip"] = measure_baresip(work, kam, r, args.quiet, args.rates)
                 results["runs"].append(entry)
             if args.hour:
                 results["hour_at_10"] = hour_at_10(work, kam, mq, args.python)
         finally:
             kam.stop()
             mq.stop()
-    print_summary(results)
+    print_summary(results, args.rates)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     if args.plot and results["runs"]:
@@ -212,7 +231,7 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
 
-def print_summary(results: dict) -> None:
+def print_summary(results: dict, rates: tuple[int, ...] = RATES) -> None:
     runs = results["runs"]
     print(f"\nmedian (min-max) of {len(runs)} runs, MB; agent on {results['python']}")
     for who in ("agent", "baresip"):
@@ -221,7 +240,7 @@ def print_summary(results: dict) -> None:
         idle = [r[who]["idle"] for r in runs]
         rss, anon, pss = ([i[k] for i in idle] for k in ("rss", "anon", "pss"))
         print(f"{who:8} idle RSS {_spread(rss)}, anonymous {_spread(anon)}, PSS {_spread(pss)}")
-        for rate in RATES:
+        for rate in rates:
             floods = [r[who]["floods"][rate] for r in runs]
             print(f"{who:8} {rate}/s x {FLOOD_S:g} s: peak RSS "
                   f"{_spread([f['peak']['rss'] for f in floods])}, a minute after "

@@ -61,7 +61,7 @@ def test_a_listener_that_raises_gets_500_and_the_error_goes_on():
     with pytest.raises(ZeroDivisionError), a.held("m1", OnInstantMessageParam("tsx1"), Account()):
         raise ZeroDivisionError
     assert fakepj.LIBRARY.answered == {"tsx1": [500]}
-    assert counters.get("sip.message.answered_500") == 1
+    assert counters.get("sip.message.answered_500.refused") == 1
     assert fakepj.LIBRARY.alive == 0
 
 
@@ -71,7 +71,7 @@ def test_refusing_answers_503_and_the_message_is_not_handled():
     with a.held("m1", OnInstantMessageParam("tsx1"), Account()) as admitted:
         assert not admitted
     assert fakepj.LIBRARY.answered == {"tsx1": [503]}
-    assert counters.get("sip.message.answered_503") == 1
+    assert counters.get("sip.message.answered_503.refused") == 1
     assert fakepj.LIBRARY.alive == 0
 
 

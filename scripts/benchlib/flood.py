@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.sippflood import read_screen
+from lab.sippflood import run_sipp
 
 SCENARIO = Path(__file__).resolve().parents[1] / "sipp" / "message.xml"
 
@@ -30,20 +28,10 @@ class FloodResult:
 
 def flood(target: str, service: str, rate: int, seconds: float, workdir: Path) -> FloodResult:
     """Send `rate`/s MESSAGEs for `seconds` to `target` (host:port) and read sipp's counters."""
-    sipp = shutil.which("sipp")
-    if sipp is None:
-        raise RuntimeError("sipp not found: apt-get install sip-tester")
-    count = int(rate * seconds)
     screen = workdir / f"sipp-{service}-{rate}.txt"
-    subprocess.run(
-        [sipp, "-sf", str(SCENARIO), "-s", service, target, "-i", "127.0.0.1", "-p", "0",
-         "-m", str(count), "-r", str(rate), "-rp", "1000", "-l", str(count), "-nostdin",
-         "-timeout", str(int(seconds) + 20), "-trace_screen", "-screen_file", str(screen)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
-        timeout=seconds + 60,
-    )  # fmt: skip
-    sent, answered, failed, retrans = read_screen(screen.read_text())
-    return FloodResult(rate, count, sent, answered, retrans, failed)
+    args = ["-s", service, target, "-i", "127.0.0.1", "-p", "0"]
+    sent, answered, failed, retrans = run_sipp(SCENARIO, args, rate, seconds, screen, grace_s=20)
+    return FloodResult(rate, int(rate * seconds), sent, answered, retrans, failed)
 
 
 def absorb_rate(

@@ -33,21 +33,32 @@ def sipp_flood(
     kam: Kamailio, to_user: str, rate: int, seconds: float, workdir: Path, sender: str = "owner"
 ) -> FloodOutcome:
     """`rate` MESSAGE/s for `seconds` from `sender` to `to_user`, through `kam`."""
-    sipp = require_binary("sipp", "the Debian package sip-tester")
-    count = int(rate * seconds)
     screen = workdir / f"sipp-{to_user}-{rate}-{time.monotonic_ns()}.txt"
     started = time.monotonic()
-    subprocess.run(
-        [sipp, "-sf", str(SCENARIO), "-s", to_user, f"{kam.host}:{kam.port}",
-         "-i", kam.host, "-p", "0", "-key", "domain", kam.domain, "-key", "user", sender,
-         "-au", sender, "-ap", kam.users[sender],
-         "-m", str(count), "-r", str(rate), "-rp", "1000", "-l", str(count), "-nostdin",
-         "-timeout", str(int(seconds) + 40), "-trace_screen", "-screen_file", str(screen)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
-        timeout=seconds + 120,
-    )  # fmt: skip
-    sent, answered, failed, retransmissions = read_screen(screen.read_text())
+    target = ["-s", to_user, f"{kam.host}:{kam.port}", "-i", kam.host, "-p", "0",
+              "-key", "domain", kam.domain, "-key", "user", sender,
+              "-au", sender, "-ap", kam.users[sender]]  # fmt: skip
+    sent, answered, failed, retransmissions = run_sipp(
+        SCENARIO, target, rate, seconds, screen, grace_s=40
+    )
     return FloodOutcome(rate, sent, answered, failed, retransmissions, time.monotonic() - started)
+
+
+def run_sipp(
+    scenario: Path, target: list[str], rate: int, seconds: float, screen: Path, *, grace_s: int
+) -> tuple[int, int, int, int]:
+    """sipp running `scenario` against `target` (its arguments) at `rate`/s for `seconds`,
+    waiting `grace_s` for the last answers; its final screen's counters (`read_screen`)."""
+    sipp = require_binary("sipp", "the Debian package sip-tester")
+    count = int(rate * seconds)
+    subprocess.run(
+        [sipp, "-sf", str(scenario), *target,
+         "-m", str(count), "-r", str(rate), "-rp", "1000", "-l", str(count), "-nostdin",
+         "-timeout", str(int(seconds) + grace_s), "-trace_screen", "-screen_file", str(screen)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+        timeout=seconds + 3 * grace_s,
+    )  # fmt: skip
+    return read_screen(screen.read_text())
 
 
 def read_screen(text: str) -> tuple[int, int, int, int]:
