@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import date
 from functools import partial
 
 from agent.adapters import signals
@@ -40,6 +41,7 @@ from agent.core.health import Health, HealthPolicy
 from agent.core.mqtt_requests import PayloadBounds
 from agent.core.presence_keeper import PresenceKeeper
 from agent.core.reloader import Reloader
+from agent.core.sipload import SipLoad
 from agent.core.status_report import snapshot
 from agent.core.throttle import Throttle
 from agent.core.timers import Timers
@@ -141,6 +143,7 @@ class Runner:
         self.reloader = Reloader(config, self.agent, self.outputs, load_config)
         path = server_path()
         self.status_server = StatusServer(path, self.inbox.put) if path else None
+        self.load = SipLoad(None)  # pjsip's transactions and Timer J, once SIP runs
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop; safe from any thread."""
@@ -152,7 +155,11 @@ class Runner:
         self._install_signal_handlers()
         self.sip.start()
         self._wake_on_signals()
-        self.agent.diagnostics.capabilities = log_capabilities(detect())
+        caps = self.agent.diagnostics.capabilities = detect(self.sip.version, self.sip.c_api)
+        log_capabilities(caps)
+        self.load = SipLoad(self.sip.c_api, can_refuse=self.sip.defers_answers)
+        self.agent.about += [lambda: caps.status_line(date.today()), self.load.summary]
+        self.notifier.status_extra = self._status_extra
         logging.getLogger().addHandler(self.agent.diagnostics.errors)
         self.inbox.set_waker(self.sip.wake)
         self.outputs.apply_initial()
@@ -193,6 +200,8 @@ class Runner:
                 wait = min(wait, timer + 0.0005)
             self.sip.poll(int(wait * 1000 + 0.5))
             self._take_signals()  # before the inbox: reload and status requests go there
+            # Bounded memory at any rate: Timer J and, with deferred answers, 503 (sipload).
+            self.sip.answers.refusing = self.load.tick().refusing
             self.heap.seen(self.sip.messages_received, now)
             self.heap.due(now)
             self._handle_inbox()
@@ -269,6 +278,18 @@ class Runner:
         self.outputs.close()
         logging.getLogger().removeHandler(self.agent.diagnostics.errors)
         log.info("stopped in %.2fs", time.monotonic() - started)
+
+    def _status_extra(self) -> str:
+        """STATUS= after the agent's own part: health, and what the SIP stack lacks."""
+        parts = [self.health.status_suffix()]
+        caps = self.agent.diagnostics.capabilities
+        if caps is not None and not caps.deferred_responses:
+            parts.append(f"pjproject {caps.pjproject}: 200 before storing")
+        if caps is not None and (missing := len(caps.missing())):
+            parts.append(f"lacks {missing} security fixes")
+        if self.load.state.refusing:
+            parts.append("SIP overloaded: refusing MESSAGE")
+        return "; ".join(p for p in parts if p)
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is threading.main_thread():

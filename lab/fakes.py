@@ -52,13 +52,19 @@ def message(**overrides: str) -> IncomingMessage:
 
 
 class FakeSip:
-    """`Sip`: sends nothing; refuses what is not a SIP URI, as the adapter does (SipError)."""
+    """`Sip`: sends nothing; refuses what is not a SIP URI, as the adapter does (SipError).
+    Answers are recorded; `defers_answers` False is pjsua 2.15, which answered 200 itself."""
 
-    def __init__(self, routed: bool = True) -> None:
+    def __init__(self, routed: bool = True, defers_answers: bool = False) -> None:
         self.routed = routed
+        self.defers_answers = defers_answers
+        self.answers: list[tuple[str, int]] = []  # (message id, code)
         self.sent: list[tuple[str, str, str | None]] = []  # (to, body, token)
         self.accounts: list[str | None] = []  # the account each left by
         self.content_types: list[str] = []
+
+    def answer(self, msg: IncomingMessage, code: int, reason: str) -> None:
+        self.answers.append((msg.id, code))
 
     def send_message(
         self,

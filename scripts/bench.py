@@ -124,8 +124,8 @@ def main() -> int:
           f"{g['relayed']} relayed)")  # fmt: skip
     print("\nresident memory by layer (cumulative, fresh interpreter):")
     layers = memory_layers(str(REPO))
-    for label, mb in layers:
-        print(f"  {label:46} {mb:6.1f} MB")
+    for label, rss, anon in layers:
+        print(f"  {label:56} {rss:6.1f} MB ({anon:.1f} anonymous)")
     if args.plot:
         problem = plot_latencies(latencies, args.plot, f"sipagent latencies on {machine}")
         print(f"plot: {problem or args.plot}")

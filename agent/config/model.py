@@ -22,6 +22,8 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class DeviceConfig:
+    """`[device]`: the device's id and name."""
+
     id: str  # [a-z0-9_-]+ : used in topics and unique ids
     name: str
 
@@ -76,6 +78,8 @@ class SipLimitsConfig:
 
 @dataclass(frozen=True)
 class SipConfig:
+    """`[sip]`: the account, its transport, NAT, TLS and recovery settings."""
+
     uri: str  # the account identity, canonical SipUri text
     registrar: str | None  # None: direct mode, no REGISTER
     proxy: str | None  # outbound proxy, may carry ;lr
@@ -118,6 +122,8 @@ class UserRights:
 
 @dataclass(frozen=True)
 class AccessConfig:
+    """`[access]`: who may do what, one-time codes and rate limits."""
+
     allow: tuple[str, ...]  # addresses of record (see agent.core.sipuri.address_of_record)
     on_forbidden: str  # reply | silent
     users: tuple[UserRights, ...]  # per-user rights; `allow` entries have all rights
@@ -151,6 +157,8 @@ class Broker:
 
 @dataclass(frozen=True)
 class MqttConfig:
+    """`[mqtt]`: the broker(s), credentials, topics and delivery settings."""
+
     host: str
     port: int
     username: str | None
@@ -179,6 +187,8 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
+    """`[gpio.outputs.<name>]`: one output pin."""
+
     name: str
     pin: str  # "GPIO<n>" (BCM numbering)
     active_high: bool
@@ -210,6 +220,8 @@ NO_RULE = InputRule(None, None, None)
 
 @dataclass(frozen=True)
 class InputConfig:
+    """`[gpio.inputs.<name>]`: one input pin and what its changes do."""
+
     name: str
     pin: str  # "GPIO<n>" (BCM numbering)
     pull_up: bool
@@ -232,6 +244,8 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class GpioConfig:
+    """`[gpio]`: the pin factory, outputs and inputs."""
+
     pin_factory: str  # auto | lgpio | rpigpio | pigpio | native | mock
     outputs: tuple[OutputConfig, ...]  # in config-file order
     inputs: tuple[InputConfig, ...]
@@ -247,18 +261,24 @@ class GpioConfig:
 
 @dataclass(frozen=True)
 class CallConfig:
+    """`[calls]`: how incoming calls are answered."""
+
     reject_code: int  # the SIP status every incoming INVITE is answered with
     action: str | None  # a command run for a caller allowed to run it, e.g. "pulse gate 2s"
 
 
 @dataclass(frozen=True)
 class WatchConfig:
+    """One contact of `[presence.watch]`."""
+
     id: str  # [a-z0-9_-]+ : B/buddy/<id>/state
     uri: str
 
 
 @dataclass(frozen=True)
 class PresenceConfig:
+    """`[presence]`: the status and note at start, watchers, watched contacts."""
+
     status: str  # the status at start (agent.core.presence.STATUSES)
     note: str  # the note template at start, e.g. "door {door}"
     watchers: tuple[str, ...] | None  # who may SUBSCRIBE (serve mode); None: access.allow
@@ -270,6 +290,8 @@ DEFAULT_PRESENCE = PresenceConfig("available", "", None, ())
 
 @dataclass(frozen=True)
 class OutboxConfig:
+    """`[outbox]`: where events wait for the broker, and how many."""
+
     # None: $STATE_DIRECTORY/outbox.db, else /var/lib/sipagent (agent.config.statedir)
     path: str | None
     capacity: int  # most events kept while the broker is away
@@ -286,17 +308,23 @@ DEFAULT_OUTBOX = OutboxConfig(None, 10000, "drop_oldest", "normal")
 
 @dataclass(frozen=True)
 class LogConfig:
+    """`[log]`: how much is logged."""
+
     level: str  # debug | info | warning | error
 
 
 @dataclass(frozen=True)
 class WatchdogConfig:
+    """`[watchdog]`: how long failures are tolerated before a restart."""
+
     registration_grace_s: int  # failing registration tolerated this long before restarts
     outbox_stuck_s: int  # an outbox holding work without delivering for this long is stuck
 
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration, as read and checked from the TOML file."""
+
     device: DeviceConfig
     sip: SipConfig
     access: AccessConfig

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import difflib
 import ipaddress
 import os
 import re
@@ -301,6 +300,8 @@ class Table:
             if key in self._known:
                 continue
             kind = "unknown table" if not self.path and isinstance(value, dict) else "unknown key"
+            import difflib  # only for a typo: not worth its memory in every run
+
             close = difflib.get_close_matches(key, self._known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.problem(key, kind + hint)

@@ -17,6 +17,8 @@ CodeCheck = Callable[[str, bytes, str], CodeResult]
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether a sender may run a command, and why (for the log and the reply)."""
+
     allowed: bool
     reason: str  # for the log: who and why
     known: bool = True  # False: a stranger, answered `forbidden` or not at all

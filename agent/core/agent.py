@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 
 from agent.config.model import Config
 from agent.core import accounts, chat, commands
@@ -28,6 +29,7 @@ from agent.core.events import (
     StatusLogRequested,
     StopRequested,
 )
+from agent.core.intake import Intake
 from agent.core.logfields import journal_fields
 from agent.core.lograte import LogThrottle
 from agent.core.messages import CommandOutcome, IncomingMessage, reply_target
@@ -75,6 +77,8 @@ class Agent(DeviceControls):
             if outbox is None:
                 raise TypeError("an MQTT link needs an outbox to relay through")
             self.bridge = Bridge(config, mqtt, outbox, sip, self)
+        # Keeps each MESSAGE first and answers it (2.16+: only once it is kept).
+        self.intake = Intake(sip, self.bridge, self.counters)
         first = RegState("direct", 0, "no registrar", 0)
         if config.sip.registrar:
             first = RegState("unregistered", 0, "not yet registered", 0)
@@ -84,6 +88,8 @@ class Agent(DeviceControls):
         self.registration = first
         self.ready = False
         self._outbox_trouble: str | None = None
+        # More `status` lines from the adapters: the SIP stack's version and load.
+        self.about: list[Callable[[], str]] = []
         self.stop_reason: str | None = None
         self.started = time.monotonic()
         self.dispatcher = Dispatcher(
@@ -196,10 +202,8 @@ class Agent(DeviceControls):
         # A From of another account's domain is nobody's to vouch for: a stranger here.
         misrouted = accounts.misrouted(self.config, msg.account, msg.from_uri)
         known = misrouted is None and self.is_known(msg.from_uri)
-        # pjsua 2.15 has already answered 200: store the message before anything else,
-        # so that neither a broker outage nor a crash from here on can lose it.
-        if self.bridge is not None and self.bridge.accept(msg, known).duplicate:
-            return  # a retransmission of a request already accepted (and acted on)
+        if not self.intake.accept(msg, known):
+            return  # a retransmission, or (2.16+) not kept and answered 500
         self.receipts.notify(msg, reading.request, "delivered", known)
         problem = reading.problem or misrouted
         if problem is None:

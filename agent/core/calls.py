@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CallOutcome:
+    """What became of an incoming call: its answer code and its action, if any."""
+
     caller: str
     code: int
     authorized: bool

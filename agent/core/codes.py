@@ -39,6 +39,8 @@ class Verdict(Enum):
 
 @dataclass(frozen=True)
 class CodeResult:
+    """What checking a one-time code found, and the lockout it may have started."""
+
     verdict: Verdict
     locked_for_s: float = 0.0  # LOCKED, or WRONG that started a lockout: how long
     lockout_started: bool = False  # this wrong code started a lockout (an alert)

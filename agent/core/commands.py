@@ -36,6 +36,8 @@ class CommandError(Exception):
 
 @dataclass(frozen=True)
 class Command:
+    """A parsed command: its name, target output and further arguments."""
+
     name: str
     target: str | None = None
     args: tuple[str, ...] = ()
@@ -59,6 +61,8 @@ class Request:
 
 @dataclass(frozen=True)
 class Result:
+    """The outcome of a command: ok or not, and the reply text."""
+
     ok: bool
     text: str
 
@@ -94,6 +98,8 @@ Handler = Callable[[Command, Controls], str]
 
 @dataclass(frozen=True)
 class Spec:
+    """One command of the language: usage, help text and handler."""
+
     usage: str
     summary: str
     handler: Handler

@@ -30,6 +30,8 @@ BREAKER_OFF = 30
 
 @dataclass
 class _Connection:
+    """One TCP/TLS connection the guard keeps track of."""
+
     ip: str
     incoming: bool
     trusted: bool

@@ -9,30 +9,24 @@ from __future__ import annotations
 
 import datetime
 import logging
-import re
 from dataclasses import dataclass
 
-from agent.core.capabilities import Capabilities
+from agent.core.capabilities import Capabilities, missing_fixes
 
-# HOOK(issue 14): that issue adds to agent.adapters.sip.capabilities a pure function naming the
-# security fixes a pjproject lacks (and the TLS library's age). Until it is merged, "outdated" is
-# the version alone: the fixes FIELD-NOTES.md lists (Content-Length and digest overflows, an evsub
-# use-after-free on refresh) came with 2.16 and 2.17.
-FIRST_CURRENT = (2, 16)
 # Home Assistant keeps at most 255 characters of an entity's state.
 MAX_ERROR_CHARS = 250
 
 
 def pjproject_outdated(version: str) -> bool:
-    """True when `version` ("2.15.1") predates the pjproject with the known security fixes."""
-    found = re.match(r"(\d+)\.(\d+)", version)
-    if found is None:
-        return True  # a version we cannot read is not one we can vouch for
-    return (int(found[1]), int(found[2])) < FIRST_CURRENT
+    """True when `version` ("2.15.1") lacks security fixes a newer pjproject has, in parts
+    the agent runs (agent.core.capabilities.KNOWN_FIXES); a version we cannot read lacks all."""
+    return bool(missing_fixes(version))
 
 
 @dataclass(frozen=True)
 class ErrorNote:
+    """The newest error: its text and when it was logged."""
+
     text: str
     at: str  # ISO 8601 UTC
 
@@ -72,9 +66,11 @@ class Diagnostics:
             "pjproject": caps.pjproject if caps else "",
             "pjproject_outdated": pjproject_outdated(caps.pjproject) if caps else None,
             "deferred_responses": caps.deferred_responses if caps else None,
-            "tls": caps.tls if caps else None,
+            "tls": caps.tls.available if caps else None,
             "last_error": note.text if note else "",
             "last_error_at": note.at if note else None,
+            # What makes it outdated, and its TLS library's age (Home Assistant's attributes).
+            "pjproject_details": caps.diagnostics(datetime.date.today()) if caps else None,
         }
 
     def changed(self) -> dict[str, object] | None:

@@ -29,6 +29,8 @@ EVENT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class Entity:
+    """One Home Assistant entity: its component, key and discovery fields."""
+
     component: str  # Home Assistant platform: switch, light, button, select, sensor, ...
     key: str  # unique within the agent, e.g. "output_gate"
     fields: dict[str, Any]
@@ -214,6 +216,9 @@ _FIXED: tuple[tuple[str, str, Callable[[Topics], dict[str, Any]]], ...] = (
             "payload_off": "OFF",
             "device_class": "update",
             "entity_category": "diagnostic",
+            # Why: the security fixes it lacks, its TLS library and that library's age.
+            "json_attributes_topic": t.diagnostics,
+            "json_attributes_template": "{{ (value_json.pjproject_details or {}) | tojson }}",
         },
     ),
     (

@@ -38,6 +38,8 @@ class MqttConnected:
 
 @dataclass(frozen=True)
 class MqttDisconnected:
+    """The MQTT connection was lost (posted from paho's thread)."""
+
     reason: str
 
 

@@ -50,6 +50,8 @@ CALL_MEMORY = 256
 
 @dataclass(frozen=True)
 class Verdict:
+    """What the request gate does with a request: let it pass, drop it, or answer it."""
+
     action: str  # "pass" | "drop" | "answer"
     code: int = 0
     reason: str = ""

@@ -21,6 +21,8 @@ _REGISTERED_STATES = frozenset({"registered", "direct"})
 
 @dataclass(frozen=True)
 class HealthPolicy:
+    """How long each kind of trouble is tolerated before the pings stop."""
+
     registration_grace_s: float  # how long registration may fail before the pings stop
     outbox_stuck_s: float  # how long the outbox may hold work without delivering any
     loop_stall_s: float  # a loop turn older than this means the loop hangs
@@ -42,6 +44,8 @@ OutboxProbe = Callable[[], OutboxHealth]
 
 @dataclass(frozen=True)
 class Verdict:
+    """Whether the watchdog may be pinged, and why not."""
+
     healthy: bool
     reason: str  # why not; "" when healthy
 

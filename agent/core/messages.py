@@ -14,6 +14,8 @@ from agent.core.sipuri import InvalidSipUri, parse_sip_uri
 
 @dataclass(frozen=True)
 class IncomingMessage:
+    """A received SIP MESSAGE, as the agent handles and relays it."""
+
     from_uri: str
     to_uri: str
     contact: str
@@ -52,6 +54,7 @@ class IncomingMessage:
         raw_body: bytes | None = None,
         content_encoding: str = "",
         account: str = "main",
+        message_id: str | None = None,
     ) -> IncomingMessage:
         return cls(
             from_uri=from_uri,
@@ -62,13 +65,18 @@ class IncomingMessage:
             source=source,
             transport=transport,
             received=received or datetime.now(UTC),
-            id=str(uuid.uuid4()),
+            id=message_id or new_id(),
             request_key=request_key,
             truncated=truncated,
             raw_body=raw_body,
             content_encoding=content_encoding,
             account=account,
         )
+
+
+def new_id() -> str:
+    """A fresh message id (the `id` of B/message/in)."""
+    return str(uuid.uuid4())
 
 
 _TAG = re.compile(r";\s*tag\s*=\s*([^;,\s]+)", re.IGNORECASE)

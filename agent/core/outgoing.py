@@ -25,6 +25,8 @@ MAX_OPEN = 100
 
 @dataclass
 class Request:
+    """One MESSAGE to send on behalf of `B/message/send`."""
+
     token: str
     to: str
     body: str

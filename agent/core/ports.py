@@ -27,6 +27,7 @@ from agent.config.model import OutputConfig
 
 if TYPE_CHECKING:
     from agent.core.events import Event
+    from agent.core.messages import IncomingMessage
     from agent.core.presence import Pidf
 
 
@@ -37,7 +38,21 @@ class SipError(Exception):
     """A SIP request could not be sent (bad URI, no transport)."""
 
 
-class Sip(Protocol):
+# How the core answers a received MESSAGE (with pjproject 2.16+; 2.15 answered 200 already).
+OK = (200, "OK")
+NOT_STORED = (500, "Not Stored")  # the sender's UA tries again
+
+
+class Answering(Protocol):
+    """The SIP adapter, as far as answering a received MESSAGE goes (agent.core.intake)."""
+
+    defers_answers: bool  # pjproject 2.16+: MESSAGE is answered by `answer`, else by pjsua
+
+    def answer(self, msg: IncomingMessage, code: int, reason: str) -> None:
+        """Answer `msg` now (a no-op where pjsua answered already)."""
+
+
+class Sip(Answering, Protocol):
     """Sending MESSAGEs; the final status comes back as `on_message_status` (agent.core.agent)."""
 
     routed: bool  # requests go through a registrar or proxy (which vouches for senders)

@@ -123,6 +123,8 @@ def literal_template(note: str) -> str:
 
 @dataclass(frozen=True)
 class PresenceRequest:
+    """A status (and note) asked for by a command or MQTT."""
+
     status: str
     note: str | None  # None: back to the configured note template
 

@@ -31,6 +31,8 @@ MAX_SOURCES_PER_USER = 16
 
 @dataclass
 class _Bucket:
+    """One sender's tokens, and when they were last counted."""
+
     tokens: float
     stamp: float
     refused: bool = False  # refused since it last had a token: the next refusal is silent
@@ -38,6 +40,8 @@ class _Bucket:
 
 @dataclass(frozen=True)
 class Verdict:
+    """Whether a command is taken now, and when the next one would be."""
+
     allowed: bool
     first_refusal: bool  # the first refusal of a streak: worth one reply, later ones are not
     retry_after_s: float  # when the next command will be taken (0 when allowed)

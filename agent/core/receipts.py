@@ -14,8 +14,9 @@ notification request; the notices that come back for it are matched by that Mess
 
 from __future__ import annotations
 
+import base64
 import logging
-import secrets
+import os
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ SendFn = Callable[[str, str, str, str | None], None]
 
 @dataclass(frozen=True)
 class Tracked:
+    """A MESSAGE sent with `notify`, waiting for its delivery notices."""
+
     token: str  # the B/message/send id
     to: str  # the URI it was sent to
     identity: str  # its address of record: only a notice from there counts
@@ -165,4 +168,6 @@ def _now() -> str:
 
 
 def _new_id() -> str:
-    return secrets.token_urlsafe(12)
+    # secrets.token_urlsafe(12), without `secrets`: it imports hmac, which loads the
+    # system's libcrypto for good (agent.lean).
+    return base64.urlsafe_b64encode(os.urandom(12)).rstrip(b"=").decode("ascii")

@@ -19,6 +19,8 @@ from enum import Enum
 
 @dataclass(frozen=True)
 class RegState:
+    """The account's registration as the agent reports it."""
+
     state: str  # "registered" | "registering" | "unregistered" | "failed" | "direct"
     code: int
     reason: str

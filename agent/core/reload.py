@@ -46,6 +46,8 @@ Item = TypeVar("Item", OutputConfig, InputConfig)
 
 @dataclass(frozen=True)
 class ReloadPlan:
+    """What a reload does: the config it runs with, what applies live, what waits."""
+
     config: Config  # what the agent runs with from now on
     applied: tuple[str, ...]  # changed keys taken over live
     needs_restart: tuple[str, ...]  # changed keys that keep their running value

@@ -42,6 +42,8 @@ MAX_LIST_ENTRIES = 32
 
 @dataclass(frozen=True)
 class SipRequest:
+    """A SIP request as received: method, URI, headers and body."""
+
     method: str  # as sent, upper-cased: "MESSAGE", "INVITE", "FOO"
     uri: str
     headers: tuple[tuple[str, str], ...]  # (long lower-case name, value), in order

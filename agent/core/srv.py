@@ -30,6 +30,8 @@ SERVER_FAILURES = frozenset({0, 408, 500, 502, 503, 504})
 
 @dataclass(frozen=True)
 class SrvTarget:
+    """One SRV target: host, port, priority, weight and its addresses."""
+
     name: str  # the host, lower case, no trailing dot
     port: int
     priority: int

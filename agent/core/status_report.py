@@ -63,6 +63,8 @@ def snapshot(agent: Agent, extra_counters: Mapping[str, int], reload: object) ->
         "outbox": bridge.delivery.status() if bridge is not None else None,
         "counters": dict(sorted(counters.items())),
         "diagnostics": agent.diagnostics.payload(),
+        # The SIP stack in words: its fixes, how MESSAGE is answered, TLS, load (agent.loop).
+        "sip_stack": [line() for line in agent.about],
         "reload": reload,
     }
 
@@ -99,6 +101,7 @@ def render(status: Mapping[str, Any]) -> list[str]:
     if diag.get("pjproject"):
         outdated = " (outdated: lacks security fixes)" if diag.get("pjproject_outdated") else ""
         lines.append(f"pjproject:     {diag['pjproject']}{outdated}")
+    lines += [f"SIP stack:     {line}" for line in status.get("sip_stack") or ()]
     if diag.get("last_error"):
         lines.append(f"last error:    {diag['last_error']} ({diag.get('last_error_at')})")
     if (reload := status.get("reload")) is not None:

@@ -14,6 +14,8 @@ REPEAT_S = 60.0
 
 @dataclass(frozen=True)
 class Say:
+    """Whether to log an occurrence now, and how many were kept quiet before it."""
+
     now: bool  # log it now
     suppressed: int  # how many times it was not logged since the last time it was
 

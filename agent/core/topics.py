@@ -22,6 +22,8 @@ COMMAND_KINDS = frozenset(
 
 @dataclass(frozen=True)
 class Topics:
+    """The MQTT topic names under one base topic."""
+
     base: str
     groups: tuple[str, ...] = ()  # fleet groups (mqtt.groups): commands for all members
     group_prefix: str = "sipagent/group"

@@ -283,6 +283,7 @@ def test_diagnostic_entities_read_the_diagnostics_and_registration_topics() -> N
     outdated = configs["homeassistant/binary_sensor/sipagent_porch/pjproject_outdated/config"]
     assert outdated["device_class"] == "update"
     assert outdated["state_topic"] == "sipagent/porch/diagnostics"
+    assert outdated["json_attributes_topic"] == "sipagent/porch/diagnostics"  # the fixes
 
 
 # -- Home Assistant's side of each entity, played against the real agent --------------------

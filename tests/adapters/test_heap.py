@@ -1,22 +1,25 @@
-"""When the owner loop gives heap memory back: once, after traffic, after a quiet period."""
+"""When the owner loop gives heap memory back: after traffic, after quiet periods."""
 
 from __future__ import annotations
 
 from agent.adapters.heap import QUIET_S, HeapTrimmer, _libc_trim
 
 
-def test_trims_once_after_traffic_has_been_quiet_long_enough() -> None:
-    trims: list[int] = []
-    heap = HeapTrimmer(trim=lambda: trims.append(1), quiet_s=40)
+def test_trims_twice_after_traffic_has_been_quiet_long_enough() -> None:
+    trims: list[float] = []
+    heap = HeapTrimmer(trim=lambda: trims.append(1), quiet_s=40, early_s=5)
     heap.seen(0, now=0)
     assert heap.due(now=100) is False  # no traffic yet: nothing to give back
     heap.seen(500, now=100)
-    assert heap.due(now=139) is False  # transactions of the burst still alive
-    heap.seen(900, now=139)  # more traffic restarts the quiet period
-    assert heap.due(now=170) is False
-    assert heap.due(now=179) is True
-    assert heap.due(now=300) is False  # once per burst
-    assert trims == [1]
+    assert heap.due(now=104) is False  # the burst's transactions still alive
+    heap.seen(900, now=104)  # more traffic restarts the quiet periods
+    assert heap.due(now=108) is False
+    assert heap.due(now=109) is True  # the flood's short-lived transactions are gone
+    assert heap.due(now=110) is False
+    assert heap.due(now=143) is False
+    assert heap.due(now=144) is True  # those with the full Timer J too
+    assert heap.due(now=300) is False  # twice per burst
+    assert len(trims) == 2
 
 
 def test_quiet_period_outlasts_pjsips_timer_j() -> None:

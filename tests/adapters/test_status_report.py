@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import date
 
 import pytest
 from golden import assert_golden
@@ -13,7 +14,7 @@ from agent.adapters.gpio import Outputs
 from agent.adapters.inputs import Inputs
 from agent.config.load import parse_config
 from agent.core.agent import Agent
-from agent.core.capabilities import Capabilities
+from agent.core.capabilities import Capabilities, TlsLibrary
 from agent.core.events import MqttConnected
 from agent.core.presence_keeper import PresenceKeeper
 from agent.core.registration import RegState
@@ -48,6 +49,10 @@ inactive_text = "closed"
 note = "door {door}"
 """
 
+# The PyPI wheel as agent.adapters.sip.binding.detect finds it (pjproject 2.15.1, its own
+# OpenSSL inside).
+WHEEL = Capabilities("2.15.1", False, TlsLibrary("OpenSSL 1.0.2k-fips 26 Jan 2017", bundled=True))
+
 
 @pytest.fixture
 def agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[Agent]:
@@ -75,7 +80,8 @@ def test_snapshot_is_the_agent_as_it_is(agent: Agent) -> None:
     agent.outputs.set_level("fan", 0.12345)
     agent.on_registration(RegState("failed", 408, "Request Timeout", 0, retry_in_s=4.24, attempt=3))
     agent.counters.bump("sip.message.refused", 2)
-    agent.diagnostics.capabilities = Capabilities("2.15.1", False, True)
+    agent.diagnostics.capabilities = WHEEL
+    agent.about += [lambda: WHEEL.status_line(date(2026, 12, 1)), lambda: "SIP transactions 3"]
     reload = {"at": "2026-12-01T00:00:00+00:00", "ok": True, "applied": [], "needs_restart": []}
     status = snapshot(agent, {"status.client.refused": 1, "status.request.refused": 0}, reload)
     assert status == {
@@ -104,7 +110,13 @@ def test_snapshot_is_the_agent_as_it_is(agent: Agent) -> None:
         "counters": {"sip.message.refused": 2, "status.client.refused": 1},
         "diagnostics": {"pjproject": "2.15.1", "pjproject_outdated": True,
                         "deferred_responses": False, "tls": True,
-                        "last_error": "", "last_error_at": None},
+                        "last_error": "", "last_error_at": None,
+                        "pjproject_details": WHEEL.diagnostics(date.today())},
+        "sip_stack": [
+            "pjproject 2.15.1, lacks 8 security fixes of 2.16 and 2.17, 200 before storing, "
+            "OpenSSL 1.0.2k-fips 26 Jan 2017 (bundled, upstream end of life 2019-12-31)",
+            "SIP transactions 3",
+        ],
         "reload": reload,
     }  # fmt: skip
     assert_golden("status-porch.txt", render(status))

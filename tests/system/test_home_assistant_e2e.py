@@ -134,5 +134,13 @@ def test_diagnostics_are_retained_with_the_pjproject_version(
     assert diagnostics.retain
     assert payload["pjproject"].startswith("2.")
     major, minor = (int(n) for n in payload["pjproject"].split(".")[:2])
-    assert payload["pjproject_outdated"] is ((major, minor) < (2, 16))
+    # 2.15 and 2.16 lack 2.17's fixes of parts the agent runs (agent.capabilities).
+    assert payload["pjproject_outdated"] is ((major, minor) < (2, 17))
+    details = payload["pjproject_details"]  # the outdated entity's attributes
+    assert details["pjproject"] == payload["pjproject"]
+    assert details["deferred_message_responses"] is payload["deferred_responses"]
+    assert bool(details["missing_security_fixes"]) is payload["pjproject_outdated"]
+    if (major, minor) < (2, 16):
+        refs = {fix["ref"] for fix in details["missing_security_fixes"]}
+        assert {"CVE-2026-28799", "pjproject#4912"} <= refs
     assert payload["last_error"] == ""

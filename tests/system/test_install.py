@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from lab.configs import agent_toml
 from lab.kamailio import DEFAULT_USERS, Kamailio
 from lab.mosquitto import Mosquitto
 from lab.nspawn import Container
+from lab.sippflood import sipp_flood
 from lab.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -98,8 +100,10 @@ class Service:
 
 @pytest.fixture(scope="module")
 def registrar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kamailio]:
-    """A Kamailio of this module's own: one test stops it."""
-    with Kamailio(tmp_path_factory.mktemp("install-kamailio"), users=DEFAULT_USERS) as server:
+    """A Kamailio of this module's own: one test stops it, one floods through it."""
+    # A flood needs more than Kamailio's default 64 MB of shared memory (FIELD-NOTES).
+    workdir = tmp_path_factory.mktemp("install-kamailio")
+    with Kamailio(workdir, users=DEFAULT_USERS, shm_mb=512) as server:
         yield server
 
 
@@ -373,6 +377,72 @@ def test_a_registrar_unreachable_past_the_grace_gets_the_agent_restarted(
         registrar.start()
     new_pid = service.wait_active(60)
     assert new_pid != pid
+
+
+def _memory(container: Container, pid: int) -> dict[str, int]:
+    """The service's VmRSS and VmData (bytes), read inside the container."""
+    status = container.run(["cat", f"/proc/{pid}/status"], check=False).stdout
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {k: int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "VmData") if k in fields}
+
+
+def _use_transport(container: Container, service: Service, transport: str) -> int:
+    config = container.path("/etc/sipagent/agent.toml")
+    text = re.sub(r'transport = "\w+"', f'transport = "{transport}"', config.read_text(), count=1)
+    config.write_text(text)
+    container.run(["systemctl", "restart", "sipagent"], timeout=90)
+    return service.wait_active(60)
+
+
+def test_a_flood_stays_under_the_units_memory_bound_and_a_killed_agent_is_restarted(
+    container, service, registrar, tmp_path
+):
+    # The bound: MemoryMax= where the kernel has a memory cgroup, and an rlimit the kernel
+    # enforces everywhere (Raspberry Pi OS disables the memory cgroup; so does this host).
+    memory_max = int(service.show("MemoryMax"))
+    limit_data = int(service.show("LimitDATA"))
+    assert memory_max < limit_data < 2**40, (memory_max, limit_data)
+    # UDP: completed transactions linger (Timer J), which is what a flood makes grow.
+    pid = _use_transport(container, service, "udp")
+    try:
+        limits = container.run(["cat", f"/proc/{pid}/limits"]).stdout
+        assert re.search(rf"Max data size\s+{limit_data}\s+{limit_data}\s+bytes", limits), limits
+        peak = {"VmRSS": 0, "VmData": 0}
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.2):
+                for key, value in _memory(container, pid).items():
+                    peak[key] = max(peak[key], value)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            flood = sipp_flood(registrar, "agent", rate=2000, seconds=10, workdir=tmp_path)
+        finally:
+            done.set()
+            sampler.join(10)
+        print(
+            f"2000/s for 10 s through Kamailio: {flood.answered} of {flood.sent} answered; "
+            f"peak RSS {peak['VmRSS'] >> 20} MB (MemoryMax {memory_max >> 20} MB), peak data "
+            f"{peak['VmData'] >> 20} MB (LimitDATA {limit_data >> 20} MB)"
+        )
+        assert flood.answered > flood.sent // 2, flood  # the flood reached the agent
+        assert service.main_pid() == pid and service.state() == "active"
+        assert 0 < peak["VmRSS"] < memory_max and 0 < peak["VmData"] < limit_data
+        # Past the bound the kernel kills it (SIGKILL, from the OOM killer) or an allocation
+        # fails and it exits: either way systemd starts it again.
+        restarts = int(service.show("NRestarts"))
+        container.run(["systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL", "sipagent"])
+        wait_until(
+            lambda: service.main_pid() not in (0, pid) and service.state() == "active",
+            RESTART_S + 60,
+            f"sipagent restarted after SIGKILL\n{service.journal_text()}",
+            0.1,
+        )
+        assert int(service.show("NRestarts")) == restarts + 1
+    finally:
+        _use_transport(container, service, "tcp")
 
 
 def test_a_second_install_keeps_the_edited_config_and_the_running_service(container, service):

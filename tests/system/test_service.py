@@ -223,13 +223,3 @@ def test_sigint_stops_cleanly_too(agent_factory):
     agent.proc.send_signal(signal.SIGINT)
     assert agent.wait_exit(timeout=10)["code"] == 0
     assert agent.notify.times("STOPPING", "1")
-
-
-def test_capabilities_summary_names_the_version_and_deferred_responses():
-    from agent.core.capabilities import Capabilities
-
-    old = Capabilities("2.15.1", deferred_responses=False, tls=True).summary()
-    assert old.startswith("pjproject 2.15.1; deferred MESSAGE responses: no")
-    assert old.endswith("TLS: yes")
-    new = Capabilities("2.17.0", deferred_responses=True, tls=False).summary()
-    assert "deferred MESSAGE responses: yes" in new and new.endswith("TLS: no")

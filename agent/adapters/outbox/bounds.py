@@ -24,6 +24,8 @@ Candidates = Iterator[tuple[int, int]]  # (id, size), oldest first
 
 @dataclass(frozen=True)
 class Limits:
+    """The outbox's bounds: events, bytes of events, bytes held in memory, and what full does."""
+
     capacity: int
     event_bytes: int
     max_memory: int

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.adapters.outbox.model import OutboxError, Quota, StoreError, classify
-from agent.adapters.outbox.wal import WAL_KEEP_SHARE, WalKeeper
+from agent.adapters.outbox.wal import CACHE_KIB, WAL_KEEP_SHARE, WalKeeper
 from agent.core.ports import Row
 
 __all__ = ["OutboxDb", "OutboxError", "StoreError", "open_db", "set_aside"]
@@ -94,6 +94,7 @@ class OutboxDb:
             # A checkpoint fsyncs: tens of ms on an SD card, during which the owner thread
             # would take no SIP. The checkpointer thread does it on its own connection.
             db.execute("PRAGMA wal_autocheckpoint = 0").fetchall()
+            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}").fetchall()
             db.execute(
                 f"PRAGMA journal_size_limit = {quota.wal_bytes // WAL_KEEP_SHARE}"
             ).fetchall()

@@ -134,17 +134,20 @@ class Outbox:
 
         `memory_ok=False` keeps it only if the disk takes it (`id` is None otherwise): for
         a caller that can still say no to the sender (pjproject 2.16+, deferred answers).
+        Its key is then not remembered when it is refused: the sender was told "not kept"
+        (500), so a retransmission must be weighed again, never taken for one kept (200).
         """
         key = _key(dedupe_key) if dedupe_key is not None else None
         if key is not None and self._is_seen(key):
             return Added(None, duplicate=True)
+        remember = key if memory_ok else None
         size = event_size(topic, payload)
         if size > self.quota.event_bytes:
-            return self._refuse(key, topic, f"{size} bytes, more than the outbox can hold")
+            return self._refuse(remember, topic, f"{size} bytes, more than the outbox can hold")
         if (db := self._writable()) is not None:
             drops = self._room(size, to_memory=False)
             if drops is None:
-                return self._refuse(key, topic, "full")
+                return self._refuse(remember, topic, "full")
             row = Row(self._next_id, topic, payload)
             try:
                 db.insert([row], [(key, time.time())] if key else (), delete=drops)

@@ -24,6 +24,9 @@ CHECKPOINT_EVERY = 100
 WAL_KEEP_SHARE = 4
 # How long a truncating checkpoint on the owner thread waits for one under way, at most.
 TRUNCATE_WAIT_MS = 500
+# Each connection's page cache, KiB. The queue's working set is its few newest and oldest
+# pages; sqlite's default (2 MB) fills during a burst and stays in memory for good.
+CACHE_KIB = 256
 
 
 class WalKeeper:
@@ -94,6 +97,7 @@ class _Checkpointer(threading.Thread):
     def run(self) -> None:
         try:
             db = sqlite3.connect(self.path, isolation_level=None)
+            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}").fetchall()
         except sqlite3.Error as err:
             log.warning("outbox %s: no checkpoints: %s", self.path, err)
             return

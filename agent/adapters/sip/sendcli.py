@@ -43,6 +43,8 @@ T = TypeVar("T")
 
 @dataclass
 class _Listener:
+    """What `sipagent send` heard back: registration, status and replies."""
+
     registration: RegState | None = None
     status: tuple[int, str] | None = None
     replies: list[IncomingMessage] = field(default_factory=list)

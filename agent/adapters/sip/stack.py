@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,21 +19,25 @@ import pjsua2 as pj
 
 from agent.adapters.sip import net as sipnet
 from agent.adapters.sip.accounts import Slot, Slots
+from agent.adapters.sip.answers import Answers
+from agent.adapters.sip.binding import CApi, defers_answers
 from agent.adapters.sip.guard import failed, guarded
+from agent.adapters.sip.incoming import incoming
 from agent.adapters.sip.logs import PjLogWriter, pjlog
 from agent.adapters.sip.perimeter import Perimeter
 from agent.adapters.sip.settings import account_config, endpoint_config
+from agent.adapters.sip.wake import Waker
 from agent.config.model import SipConfig
 from agent.core.counters import Counters
-from agent.core.messages import IncomingMessage
+from agent.core.messages import IncomingMessage, new_id
 from agent.core.registration import RegState, reg_state_of
-from agent.core.sipmsg import parse_request
-from agent.core.siptext import clean, original_bytes
+from agent.core.siptext import clean
 
 log = logging.getLogger(__name__)
 
-# A SIP keep-alive: pjsip drops it silently, and it wakes `libHandleEvents` at once.
-_WAKE_DATAGRAM = b"\r\n\r\n"
+# Expired timers run per poll (pjsip: 10, against up to 50 datagrams taken in): enough that
+# answered transactions expire as fast as a flood creates them (agent.adapters.sip.binding).
+TIMERS_PER_POLL = 1000
 
 
 class SipListener(Protocol):
@@ -114,10 +117,14 @@ class SipStack:
         self.counters = counters if counters is not None else Counters()
         self._ep: pj.Endpoint | None = None
         self._log_writer = PjLogWriter(self.counters)
-        self.messages_received = (
-            0  # for agent.adapters.heap: when traffic stops, memory can go back
-        )
-        self._wake_sock: socket.socket | None = None
+        # For agent.adapters.heap: when traffic stops, memory can go back.
+        self.messages_received = 0
+        # Who answers a MESSAGE, and when (agent.adapters.sip.answers): pjsua at once, or we,
+        # once it is stored.
+        self.answers = Answers(pj, defers_answers(pj), self.counters.bump)
+        # pjsip's C functions (agent.adapters.sip.binding), once started.
+        self.c_api: CApi | None = None
+        self._waker = Waker()  # other threads' events wake the loop through it
         self.version = ""
         self.local_address = ""
         # Who may SUBSCRIBE to our presence: from-URI -> (SIP code, reason). Until someone
@@ -144,10 +151,13 @@ class SipStack:
         ep.libInit(
             endpoint_config(self.config, self._log_writer, pjlog.isEnabledFor(logging.DEBUG))
         )
+        self.c_api = CApi.load()
+        if self.c_api is not None:
+            self.c_api.set_timers_per_poll(TIMERS_PER_POLL)
         for slot in self.slots.all:
             slot.create_transport(ep)
         self.local_address = self.slots.first.local_address
-        wake_address = self._create_wake_transport()
+        wake_address = self._waker.create(ep)
         ep.libStart()
         ep.audDevManager().setNoDev()  # a messaging agent: never open a sound device
         for slot in self.slots.all:
@@ -163,9 +173,9 @@ class SipStack:
         slot.account = _Account(self, slot)
         recovery = slot.recovery
         waits = recovery is not None and recovery.waits_for_dns  # the first REGISTER waits
-        slot.account.create(account_config(slot.config, slot.tid, register=not waits))
+        slot.account.create(self._account_config(slot, register=not waits))
         if recovery is not None:
-            reroute = partial(_rerouted, slot)
+            reroute = partial(self._account_config, slot)
             recovery.begin(time.monotonic(), slot.account, reroute)
         log.info(
             "SIP account %s (%s) on %s %s (pjproject %s)",
@@ -176,18 +186,13 @@ class SipStack:
             self.version,
         )
 
-    def _create_wake_transport(self) -> tuple[str, int]:
-        assert self._ep is not None
-        tc = pj.TransportConfig()
-        tc.port = 0
-        tc.boundAddress = "127.0.0.1"
-        tid = self._ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
-        host, port = self._ep.transportGetInfo(tid).localName.rsplit(":", 1)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.connect((host, int(port)))
-        sock.setblocking(False)
-        self._wake_sock = sock
-        return host, int(port)
+    def _account_config(
+        self, slot: Slot, route: str | None = None, *, register: bool = True
+    ) -> pj.AccountConfig:
+        """The account's config (through `route`: an SRV target, agent.adapters.sip.net)."""
+        ac = account_config(slot.config, slot.tid, route=route, register=register)
+        self.answers.configure(ac.sipConfig)  # 2.16+: no 200 before the agent has it
+        return ac
 
     @property
     def account(self) -> pj.Account | None:
@@ -213,6 +218,7 @@ class SipStack:
         deadline = time.monotonic() + timeout_s
         while any(s.unregistering for s in self.slots.all) and time.monotonic() < deadline:
             self._ep.libHandleEvents(20)
+        self.answers.close()  # a DeferredResponse alive after libDestroy aborts the process
         for slot in self.slots.all:
             slot.sender.close()
             if slot.account is not None:
@@ -222,9 +228,7 @@ class SipStack:
         self.perimeter.close()
         self._ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG)
         self._ep = None
-        if self._wake_sock is not None:
-            self._wake_sock.close()
-            self._wake_sock = None
+        self._waker.close()
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -264,20 +268,19 @@ class SipStack:
             log.warning("REGISTER again failed to start: %s", err.info())
 
     def wake(self) -> None:
-        """Make a running `poll` return soon. Safe from any thread."""
-        sock = self._wake_sock
-        if sock is None:
-            return
-        # A full socket buffer means wake-ups are already queued; nothing is lost.
-        with contextlib.suppress(OSError):
-            sock.send(_WAKE_DATAGRAM)
+        """Make a running `poll` return soon. Safe from any thread (agent.adapters.sip.wake)."""
+        self._waker.wake()
 
-    def wake_fd(self) -> int:
-        """A non-blocking fd whose writes wake `poll` (for signal.set_wakeup_fd)."""
-        assert self._wake_sock is not None
-        return self._wake_sock.fileno()
+    # -- answering and sending --------------------------------------------------------
 
-    # -- sending ----------------------------------------------------------------------
+    @property
+    def defers_answers(self) -> bool:
+        """True when the agent answers MESSAGE itself (2.16+); else pjsua answered 200."""
+        return self.answers.deferred
+
+    def answer(self, msg: IncomingMessage, code: int, reason: str) -> None:
+        """Answer a MESSAGE being handled now (a no-op where pjsua answered already)."""
+        self.answers.answer(msg.id, code, reason)
 
     def send_message(
         self,
@@ -327,23 +330,11 @@ class SipStack:
 
     def _on_instant_message(self, prm: pj.OnInstantMessageParam, slot: Slot) -> None:
         self.messages_received += 1
-        rdata = prm.rdata
-        request = parse_request(original_bytes(rdata.wholeMsg))
-        msg = IncomingMessage.new(
-            from_uri=clean(prm.fromUri),
-            to_uri=clean(prm.toUri),
-            contact=clean(prm.contactUri),
-            body=clean(prm.msgBody),
-            content_type=clean(prm.contentType),
-            source=clean(rdata.srcAddress),
-            transport=slot.config.transport,
-            account=slot.name,
-            request_key=request.key() if request else None,
-            truncated=request is not None and request.truncated,
-            raw_body=request.body if request is not None else None,
-            content_encoding=(request.first("content-encoding") or "") if request else "",
-        )
-        self.listener.on_message(msg)
+        key = new_id()
+        # Held from the first line: whatever happens below, the request gets one answer.
+        with self.answers.held(key, prm, slot.account) as admitted:
+            if admitted:  # else refused with 503: pjsip holds too much (agent.core.sipload)
+                self.listener.on_message(incoming(prm, slot, key))
 
     def _on_incoming_subscribe(self, from_uri: str) -> tuple[int, str]:
         if self.perimeter.gate_on:
@@ -354,11 +345,6 @@ class SipStack:
         # 1xx are provisional; only a final answer settles the send.
         if code >= 200:
             self.listener.on_message_status(slot.sender.settle(to, body), to, code, reason)
-
-
-def _rerouted(slot: Slot, route: str | None) -> pj.AccountConfig:
-    """The account's config through `route` (an SRV target; agent.adapters.sip.net.Recovery)."""
-    return account_config(slot.config, slot.tid, route=route)
 
 
 class _NoListener:
