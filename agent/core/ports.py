@@ -46,7 +46,9 @@ NOT_STORED = (500, "Not Stored")  # the sender's UA tries again
 class Answering(Protocol):
     """The SIP adapter, as far as answering a received MESSAGE goes (agent.core.intake)."""
 
-    defers_answers: bool  # pjproject 2.16+: MESSAGE is answered by `answer`, else by pjsua
+    @property
+    def defers_answers(self) -> bool:
+        """pjproject 2.16+: MESSAGE is answered by `answer`; else pjsua answered 200 itself."""
 
     def answer(self, msg: IncomingMessage, code: int, reason: str) -> None:
         """Answer `msg` now (a no-op where pjsua answered already)."""

@@ -15,8 +15,12 @@ import logging
 import os
 import sys
 from types import ModuleType
+from typing import Any
 
 from agent.core.capabilities import Capabilities, TlsLibrary
+
+# A C function from a CDLL (ctypes' own class for it is private).
+CFunction = Any
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +114,11 @@ class CApi:
             return TlsLibrary(f"GnuTLS {_text(func(None))}", bundled=self._bundled(func))
         return TlsLibrary("")
 
-    def _bundled(self, func: ctypes._CFuncPtr) -> bool:
+    def _bundled(self, func: CFunction) -> bool:
         """Whether `func` comes from a library shipped inside the binding's own directory."""
         found = library_file(func)
         binding = extension_path()
-        return bool(found and binding) and is_bundled(found, binding)  # type: ignore[arg-type]
+        return found is not None and binding is not None and is_bundled(found, binding)
 
 
 class _DlInfo(ctypes.Structure):
@@ -126,7 +130,7 @@ class _DlInfo(ctypes.Structure):
     ]
 
 
-def library_file(func: ctypes._CFuncPtr) -> str | None:
+def library_file(func: CFunction) -> str | None:
     """The shared object a C function lives in (glibc's dladdr), or None."""
     info = _DlInfo()
     try:
