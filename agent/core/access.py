@@ -43,14 +43,6 @@ def identity_of(sender: str) -> str:
         return sender.strip()
 
 
-def authorize(sender: str, allow: tuple[str, ...]) -> Decision:
-    """Decide whether `sender` may command the device, given the normalized allow list."""
-    who = identity_of(sender)
-    if who in allow:
-        return Decision(True, f"{who} is in access.allow")
-    return Decision(False, f"{who} is not in access.allow", known=False)
-
-
 def may_use(rights: UserRights) -> list[str] | None:
     """The command names a user may use (None: all)."""
     return None if rights.commands is None else ["help", *rights.commands]

@@ -14,6 +14,7 @@ from typing import Any
 from agent.config.model import AccessConfig, CallConfig
 from agent.core.access import identity_of
 from agent.core.dispatch import Dispatcher, Outcome
+from agent.core.messages import record_time
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class CallOutcome:
         action = self.action
         return {
             "from": self.caller,
-            "received": self.received.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "received": record_time(self.received),
             "authorized": self.authorized,
             "code": self.code,
             "action": None

@@ -16,7 +16,7 @@ from agent.core.durations import InvalidDuration, format_duration, parse_duratio
 from agent.core.jsonin import JsonInputError, loads
 from agent.core.presence import STATUSES, PresenceError, normalize_status
 from agent.core.totp import CODE
-from agent.core.untrusted import BadText, check_text
+from agent.core.untrusted import BadText, check_text, excerpt
 
 # A reply to one of our own replies would start a ping-pong between two agents.
 REPLY_PREFIXES = ("ok:", "error:")
@@ -251,11 +251,6 @@ def parse_request(
     return Request(_parse_words(words), code)
 
 
-def parse_command(body: str, content_type: str = "text/plain") -> Command:
-    """The command of a message body (any one-time code dropped)."""
-    return parse_request(body, content_type).command
-
-
 def _check_text(body: str) -> None:
     try:
         check_text(body, "the message", allowed_controls="\t\n\r")
@@ -347,7 +342,7 @@ def _parse_json(body: str) -> Request:
 
 
 def _echo(word: str) -> str:
-    return word if len(word) <= _ECHO else word[: _ECHO - 1] + "…"
+    return excerpt(word, _ECHO)
 
 
 def help_text(allowed: Collection[str] | None = None) -> str:

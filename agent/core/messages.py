@@ -142,6 +142,11 @@ def _strip_display(uri: str) -> str:
         return uri.strip().strip("<>")
 
 
+def record_time(when: datetime) -> str:
+    """How every MQTT record writes a time: UTC, milliseconds, `Z` (2026-01-02T03:04:05.006Z)."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def relay_record(
     msg: IncomingMessage, authorized: bool, outcome: CommandOutcome | None
 ) -> dict[str, Any]:
@@ -153,7 +158,7 @@ def relay_record(
         "to": msg.to_uri,
         "body": msg.body,
         "content_type": msg.content_type,
-        "received": msg.received.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "received": record_time(msg.received),
         "authorized": authorized,
         "truncated": msg.truncated,
         "command": None

@@ -160,9 +160,6 @@ class Keeper:
         """A REGISTER is already scheduled (after a failure or a link change)."""
         return self._due is not None and self._due[1] is Action.REGISTER
 
-    def next_due(self) -> float | None:
-        return None if self._due is None else self._due[0]
-
     def _schedule_check(self, now: float) -> None:
         self._due = (now + self.check_s, Action.CHECK) if self.check_s > 0 else None
 

@@ -171,13 +171,6 @@ def params_of(value: str) -> dict[str, str]:
     return {m.group(1).lower(): (m.group(2) or "").strip('"') for m in _PARAM.finditer(tail)}
 
 
-def via_host(value: str) -> str:
-    """The sent-by host of one Via entry (`SIP/2.0/UDP host:port;params`)."""
-    parts = value.split(None, 1)
-    sent_by = parts[1].split(";", 1)[0].strip() if len(parts) == 2 else ""
-    return host_of(sent_by)
-
-
 def uri_host(value: str) -> str | None:
     """The host of the URI in a Contact/Record-Route entry, or None if there is none."""
     inner = value

@@ -127,5 +127,3 @@ class Hops:
         or `refresh_s` after the last answer)."""
         return self._refresh_at is None or now >= self._refresh_at
 
-    def next_due(self) -> float | None:
-        return self._refresh_at

@@ -17,10 +17,14 @@ from agent.core.commands import (
     execute,
     help_text,
     is_reply,
-    parse_command,
     parse_request,
 )
 from lab.fakes import DIMMER, GATE, FakeDevice
+
+
+def parse_command(body: str, content_type: str = "text/plain") -> Command:
+    """The command of a message body (any one-time code dropped)."""
+    return parse_request(body, content_type).command
 
 PARSED = [
     ("help", Command("help")),

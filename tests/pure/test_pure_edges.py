@@ -279,6 +279,6 @@ def test_fresh_schedules_have_nothing_due() -> None:
     from agent.core.registration import Backoff, Keeper
 
     keeper = Keeper(Backoff(2, 60), check_s=60)
-    assert (keeper.due(10**6), keeper.next_due(), keeper.retry_pending()) == (None, None, False)
+    assert (keeper.due(10**6), keeper.retry_pending()) == (None, False)
     choice = BrokerChoice((Broker("a", 1), Broker("b", 2)), failback_s=300, clock=Clock())
     assert choice.failback_in() is None

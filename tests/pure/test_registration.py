@@ -54,7 +54,7 @@ def test_success_resets_the_backoff_and_schedules_the_periodic_check() -> None:
 def test_no_periodic_check_when_turned_off() -> None:
     k = _keeper(check_s=0)
     k.registered(0.0, None)
-    assert k.next_due() is None
+    assert k.due(10.0**9) is None
 
 
 def test_a_check_waits_while_a_register_is_in_flight() -> None:
@@ -167,7 +167,8 @@ def test_a_link_change_starts_the_backoff_over() -> None:
 def test_a_one_second_check_is_a_check() -> None:
     k = _keeper(check_s=1)
     k.registered(0.0, None)
-    assert k.next_due() == 1.0
+    assert k.due(0.999) is None
+    assert k.due(1.0) is Action.CHECK
 
 
 @pytest.mark.parametrize(

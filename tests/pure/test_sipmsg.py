@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.core.sipmsg import params_of, parse_request, split_list, uri_host, via_host
+from agent.core.sipmsg import params_of, parse_request, split_list, uri_host
 from agent.core.siptext import clean, original_bytes
 
 REQUEST = (
@@ -102,11 +102,6 @@ def test_split_list_respects_quotes_and_brackets(value: str, entries: list[str])
 )
 def test_uri_host(entry: str, host: str | None) -> None:
     assert uri_host(entry) == host
-
-
-def test_via_host() -> None:
-    assert via_host("SIP/2.0/UDP Host.Example:5060;branch=z") == "host.example"
-    assert via_host("garbage") == ""
 
 
 @given(st.binary(max_size=600))

@@ -35,10 +35,6 @@ class RouteWatch:
         if port is not None:
             self.port = port
 
-    @property
-    def aimed(self) -> bool:
-        return self._target is not None
-
     def source(self, now: float) -> str | None:
         """The local address a packet to the registrar would leave from, or None."""
         target = self._target
