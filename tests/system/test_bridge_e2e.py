@@ -13,8 +13,8 @@ import sqlite3
 from pathlib import Path
 
 import pjsua2
-from agent.binding import defers_answers
 
+from agent.adapters.sip.binding import defers_answers
 from lab.certs import TestCa
 from lab.configs import agent_toml
 from lab.logwatch import LineTimes
