@@ -1,6 +1,6 @@
 """The owner loop: builds the adapters, turns the pjsua2 crank, drains the inbox, shuts down.
 
-This is the only thread that calls pjsua2 (see the brief's architecture rules).
+This is the only thread that calls pjsua2 (README "Architecture", docs/pjsip.md).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from agent.inbox import DEFAULT_MAX_PENDING, Inbox
 log = logging.getLogger(__name__)
 
 # The longest the loop sleeps when nothing happens; anything posted wakes it at once.
-# 1 s costs ~0.1 % of a core idle (FIELD-NOTES.md), 10 ms would cost 0.4 %.
+# 1 s costs ~0.1 % of a core idle (docs/pjsip.md), 10 ms would cost 0.4 %.
 IDLE_WAIT_S = 1.0
 # A loop turn that takes longer than this is a hang, even if the loop later comes back.
 LOOP_STALL_S = 10.0

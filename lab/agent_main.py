@@ -2,7 +2,7 @@
 
 pjsua2 allows one endpoint per process, and signals reach only a main thread, so
 each test's agent is a child process. MockFactory pins live inside that process:
-this host answers JSON lines on stdin (read with os.read, see FIELD-NOTES.md) so a
+this host answers JSON lines on stdin (read with os.read, see docs/lab.md) so a
 test can read output pins and drive input pins. Its last line reports every pin after
 shutdown, so a test can check the safe state that shutdown left behind.
 

@@ -1,7 +1,7 @@
 """A pjsua2 endpoint set up as the agent sets up its own, with nothing else in the process.
 
 For measuring the binding alone (scripts/benchlib/memlayers.py) and for reaching its C API
-(tests/test_binding.py). pjsua2 allows one endpoint per process: use it in a process of its
+(tests/adapters/test_binding.py). pjsua2 allows one endpoint per process: use it in a process of its
 own.
 """
 

@@ -6,7 +6,7 @@
     with DnsServer(tmp_path / "dns", zone) as dns:      # answers on dns.address, port 53
         ...  agent config: sip.nameservers = [dns.address]
 
-pjsua2 2.15 refuses a nameserver given with a port (FIELD-NOTES.md), so the server listens on
+pjsua2 2.15 refuses a nameserver given with a port (docs/pjsip.md), so the server listens on
 port 53 of a loopback address of its own (127.53.x.y: all of 127.0.0.0/8 is loopback here),
 which needs root, as CI has. It answers only for its zone (no upstream, no /etc/hosts) and
 logs every query, so a test can tell what was asked. `replace(zone)` restarts it with other

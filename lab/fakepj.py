@@ -1,10 +1,10 @@
 """A fake of the part of pjsua2 that answers MESSAGE (pjproject 2.16+), for unit tests.
 
-It behaves as FIELD-NOTES.md records for a real 2.17 binding: a DeferredResponse is made
+It behaves as docs/pjsip.md records for a real 2.17 binding: a DeferredResponse is made
 from the callback's parameter and clones the request; assigning it into a SendResponseParam
 copies it (another clone); answering a request twice raises Error 70013; a clone still alive
 when the library is destroyed aborts the process (`destroy()` raises instead). The real
-binding runs the same code end to end (tests/test_deferred_e2e.py, on a 2.16+ binding).
+binding runs the same code end to end (tests/system/test_bridge_e2e.py, on a 2.16+ binding).
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ class Mosquitto(LabServer):
                 f"listener {self.port} {self.host}",
                 *access,
                 # Persistence lets a clean_session=False subscriber get what was queued for it
-                # across a broker restart (FIELD-NOTES: otherwise it is dropped).
+                # across a broker restart (docs/mqtt.md: otherwise it is dropped).
                 "persistence true",
                 f"persistence_location {self.data_dir}/",
                 # Started as root (CI), mosquitto would switch to the user "mosquitto", which

@@ -2,7 +2,7 @@
 
 The rootfs is built once by debootstrap and cached (``ROOTFS``; CI on the same machine reuses
 it); each container boots on an overlay of it, so every test module starts from a pristine
-image and leaves the cache untouched. The recipe follows FIELD-NOTES.md: this machine's init is
+image and leaves the cache untouched. The recipe follows docs/systemd.md: this machine's init is
 not systemd and its cgroups are hybrid, so nspawn runs from a cgroup of its own in the unified
 hierarchy with ``SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1``, ``--register=no --keep-unit
 --system-call-filter=bpf``, and commands enter it with ``nsenter -t <its PID 1> -a``.

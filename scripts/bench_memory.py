@@ -5,7 +5,7 @@
                                              [--plot docs/memory.png] [--hour]
                                              [--rates 1000,2000,4000] [--no-latency]
 
-Starts its own Kamailio (512 MB shared memory: FIELD-NOTES) and Mosquitto, then, per run:
+Starts its own Kamailio (512 MB shared memory: docs/lab.md) and Mosquitto, then, per run:
 the agent on examples/agent.toml (registered through Kamailio, MQTT with discovery and the
 outbox, mock pins) and baresip 1.0 registered at the same Kamailio, each idle, then flooded
 through Kamailio at 1000, 2000 and 4000 MESSAGE/s for 10 s by sipp (a fresh process per

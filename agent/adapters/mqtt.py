@@ -1,6 +1,6 @@
 """The paho-mqtt adapter. paho's network thread only posts events to the inbox.
 
-Delivery order is the agent's job, not paho's (FIELD-NOTES.md: paho re-sends what it still
+Delivery order is the agent's job, not paho's (docs/mqtt.md: paho re-sends what it still
 holds after a reconnect, not always in order, and loses it when the process dies). So this
 link publishes only while a connection is up, and when one drops it makes paho forget every
 unacknowledged publish: the outbox sends those again, in its own order, on the next connect.

@@ -18,8 +18,9 @@ from agent.config.model import Config, InputConfig, OutputConfig
 from agent.core.presence import MAX_NOTE_CHARS, STATUSES
 from agent.core.topics import Topics
 
-# Home Assistant wants `event_type` in an event's JSON; `message/in` records keep the brief's
-# schema, so the template maps one onto the other (`from` is a Jinja keyword: use ['from']).
+# Home Assistant wants `event_type` in an event's JSON; `message/in` records keep their own
+# schema (README "MQTT topics"), so the template maps one onto the other (`from` is a Jinja
+# keyword: use ['from']).
 EVENT_TEMPLATE = (
     "{{ {'event_type': 'command' if value_json.command else 'message', "
     "'id': value_json.id, 'from': value_json['from'], 'body': value_json.body, "

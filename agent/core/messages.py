@@ -150,7 +150,7 @@ def record_time(when: datetime) -> str:
 def relay_record(
     msg: IncomingMessage, authorized: bool, outcome: CommandOutcome | None
 ) -> dict[str, Any]:
-    """The JSON object published on `B/message/in` (the brief's schema)."""
+    """The JSON object published on `B/message/in` (its schema: README "MQTT topics")."""
     return {
         "id": msg.id,
         "from": msg.from_uri,

@@ -1,7 +1,7 @@
 """The ports: every way the core reaches the world, as small protocols the adapters implement.
 
 The core never imports an adapter; the owner loop (agent.loop) builds the adapters and hands
-them in. Each port has one fake in the tests (tests/fakes.py), checked against the real
+them in. Each port has one fake in the tests (lab/fakes.py), checked against the real
 adapter by one shared contract test (tests/adapters/test_contracts.py).
 
 | port | implemented by |

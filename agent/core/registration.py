@@ -2,7 +2,7 @@
 
 Pure decisions, no I/O and no pjsua2: the SIP adapter tells `Keeper` what happened (a REGISTER
 outcome, a changed local address) with the current monotonic time, asks `due(now)` what to do,
-and carries it out. Why the agent keeps its own schedule instead of pjsua's (FIELD-NOTES.md):
+and carries it out. Why the agent keeps its own schedule instead of pjsua's (docs/pjsip.md):
 pjsua waits `retryIntervalSec` (300 s by default) after a failed refresh, and its NAT checks
 miss a mapping that changed only its port; a REGISTER sent on our schedule finds the new
 mapping, and pjsua's contact rewrite then corrects the binding.

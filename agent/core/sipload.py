@@ -2,14 +2,15 @@
 
 pjsip keeps every answered non-INVITE request's transaction for Timer J (32 s over UDP) to
 absorb retransmissions; each holds about 12 KB (15 KB with deferred answers), so memory
-grows with rate x Timer J: 2000 MESSAGE/s held 64 000 transactions and 400 MB (FIELD-NOTES).
+grows with rate x Timer J: 2000 MESSAGE/s held 64 000 transactions and 400 MB (docs/pjsip.md).
 The agent keeps pjsip's 32 s while traffic is normal, and shortens Timer J to `flood_j_ms`
 once pjsip holds `high` transactions; back under `low`, 32 s again. pjsip has a single value
-for Timer J, H and B/F (FIELD-NOTES, agent.binding.CApi.set_timer_j), so during a flood the
-agent's own requests also give up sooner; the rest of the time they keep the full 32 s.
+for Timer J, H and B/F (docs/pjsip.md, agent.adapters.sip.binding.CApi.set_timer_j), so during
+a flood the agent's own requests also give up sooner; the rest of the time they keep the full
+32 s.
 
 A retransmission that arrives after its transaction is gone reaches the agent as a new
-request; the dedupe keys (Call-ID, CSeq, From tag) of the outbox, or of agent.dedupe without
+request; the dedupe keys (Call-ID, CSeq, From tag) of the outbox, or of agent.core.dedupe without
 one, keep it from being relayed or obeyed twice.
 
 With deferred answers (pjproject 2.16+) there is a hard bound too: past `refuse`
@@ -75,7 +76,7 @@ class Transactions(Protocol):
 
 
 class SipLoad:
-    """Applies the policy on the owner thread; `refusing` is read by agent.answers."""
+    """Applies the policy on the owner thread; `refusing` is read by agent.adapters.sip.answers."""
 
     def __init__(
         self,

@@ -1,7 +1,7 @@
 """Memory of a user agent under a MESSAGE flood through Kamailio, sampled from /proc.
 
 sipp sends the flood through the lab's Kamailio with the owner's credentials
-(tests/lab/sippflood.py). A sampler thread reads the target's resident memory every 100 ms
+(lab/sippflood.py). A sampler thread reads the target's resident memory every 100 ms
 from the flood's start until a minute after its end; the figures are its peak and where it
 stands after that quiet minute.
 """

@@ -1,9 +1,9 @@
 """MESSAGE -> 200 at the sender: what answering after the commit costs (pjproject 2.16+).
 
 The same binding, the same direct-mode agent with MQTT and the durable outbox, answering
-once as pjproject 2.16+ lets it (200 after the message is stored: agent.answers) and once
-as pjsua does by itself (200 before the callback runs). A raw UDP client sends one MESSAGE
-at a time and times the 200.
+once as pjproject 2.16+ lets it (200 after the message is stored:
+agent.adapters.sip.answers) and once as pjsua does by itself (200 before the callback runs).
+A raw UDP client sends one MESSAGE at a time and times the 200.
 """
 
 from __future__ import annotations

@@ -396,7 +396,7 @@ def test_a_binary_sensor_shows_what_the_input_does(home_assistant, name, pin) ->
 
 
 def test_every_entity_says_the_device_is_available_as_the_agent_announces_it() -> None:
-    # The brief: B/availability is `online` / `offline` (birth, will and goodbye).
+    # README "MQTT topics": B/availability is `online` / `offline` (birth, will and goodbye).
     for topic, payload in _configs().items():
         if "/device_automation/" in topic:
             continue

@@ -2,7 +2,7 @@
 
 Each test that stops the broker has a private Mosquitto (``mosquitto_factory``) and a
 subscriber with a fixed client id and ``clean_session=False``, so the broker keeps what
-arrives while the subscriber itself reconnects (FIELD-NOTES.md).
+arrives while the subscriber itself reconnects (docs/mqtt.md).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from lab.waiting import wait_until
 # stream is just messages, without 200 replies going the other way.
 NOTE = "ok: note {:03d}"
 FAST_RECONNECT = {"reconnect_max": 1}
-# Which guarantee the installed binding gives (agent.answers): the test asserts that one.
+# Which guarantee the installed binding gives (agent.adapters.sip.answers): the test asserts
+# that one.
 DEFERRED = defers_answers(pjsua2)
 
 
@@ -161,7 +162,7 @@ def test_sigkill_loses_nothing_that_was_accepted(
         assert not missing, sorted(missing)
     else:
         # pjsua 2.15 sends 200 OK before the callback that stores the message runs
-        # (FIELD-NOTES.md), so a SIGKILL between the two loses that one message, and only
+        # (docs/pjsip.md), so a SIGKILL between the two loses that one message, and only
         # it: callbacks run one at a time.
         assert "deferred MESSAGE responses: no" in first.log.read_text()
         assert len(missing) <= 1, sorted(missing)

@@ -2,7 +2,7 @@
 
 Two private Mosquittos, independent (not bridged): a subscriber on each, with a fixed client
 id and ``clean_session=False`` so what a broker accepted reaches its subscriber even across
-that broker's restart (FIELD-NOTES.md). Records carry stable ids: repeats of messages that
+that broker's restart (docs/mqtt.md). Records carry stable ids: repeats of messages that
 were in flight at the switch are dropped by id, as a consumer would.
 """
 

@@ -134,7 +134,7 @@ def test_diagnostics_are_retained_with_the_pjproject_version(
     assert diagnostics.retain
     assert payload["pjproject"].startswith("2.")
     major, minor = (int(n) for n in payload["pjproject"].split(".")[:2])
-    # 2.15 and 2.16 lack 2.17's fixes of parts the agent runs (agent.capabilities).
+    # 2.15 and 2.16 lack 2.17's fixes of parts the agent runs (agent.core.capabilities).
     assert payload["pjproject_outdated"] is ((major, minor) < (2, 17))
     details = payload["pjproject_details"]  # the outdated entity's attributes
     assert details["pjproject"] == payload["pjproject"]

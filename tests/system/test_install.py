@@ -101,7 +101,7 @@ class Service:
 @pytest.fixture(scope="module")
 def registrar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kamailio]:
     """A Kamailio of this module's own: one test stops it, one floods through it."""
-    # A flood needs more than Kamailio's default 64 MB of shared memory (FIELD-NOTES).
+    # A flood needs more than Kamailio's default 64 MB of shared memory (docs/lab.md).
     workdir = tmp_path_factory.mktemp("install-kamailio")
     with Kamailio(workdir, users=DEFAULT_USERS, shm_mb=512) as server:
         yield server

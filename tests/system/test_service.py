@@ -92,7 +92,7 @@ def test_unit_gives_a_first_register_lost_entirely_time_for_a_retry():
 
 
 def test_gpio_chips_are_allowed_by_class_not_by_a_glob():
-    # systemd 252 (Bookworm) ignores globs in DeviceAllow= (FIELD-NOTES.md): a glob would
+    # systemd 252 (Bookworm) ignores globs in DeviceAllow= (docs/systemd.md): a glob would
     # deny every chip.
     allowed = _unit_settings()["DeviceAllow"]
     assert allowed and all("*" not in a and a.split()[0] == "char-gpiochip" for a in allowed)

@@ -8,7 +8,7 @@ agent then answers once it knows the message's fate (agent.core): 200 when it is
 without an outbox, handed to the dispatcher), 500 when it cannot be stored, so the sender
 tries again, and 503 past the SIP stack's bound (agent.core.sipload).
 
-What this module guarantees, on the owner thread (FIELD-NOTES.md):
+What this module guarantees, on the owner thread (docs/pjsip.md):
 - every held request is answered exactly once (pjsua2 raises Error 70013 on a second answer);
 - by the end of its callback: one the listener left unanswered gets 200 if the listener
   returned, 500 if it raised;
@@ -19,7 +19,8 @@ Each MESSAGE is answered through the account it came in on (`[[sip.accounts]]`):
 whose `onInstantMessage` holds it.
 
 Only the binding's narrow surface is used (`DeferredResponse`, `SendResponseParam`, `Error`,
-`Account.sendResponse`), so the logic is tested against a fake of it (tests/test_answers.py).
+`Account.sendResponse`), so the logic is tested against a fake of it (lab/fakepj.py,
+tests/adapters/test_answers.py).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Answers:
         self._pj = pj
         self.deferred = deferred  # False: pjsua already answered 200 (2.15)
         self._count = count
-        self.refusing = False  # set by agent.sipload past its bound (deferred answers only)
+        self.refusing = False  # set by agent.core.sipload past its bound (deferred answers only)
         # message id -> (SendResponseParam, which owns the clone; the account it came in on)
         self._held: dict[str, tuple[Any, Responder | None]] = {}
 

@@ -1,7 +1,7 @@
 """The running pjsua2 binding: which one it is, and the C functions pjsua2 does not wrap.
 
 pjsua2 wraps only part of pjsip. The binding's extension module is linked with all of
-pjproject and exports its C API (FIELD-NOTES.md): through ctypes the agent reads how many
+pjproject and exports its C API (docs/pjsip.md): through ctypes the agent reads how many
 transactions pjsip holds and sets Timer J, and asks the binding's TLS library its name
 without starting it (pjsua2's own way, listing ciphers, initialises OpenSSL: 1-3 MB).
 Works with the PyPI wheel (`pjsua2/_pjsua2*.so`) and with a binding built from pjproject's

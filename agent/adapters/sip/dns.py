@@ -1,7 +1,7 @@
 """SRV lookups through pjsip's own DNS resolver (the one `UaConfig.nameserver` configures).
 
 pjsip resolves a domain's SRV records itself when it sends, but it tells nobody what it
-found, and it does not move to the next target when one stops answering (FIELD-NOTES.md).
+found, and it does not move to the next target when one stops answering (docs/pjsip.md).
 The agent asks the same resolver, through ctypes (the binding's shared object exports
 pjlib-util's C API), for the targets themselves: `pj_dns_srv_resolve` answers with every
 target's name, port, priority, weight and addresses. The lookup is asynchronous: it runs on

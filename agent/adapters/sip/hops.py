@@ -2,7 +2,7 @@
 
 When the registrar (or the proxy, if there is one) is a domain name without a port, RFC 3263 says
 its SRV records name the servers. pjsip would look them up itself, but it keeps to the first target
-when that one stops answering (FIELD-NOTES.md), so the agent looks them up (agent.adapters.sip.dns,
+when that one stops answering (docs/pjsip.md), so the agent looks them up (agent.adapters.sip.dns,
 through pjsip's resolver), routes through one target (the account's outbound proxy becomes
 `sip:<target>:<port>;lr`; the registrar URI stays the domain), and moves to the next when a REGISTER
 fails for want of a server (agent.core.srv decides). Every target's addresses count as the

@@ -1,6 +1,6 @@
 """A received MESSAGE as the agent reads it, from what pjsua2's `onInstantMessage` hands over:
 every string cleaned (agent.core.siptext), the raw request parsed for what pjsua2 does not say
-(its dedupe key, a body cut short, the body's bytes and encoding: agent.sipmsg).
+(its dedupe key, a body cut short, the body's bytes and encoding: agent.core.sipmsg).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The loop may wait long inside `libHandleEvents` (idle CPU); a SIP keep-alive (`\r\n\r\n`)
 sent to a loopback transport of the endpoint's own wakes it in about 60 µs, and pjsip drops
-it without a log line (FIELD-NOTES.md).
+it without a log line (docs/pjsip.md).
 """
 
 from __future__ import annotations
