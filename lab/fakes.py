@@ -283,8 +283,8 @@ class FakeSipPresence:
 
 
 class FakeDevice:
-    """`commands.Controls` (what a command acts on, agent.core.Agent in the agent): records
-    what the commands asked for."""
+    """`commands.Controls` (what a command acts on; agent.core.device.DeviceControls in the
+    agent): records what the commands asked for."""
 
     def __init__(self, outputs: Sequence[OutputConfig] = (GATE, LAMP, DIMMER)) -> None:
         self.configs = {o.name: o for o in outputs}
