@@ -126,4 +126,3 @@ class Hops:
         """True when the records should be asked for (none yet, after a round of failures,
         or `refresh_s` after the last answer)."""
         return self._refresh_at is None or now >= self._refresh_at
-

@@ -26,6 +26,7 @@ def parse_command(body: str, content_type: str = "text/plain") -> Command:
     """The command of a message body (any one-time code dropped)."""
     return parse_request(body, content_type).command
 
+
 PARSED = [
     ("help", Command("help")),
     ("HELP", Command("help")),
