@@ -28,7 +28,7 @@ from .sipclient import RawSipClient
 REPO = Path(__file__).resolve().parents[2]
 # The agent with pjsua's automatic 200, on a binding that could defer (for comparison only).
 AUTO = (
-    "import agent.binding as b; b.defers_answers = lambda pj: False; "
+    "import agent.adapters.sip.binding as b; b.defers_answers = lambda pj: False; "
     "from agent.cli import main; raise SystemExit(main(sys.argv[1:]))"
 )
 SAMPLES = 500
@@ -78,7 +78,7 @@ def _latencies(port: int) -> list[float]:
 def answer_latency(work: Path, python: str) -> dict[str, float] | None:
     """p50/p99 (ms) of MESSAGE -> 200, deferred and automatic; None on a 2.15 binding."""
     check = subprocess.run(
-        [python, "-c", "import pjsua2, sys; from agent.binding import defers_answers; "
+        [python, "-c", "import pjsua2, sys; from agent.adapters.sip.binding import defers_answers; "
          "sys.exit(0 if defers_answers(pjsua2) else 1)"],
         env={**os.environ, "PYTHONPATH": str(REPO)}, check=False, capture_output=True,
     )  # fmt: skip

@@ -18,7 +18,7 @@ import pytest
 from agent.adapters.sip.binding import is_bundled
 from agent.core.capabilities import version_key
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent("""
     import json, socket, time

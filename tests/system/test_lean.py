@@ -17,7 +17,7 @@ import pytest
 from agent.cli import _service_command
 from agent.lean import DeferredModule, deferrable, deferred_imports
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Heavy modules nothing in a run with the example config needs (agent.lean's list, and
 # what they would bring along).
 NOT_LOADED = ("ssl", "_ssl", "hashlib", "_hashlib", "hmac", "email", "http.client",
@@ -62,7 +62,7 @@ def test_an_already_imported_module_is_left_alone():
 
 
 def test_ssl_is_deferred_only_when_mqtt_tls_is_off():
-    from agent.config.model import parse_config
+    from agent.config.load import parse_config
 
     base = '[device]\nid = "x"\n[sip]\nuri = "sip:x@127.0.0.1"\n[mqtt]\nhost = "h"\n'
     assert "ssl" in deferrable(parse_config(base))
@@ -78,7 +78,7 @@ def test_building_the_agent_for_the_example_config_loads_none_of_them(tmp_path):
         import json, sys
         from agent.lean import deferrable, deferred_imports
         with deferred_imports(deferrable(None)):  # as agent.cli.main does, first of all
-            from agent.config.model import load_config
+            from agent.config.load import load_config
             config = load_config({str(config)!r})
             with deferred_imports(deferrable(config)):
                 from agent.loop import Runner
