@@ -14,11 +14,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from agent.adapters.outbox.model import Quota
 from agent.config.model import OutputConfig
+from agent.core.durations import format_duration
 from agent.core.messages import IncomingMessage
 from agent.core.ports import Added, BuddyState, Row, SipError, event_size
 from agent.core.presence import Pidf
 from agent.core.sipuri import InvalidSipUri, parse_sip_uri
+from agent.core.timers import Timers
 
 # Outputs as a config names them: a gate pulsed up to 10 s, a lamp, a dimmer from 20 to 90 %.
 GATE = OutputConfig("gate", "GPIO17", True, False, False, False, 100, 0, 100, 1.0, 10.0)
@@ -119,18 +122,29 @@ class FakeLink:
 
 
 class FakePins:
-    """`OutputPins` and `InputPins`: outputs change at once (a pulse is just on); inputs are
-    set by the test (`pins.active["door"] = True`)."""
+    """`OutputPins` and `InputPins` as the adapters behave: outputs start safe, a digital one is
+    0 or 1, a PWM level within 0..1; pulse and blink run on `timers` (their clock is the test's:
+    `timers.run_due()` after moving it), the listener hears what the adapter announces. Inputs
+    are set by the test (`pins.active["door"] = True`)."""
 
     def __init__(
-        self, outputs: Iterable[OutputConfig] = (GATE,), inputs: Iterable[str] = ()
+        self,
+        outputs: Iterable[OutputConfig] = (GATE,),
+        inputs: Iterable[str] = (),
+        timers: Timers | None = None,
     ) -> None:
         self.configs = {o.name: o for o in outputs}
-        self.state = {name: False for name in self.configs}  # on or off
-        self.level_of = {name: 0.0 for name in self.configs}
+        self.level_of = {name: 1.0 if o.safe else 0.0 for name, o in self.configs.items()}
+        self.state = {name: level > 0 for name, level in self.level_of.items()}  # on or off
+        self.timers = timers if timers is not None else Timers(Clock())
         self.changes = 0  # writes to any output
         self.calls: list[tuple[object, ...]] = []  # pulses and blinks asked for
         self.active = {name: False for name in inputs}
+        self._running: dict[str, str | None] = {}  # name -> "pulse 2s", "blink x3"
+        self._on_change: Callable[[str, bool], None] | None = None
+
+    def set_listener(self, on_change: Callable[[str, bool], None] | None) -> None:
+        self._on_change = on_change
 
     def output_names(self) -> list[str]:
         return list(self.configs)
@@ -145,20 +159,50 @@ class FakePins:
         return self.level_of[name]
 
     def set_output(self, name: str, on: bool) -> None:
-        self.set_level(name, 1.0 if on else 0.0)
+        self._command(name, 1.0 if on else 0.0)
 
     def set_level(self, name: str, level: float) -> None:
-        self.changes += 1
-        self.level_of[name] = level
-        self.state[name] = level > 0
+        self._command(name, level)
 
     def pulse(self, name: str, seconds: float) -> None:
         self.calls.append(("pulse", name, seconds))
-        self.set_output(name, True)
+        self._command(name, 1.0, f"pulse {format_duration(seconds)}")
+        self.timers.call_later(seconds, name, lambda: self._write(name, 0.0))
 
     def blink(self, name: str, on_s: float, off_s: float, count: int | None) -> None:
         self.calls.append(("blink", name, on_s, off_s, count))
-        self.set_output(name, True)
+        self._command(name, 1.0, "blink" if count is None else f"blink x{count}")
+        self._blink(name, on_s, off_s, count)
+
+    def _blink(self, name: str, on_s: float, off_s: float, left: int | None) -> None:
+        """Off after `on_s`, on again after `off_s`, `left` times (None: until the next
+        command); only the start and the end are announced, as by the adapter."""
+
+        def off() -> None:
+            done = left is not None and left <= 1
+            self._write(name, 0.0, announce=done)
+            if not done:
+                self.timers.call_later(off_s, name, on)
+
+        def on() -> None:
+            self._write(name, 1.0, announce=False)
+            self._blink(name, on_s, off_s, None if left is None else left - 1)
+
+        self.timers.call_later(on_s, name, off)
+
+    def _command(self, name: str, level: float, running: str | None = None) -> None:
+        """A new command: what ran on the output ends; `level` now, `running` from now on."""
+        self.timers.cancel(name)
+        self._running[name] = running
+        self._write(name, level)
+
+    def _write(self, name: str, level: float, announce: bool = True) -> None:
+        level = min(1.0, max(0.0, level)) if self.configs[name].pwm else float(level > 0)
+        self.changes += 1
+        self.level_of[name] = level
+        self.state[name] = level > 0
+        if announce and self._on_change is not None:
+            self._on_change(name, level > 0)
 
     def state_payload(self, name: str) -> str:
         word = "ON" if self.output_is_on(name) else "OFF"
@@ -167,7 +211,7 @@ class FakePins:
         return json.dumps({"state": word, "level": round(self.level(name) * 100, 1)})
 
     def activity(self, name: str) -> str | None:
-        return None  # nothing runs on: a pulse has ended when it returns
+        return self._running.get(name) if self.timers.pending(name) else None
 
     def names(self) -> list[str]:
         return list(self.active)
@@ -177,23 +221,28 @@ class FakePins:
 
 
 class FakeNotifier:
-    """`Notifier`: what systemd would have been told; STATUS= only when it says something new."""
+    """`Notifier`: what systemd would have been told, each message as lab.notify's listener
+    records it: READY=1 with the status, STATUS= only when it says something new, STOPPING=1."""
 
     def __init__(self) -> None:
-        self.ready_with: list[str] = []
-        self.statuses: list[str] = []
+        self.messages: list[dict[str, str]] = []
+        self._last = ""
 
     def ready(self, status: str) -> None:
-        self.ready_with.append(status)
-        self.statuses.append(status)
+        self._last = status
+        self.messages.append({"READY": "1", "STATUS": status})
 
     def status(self, status: str) -> None:
-        if not self.statuses or self.statuses[-1] != status:
-            self.statuses.append(status)
+        if status != self._last:
+            self._last = status
+            self.messages.append({"STATUS": status})
+
+    def stopping(self, status: str = "stopping") -> None:
+        self.messages.append({"STOPPING": "1", "STATUS": status})
 
 
 class FakeOutbox:
-    """`Outbox` in memory: ids, order, dedupe keys, capacity and `when_full` as the adapter has
+    """`Outbox` in memory: ids, order, dedupe keys, bounds and `when_full` as the adapter has
     them; always durable (the disk's troubles are the adapter's own tests')."""
 
     def __init__(
@@ -210,45 +259,63 @@ class FakeOutbox:
         self.in_memory = self.memory_bytes = 0
         self._announced: set[str] = set()
         self._next_id = 1
+        self._bytes = 0  # of the rows' topics and payloads
 
     @property
     def pending(self) -> int:
         return len(self.rows)
 
     def disk_bytes(self) -> int:
-        return sum(r.size for r in self.rows.values())
+        return self._bytes
 
     def add(
         self, topic: str, payload: bytes, dedupe_key: str | None = None, *, memory_ok: bool = True
     ) -> Added:
+        if dedupe_key is not None and dedupe_key in self.seen:
+            return Added(None, duplicate=True)
+        drops = self._room(event_size(topic, payload))
+        if drops is None:
+            # Its retransmission is refused too, unless the sender was told "not kept" (500).
+            if dedupe_key is not None and memory_ok:
+                self.seen.add(dedupe_key)
+            self.refused += 1
+            return Added(None, refused=True)
         if dedupe_key is not None:
-            if dedupe_key in self.seen:
-                return Added(None, duplicate=True)
-            self.seen.add(dedupe_key)  # a refused one's retransmission is refused too
-        assert event_size(topic, payload) < self.max_disk
-        dropped = 0
-        if len(self.rows) >= self.capacity:
-            if self.when_full == "refuse":
-                self.refused += 1
-                return Added(None, refused=True)
-            del self.rows[min(self.rows)]
-            dropped = 1
-            self.dropped += 1
+            self.seen.add(dedupe_key)
+        self.remove(drops)
+        self.dropped += len(drops)
         row = Row(self._next_id, topic, payload)
         self._next_id += 1
         self.rows[row.id] = row
-        return Added(row.id, dropped=dropped, durable=True)
+        self._bytes += row.size
+        return Added(row.id, dropped=len(drops), durable=True)
+
+    def _room(self, size: int) -> list[int] | None:
+        """The oldest ids to drop so that `size` more bytes fit, within the adapter's bounds
+        (`capacity` events, its share of `max_disk` for their bytes); None: refuse it."""
+        used, limit = self._bytes, Quota(self.max_disk).event_bytes
+        oldest = iter(self.rows.values())  # ids only grow: the order they were added in
+        drops: list[int] = []
+        while len(self.rows) - len(drops) >= self.capacity or used + size > limit:
+            row = next(oldest, None)
+            if self.when_full == "refuse" or row is None:
+                return None
+            drops.append(row.id)
+            used -= row.size
+        return drops
 
     def replace(self, row_id: int, payload: bytes) -> None:
-        if row_id in self.rows:
-            self.rows[row_id] = replace(self.rows[row_id], payload=payload)
+        if (row := self.rows.get(row_id)) is not None:
+            self.rows[row_id] = replace(row, payload=payload)
+            self._bytes += len(payload) - len(row.payload)
 
     def after(self, row_id: int, limit: int) -> list[Row]:
-        return [r for i, r in sorted(self.rows.items()) if i > row_id][:limit]
+        return [r for r in self.rows.values() if r.id > row_id][:limit]
 
     def remove(self, row_ids: Iterable[int]) -> None:
         for row_id in row_ids:
-            self.rows.pop(row_id, None)
+            if (row := self.rows.pop(row_id, None)) is not None:
+                self._bytes -= row.size
 
     def maintain(self) -> bool:
         return False
