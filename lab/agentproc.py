@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -170,3 +171,23 @@ class AgentProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         self.notify.close()
+
+
+def wait_status(agent: AgentProcess, pattern: str, timeout: float, after: int = 0) -> str:
+    """The first STATUS= line (from index `after`) that matches `pattern`; fails at once, with
+    the log, if the agent exits first."""
+
+    def found() -> str | None:
+        for line in agent.notify.statuses()[after:]:
+            if re.search(pattern, line):
+                return line
+        if agent.proc.poll() is not None:
+            raise AssertionError(f"agent exited:\n{agent.log_tail()}")
+        return None
+
+    return wait_until(
+        found,
+        timeout,
+        f"STATUS matching {pattern!r} (got {agent.notify.statuses()[after:]}); "
+        f"log:\n{agent.log_tail()}",
+    )

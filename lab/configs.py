@@ -90,3 +90,41 @@ def agent_toml(
     for name, pin in (inputs or {}).items():
         lines += [f"[gpio.inputs.{name}]", f'pin = "GPIO{pin}"', ""]
     return "\n".join(lines) + "\n" + extra
+
+
+def agent_config(
+    server: Kamailio,
+    *,
+    registrar: str | None = None,
+    transport: str = "udp",
+    listen: str = "127.0.0.1:0",
+    tls: dict[str, object] | None = None,
+    nat: dict[str, object] | None = None,
+    recovery: dict[str, object] | None = None,
+    expires: int = 300,
+    mqtt: Mosquitto | None = None,
+) -> str:
+    """An agent registered as sip:agent@<domain> at `server`, commands allowed from owner,
+    with the network's own tables (sip.tls, sip.nat, sip.recovery) given as dicts; for the
+    network tests (tests/system/test_network.py, test_outbound.py). Device id "net", one lamp."""
+
+    def table(name: str, values: dict[str, object] | None) -> str:
+        if not values:
+            return ""
+        return f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+
+    return (
+        '[device]\nid = "net"\n\n[sip]\n'
+        f'uri = "{server.aor("agent")}"\n'
+        f'registrar = "{registrar or server.registrar_uri}"\n'
+        f'password = "{server.users["agent"]}"\n'
+        f'transport = "{transport}"\nlisten = "{listen}"\npresence = "off"\n'
+        f"register_expires = {expires}\n"
+        + table("sip.tls", tls)
+        + table("sip.nat", nat)
+        + table("sip.recovery", recovery)
+        # A send asked for while offline waits send_timeout before it fails: keep it short.
+        + (f'[mqtt]\nhost = "{mqtt.host}"\nport = {mqtt.port}\nsend_timeout = 3\n' if mqtt else "")
+        + f'\n[access]\nallow = ["{server.aor("owner")}"]\n\n[log]\nlevel = "debug"\n\n'
+        '[gpio]\npin_factory = "mock"\n\n[gpio.outputs.lamp]\npin = "GPIO17"\n'
+    )

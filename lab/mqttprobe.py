@@ -237,3 +237,13 @@ class MqttProbe:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def first_seen(probe: MqttProbe, topic: str) -> list[str]:
+    """Bodies of the agent's `message/in` records on `topic`, in order of first arrival: a
+    record published again (after a reconnect or a restart) has the same id and counts once."""
+    seen: dict[str, str] = {}
+    for message in probe.messages(topic):
+        record = message.json()
+        seen.setdefault(record["id"], record["body"])
+    return list(seen.values())

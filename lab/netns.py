@@ -27,9 +27,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .waiting import require_binary
+
+if TYPE_CHECKING:  # the Kamailio and the peers sit in the namespaces; they import this module
+    from .kamailio import Kamailio
+    from .peer import Peer
 
 T = TypeVar("T")
 
@@ -274,3 +278,8 @@ table ip lab_nat {{
 def argv_in(lab: NatLab | None, netns: str | None, argv: Sequence[str]) -> list[str]:
     """`argv` run inside `netns` of `lab` (unchanged without a lab)."""
     return [*(lab.prefix_for(netns) if lab else []), *argv]
+
+
+def internet_owner(peer_factory: Callable[..., Peer], nat_lab: NatLab, server: Kamailio) -> Peer:
+    """The owner's phone out in the internet namespace, registered at `server` there."""
+    return peer_factory("owner", server=server, netns=nat_lab.internet, listen=f"{SERVER}:0")

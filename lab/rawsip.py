@@ -14,6 +14,7 @@ import secrets
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -89,6 +90,26 @@ def request(
     lines += [f"{name}: {value}" for name, value in standard.items() if value is not None]
     lines += list(extra)
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+def raw_message(
+    agent_port: int, sock: socket.socket, body: bytes, from_uri: str = "sip:owner@127.0.0.1"
+) -> None:
+    """A MESSAGE from the socket's own address, with any From (as a forger sends it)."""
+    host, port = sock.getsockname()
+    call_id = uuid.uuid4().hex
+    head = (
+        f"MESSAGE sip:agent@127.0.0.1:{agent_port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{call_id[:16]};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <{from_uri}>;tag={call_id[:8]}\r\n"
+        f"To: <sip:agent@127.0.0.1:{agent_port}>\r\n"
+        f"Call-ID: {call_id}\r\n"
+        "CSeq: 1 MESSAGE\r\n"
+        "Content-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    sock.sendto(head.encode() + body, ("127.0.0.1", agent_port))
 
 
 def answer_ok(received: Received) -> bytes:

@@ -11,18 +11,6 @@ import logging
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_dispatch import (
-    ALICE,
-    BODIES,
-    CONFIG,
-    EVE,
-    GUEST,
-    JSON_BODIES,
-    KEY,
-    OWNER,
-    SECRET,
-    Clock,
-)
 
 from agent.config.load import parse_config
 from agent.core.access import senders_authenticated
@@ -31,11 +19,13 @@ from agent.core.dispatch import Dispatcher
 from agent.core.ratelimit import MAX_SOURCES_PER_USER, MAX_STRANGERS, RateLimiter
 from agent.core.redact import redact_codes
 from agent.core.totp import totp
-from lab.fakes import FakeDevice
+from lab.fakes import Clock, FakeDevice
+from lab.rigs import ACCESS_CONFIG, ALICE, EVE, GUEST, KEY, OWNER, SECRET
+from lab.strategies import BODIES, JSON_BODIES
 
 # mqtt:local shares alice's secret: B/command is another path to the same door.
 SHARED = (
-    CONFIG.replace(
+    ACCESS_CONFIG.replace(
         'allow = ["sip:owner@pbx.example.org", "mqtt:local"]',
         'allow = ["sip:owner@pbx.example.org"]',
     )
@@ -45,7 +35,10 @@ SHARED = (
 
 class Rig:
     def __init__(
-        self, on_forbidden: str = "reply", text: str = CONFIG, store: MemoryStore | None = None
+        self,
+        on_forbidden: str = "reply",
+        text: str = ACCESS_CONFIG,
+        store: MemoryStore | None = None,
     ) -> None:
         self.config = parse_config(text.format(on_forbidden=on_forbidden))
         self.device = FakeDevice()

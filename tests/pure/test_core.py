@@ -13,25 +13,7 @@ from agent.core.agent import Agent
 from agent.core.events import MqttConnected, MqttDisconnected, MqttMessage, StopRequested
 from agent.core.registration import RegState
 from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, message
-
-CONFIG = """
-[device]
-id = "porch"
-[sip]
-uri = "sip:porch@pbx.example.org"
-registrar = "sip:pbx.example.org"
-password = "pw"
-[access]
-allow = ["sip:owner@pbx.example.org"]
-on_forbidden = "{on_forbidden}"
-[mqtt]
-host = "localhost"
-identity = "sip:ha@pbx.example.org"
-[gpio]
-pin_factory = "mock"
-[gpio.outputs.gate]
-pin = 17
-"""
+from lab.rigs import AGENT_CONFIG
 
 
 @pytest.fixture
@@ -41,7 +23,7 @@ def parts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-u
     def build(
         on_forbidden: str = "reply", registered: bool = True
     ) -> tuple[Agent, FakeSip, FakeLink, FakePins]:
-        config = parse_config(CONFIG.format(on_forbidden=on_forbidden))
+        config = parse_config(AGENT_CONFIG.format(on_forbidden=on_forbidden))
         sip, mqtt, pins = FakeSip(), FakeLink(), FakePins()
         agent = Agent(config, sip, pins, mqtt, FakeNotifier(), outbox=FakeOutbox())
         mqtt.turn_ends = agent.flush
@@ -153,7 +135,7 @@ def test_mqtt_send_refusals_are_reported(parts, payload: bytes, reason: str) -> 
 @pytest.mark.parametrize(
     ("allow", "result", "gate"),
     [
-        # CONFIG's mqtt.identity may command: B/command acts as it.
+        # AGENT_CONFIG's mqtt.identity may command: B/command acts as it.
         ('["sip:owner@pbx.example.org", "sip:ha@PBX.example.org"]', "ok: gate on", True),
         # The default identity may, the configured one not: the configured one counts.
         ('["mqtt:local"]', "error: forbidden", False),
@@ -165,7 +147,7 @@ def test_mqtt_command_acts_as_the_configured_identity(
     monkeypatch: pytest.MonkeyPatch, allow: str, result: str, gate: bool
 ) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    text = CONFIG.format(on_forbidden="reply")
+    text = AGENT_CONFIG.format(on_forbidden="reply")
     config = parse_config(text.replace('allow = ["sip:owner@pbx.example.org"]', f"allow = {allow}"))
     mqtt, pins = FakeLink(), FakePins()
     agent = Agent(config, FakeSip(), pins, mqtt, FakeNotifier(), outbox=FakeOutbox())
@@ -202,7 +184,7 @@ def test_registration_makes_ready_once_and_is_published(parts) -> None:  # type:
     )
 
 
-# Retained topics a connect must (re)announce for CONFIG, written out: a restarted broker
+# Retained topics a connect must (re)announce for AGENT_CONFIG, written out: a restarted broker
 # without persistence has lost them, and Home Assistant reads nothing else.
 ANNOUNCED = {
     "sipagent/porch/output/gate/state": "OFF",

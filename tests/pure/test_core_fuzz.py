@@ -6,12 +6,12 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_core import CONFIG
 
 from agent.config.load import parse_config
 from agent.core.agent import Agent
 from agent.core.events import MqttConnected, MqttMessage
 from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, message
+from lab.rigs import AGENT_CONFIG
 
 SENDERS = st.sampled_from(
     [
@@ -29,7 +29,7 @@ TYPES = st.sampled_from(["text/plain", "application/json", "text/plain; charset=
 
 def new_agent() -> Agent:
     """A fresh agent per example: one example's rate limit must not hide the next one's."""
-    config = parse_config(CONFIG.format(on_forbidden="reply"))
+    config = parse_config(AGENT_CONFIG.format(on_forbidden="reply"))
     agent = Agent(config, FakeSip(), FakePins(), FakeLink(), FakeNotifier(), outbox=FakeOutbox())
     agent.handle(MqttConnected())
     return agent
@@ -63,7 +63,7 @@ WORDS_ON_SET = st.sampled_from([b"ON", b"off", b" toggle ", b"TOGGLE", b"On\n", 
 def test_any_command_payload_gets_one_result_and_moves_nothing_for_an_identity_not_allowed(
     payload: bytes,
 ) -> None:
-    # CONFIG's mqtt.identity (sip:ha@...) is not in access.allow.
+    # AGENT_CONFIG's mqtt.identity (sip:ha@...) is not in access.allow.
     agent = new_agent()
     assert isinstance(agent.mqtt, FakeLink) and isinstance(agent.outputs, FakePins)
     mark = len(agent.mqtt.published)

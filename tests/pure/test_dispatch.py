@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 
 import pytest
@@ -16,47 +15,13 @@ from agent.core.commands import COMMANDS, Command, CommandError, parse_request
 from agent.core.dispatch import Dispatcher, Outcome
 from agent.core.totp import totp
 from lab.fakes import Clock, FakeDevice
-
-KEY = b"12345678901234567890"
-SECRET = base64.b32encode(KEY).decode()
-
-CONFIG = f"""
-[device]
-id = "t"
-[sip]
-uri = "sip:t@pbx.example.org"
-[access]
-allow = ["sip:owner@pbx.example.org", "mqtt:local"]
-on_forbidden = "{{on_forbidden}}"
-require_code = ["gate"]
-rate_per_minute = 6
-rate_burst = 3
-[access.users."sip:alice@pbx.example.org"]
-commands = ["on", "off", "pulse", "status"]
-outputs = ["lamp", "gate"]
-totp_secret = "{SECRET}"
-[access.users."sip:guest@pbx.example.org"]
-commands = ["status"]
-[gpio]
-pin_factory = "mock"
-[gpio.outputs.gate]
-pin = 17
-[gpio.outputs.lamp]
-pin = 18
-[gpio.outputs.dimmer]
-pin = 12
-pwm = true
-"""
-
-OWNER = '"Owner" <sip:owner@PBX.example.org:5060;transport=tcp>;tag=1'
-ALICE = "sip:alice@pbx.example.org"
-GUEST = "<sip:guest@pbx.example.org>"
-EVE = "sip:eve@pbx.example.org"
+from lab.rigs import ACCESS_CONFIG, ALICE, EVE, GUEST, KEY, OWNER
+from lab.strategies import BODIES, JSON_BODIES
 
 
 class Rig:
     def __init__(self, on_forbidden: str = "reply", access_extra: str = "") -> None:
-        text = CONFIG.format(on_forbidden=on_forbidden)
+        text = ACCESS_CONFIG.format(on_forbidden=on_forbidden)
         text = text.replace("rate_burst = 3\n", f"rate_burst = 3\n{access_extra}")
         self.config = parse_config(text)
         self.device = FakeDevice()
@@ -195,14 +160,6 @@ def test_the_configured_message_size_is_the_limit() -> None:
 
 # -- no input raises ------------------------------------------------------------------
 
-WORDS = st.sampled_from([*COMMANDS, "gate", "lamp", "dimmer", "2s", "50%", "123456", "{", "é"])
-LINES = st.lists(st.one_of(WORDS, st.text(max_size=12)), max_size=6).map(" ".join)
-BODIES = st.one_of(st.text(max_size=300), LINES)
-JSON_BODIES = st.dictionaries(
-    st.sampled_from(["command", "target", "duration", "level", "on", "off", "count", "code"]),
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), WORDS, st.text(max_size=8)),
-).map(lambda d: __import__("json").dumps(d))
-
 
 @settings(max_examples=300, deadline=None)
 @given(body=BODIES, content_type=st.sampled_from(["text/plain", "application/json"]))
@@ -215,7 +172,7 @@ def test_the_parser_raises_only_command_errors(body: str, content_type: str) -> 
         assert request.command.name in COMMANDS
 
 
-# Who CONFIG knows, written out by hand: the oracle must not ask the code under test.
+# Who ACCESS_CONFIG knows, written out by hand: the oracle must not ask the code under test.
 KNOWN_SENDERS = {
     OWNER: True,
     ALICE: True,
@@ -316,7 +273,7 @@ def test_outcomes_name_the_command_and_whether_the_sender_is_authorized() -> Non
 
 def test_a_rate_limit_wait_is_said_in_whole_seconds_and_at_least_one() -> None:
     rig = Rig(access_extra="")
-    rig.config = parse_config(CONFIG.format(on_forbidden="reply").replace(
+    rig.config = parse_config(ACCESS_CONFIG.format(on_forbidden="reply").replace(
         "rate_per_minute = 6", "rate_per_minute = 6000"))  # fmt: skip
     d = Dispatcher(rig.config.access, rig.device, clock=rig.clock, wall_clock=rig.wall)
     for _ in range(3):
@@ -329,10 +286,10 @@ def test_a_reload_keeps_the_buckets_unless_the_rate_changed() -> None:
     d = rig.dispatcher
     for _ in range(3):
         d.handle(OWNER, "status")
-    d.reconfigure(parse_config(CONFIG.format(on_forbidden="silent")).access)
+    d.reconfigure(parse_config(ACCESS_CONFIG.format(on_forbidden="silent")).access)
     assert d.access.on_forbidden == "silent"
     assert not d.handle(OWNER, "status").ok  # same rate: the bucket is still empty
-    faster = CONFIG.format(on_forbidden="reply").replace("rate_burst = 3", "rate_burst = 5")
+    faster = ACCESS_CONFIG.format(on_forbidden="reply").replace("rate_burst = 3", "rate_burst = 5")
     d.reconfigure(parse_config(faster).access)
     assert [d.handle(OWNER, "status").ok for _ in range(6)] == [True] * 5 + [False]
     rig.clock.now += 12  # the new limiter runs on the same clock: one token per 10 s
@@ -409,7 +366,7 @@ def test_decide_says_who_and_why_for_each_rule() -> None:
     )
     assert checked == [(alice, c) for c in ("222222", "333333", "444444", "111111")]
     no_outputs = parse_config(
-        CONFIG.format(on_forbidden="reply").replace(
+        ACCESS_CONFIG.format(on_forbidden="reply").replace(
             'commands = ["status"]', 'commands = ["on"]\noutputs = []'
         )
     ).access

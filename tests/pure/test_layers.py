@@ -144,3 +144,33 @@ def test_every_adapter_module_wraps_at_most_one_outside_library() -> None:
         if "pjsua2" in found:
             found -= {"ctypes"}  # pjsip's own C functions: the same library, another door
         assert len(found) <= 1, f"{name}: {sorted(found)}"
+
+
+TESTS = AGENT.parent / "tests"
+
+
+def imported_test_modules(source: str) -> set[str]:
+    """What in `source` names a test module (`test_*`): imported, or imported from."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""] + [alias.name for alias in node.names]
+        else:
+            continue
+        found |= {n for n in names if any(p.startswith("test_") for p in n.split("."))}
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    # A helper two tests share lives in the lab (lab/rigs.py, lab/agentproc.py, ...): importing
+    # a test module runs its collection-time code and hides the helper where nobody looks.
+    assert imported_test_modules("from test_core import CONFIG\nimport json") == {"test_core"}
+    assert imported_test_modules("from lab.rigs import AgentRig") == set()
+    wrong = {
+        str(path.relative_to(TESTS)): sorted(found)
+        for path in sorted(TESTS.rglob("*.py"))
+        if (found := imported_test_modules(path.read_text()))
+    }
+    assert not wrong, f"test modules imported (move what they share to lab/): {wrong}"

@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-from agent.config.load import parse_config
-from agent.core.agent import Agent
 from agent.core.commands import CommandError
 from agent.core.events import InputChanged, MqttMessage
 from agent.core.ports import BuddyState, SipError
@@ -25,9 +23,8 @@ from agent.core.presence import (
     status_of_pidf,
     template_fields,
 )
-from agent.core.presence_keeper import CLOSED, PresenceKeeper
-from agent.core.topics import Topics
-from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, FakeSipPresence
+from agent.core.presence_keeper import CLOSED
+from lab.rigs import AgentRig, PresenceRig
 
 # --- the model ---------------------------------------------------------------------------------
 
@@ -146,70 +143,16 @@ def test_presence_describes_itself_like_a_buddy_list() -> None:
 
 # --- the keeper, with fakes ---------------------------------------------------------------------
 
-CONFIG = """
-[device]
-id = "porch"
-[sip]
-uri = "sip:porch@127.0.0.1"
-presence = "{mode}"
-{sip}
-[access]
-allow = ["sip:owner@127.0.0.1"]
-[gpio]
-pin_factory = "mock"
-[gpio.outputs.lamp]
-pin = 17
-[gpio.inputs.door]
-pin = 27
-active_text = "open"
-inactive_text = "closed"
-message_to = ["sip:owner@127.0.0.1", "sip:bob@127.0.0.1"]
-[gpio.inputs.door.when_active]
-status = "busy"
-message = "door {{door}}, lamp {{lamp}}"
-[gpio.inputs.door.when_inactive]
-status = "available"
-[presence]
-note = "door {{door}}"
-{extra}
-"""
-
-
-class Rig:
-    def __init__(
-        self, mode: str = "serve", extra: str = "", sip: str = "", door: bool = False
-    ) -> None:
-        self.config = parse_config(CONFIG.format(mode=mode, extra=extra, sip=sip))
-        self.sip = FakeSipPresence()
-        self.pins = FakePins(self.config.gpio.outputs, inputs=("door",))
-        self.pins.active["door"] = door
-        self.mqtt = FakeLink()
-        self.messages: list[tuple[str, str]] = []
-        self.keeper = PresenceKeeper(
-            self.config,
-            self.sip,
-            self.pins,
-            self.pins,
-            self.mqtt,
-            lambda to, body: self.messages.append((to, body)),
-            Topics("sipagent/porch"),
-        )
-        self.keeper.start()
-
-    def door(self, active: bool) -> None:
-        self.pins.active["door"] = active
-        self.keeper.on_input("door", active)
-
 
 def test_start_sends_the_configured_presence_and_retains_it() -> None:
-    rig = Rig()
+    rig = PresenceRig()
     assert rig.sip.sent == [Pidf(True, "unknown", "door closed")]
     payload, retained = rig.mqtt.last_retained("sipagent/porch/presence/state")
     assert json.loads(payload) == {"status": "available", "note": "door closed"} and retained
 
 
 def test_door_opening_makes_us_busy_retains_input_and_texts_the_contacts() -> None:
-    rig = Rig()
+    rig = PresenceRig()
     rig.door(True)
     assert rig.sip.sent[-1] == Pidf(True, "busy", "door open")
     assert rig.mqtt.last_retained("sipagent/porch/input/door/state") == ("ON", True)
@@ -223,13 +166,13 @@ def test_door_opening_makes_us_busy_retains_input_and_texts_the_contacts() -> No
 
 
 def test_an_input_active_at_start_applies_its_rule() -> None:
-    rig = Rig(door=True)
+    rig = PresenceRig(door=True)
     assert rig.sip.sent == [Pidf(True, "busy", "door open")]
     assert rig.messages == []  # nothing happened: the door was already open
 
 
 def test_the_presence_command_and_mqtt_set_override_until_the_next_rule() -> None:
-    rig = Rig()
+    rig = PresenceRig()
     assert rig.keeper.set("away", "gone fishing") == "presence away — gone fishing"
     assert rig.sip.sent[-1] == Pidf(True, "away", "gone fishing")
     assert rig.keeper.set("dnd", None) == "presence dnd — door closed"
@@ -244,14 +187,14 @@ def test_the_presence_command_and_mqtt_set_override_until_the_next_rule() -> Non
 
 
 def test_an_unchanged_presence_is_not_sent_again() -> None:
-    rig = Rig()
+    rig = PresenceRig()
     rig.keeper.on_output_changed()
     rig.keeper.set("available", None)
     assert len(rig.sip.sent) == 1
 
 
 def test_templates_follow_outputs_too() -> None:
-    rig = Rig()
+    rig = PresenceRig()
     rig.keeper.state = rig.keeper.state.with_rule(None, "lamp {lamp}")
     rig.pins.state["lamp"] = True
     rig.keeper.on_output_changed()
@@ -259,17 +202,17 @@ def test_templates_follow_outputs_too() -> None:
 
 
 def test_publish_mode_republishes_after_each_registration_serve_mode_does_not() -> None:
-    publish = Rig(mode="publish", sip='registrar = "sip:127.0.0.1"')
+    publish = PresenceRig(mode="publish", sip='registrar = "sip:127.0.0.1"')
     publish.keeper.on_registered()
     publish.keeper.on_registered()
     assert publish.sip.republished == 2
-    serve = Rig(mode="serve")
+    serve = PresenceRig(mode="serve")
     serve.keeper.on_registered()
     assert serve.sip.republished == 0
 
 
 def test_off_mode_sends_nothing_over_sip_but_tells_mqtt() -> None:
-    rig = Rig(mode="off")
+    rig = PresenceRig(mode="off")
     rig.door(True)
     assert rig.sip.sent == []
     assert (
@@ -289,11 +232,11 @@ def test_off_mode_sends_nothing_over_sip_but_tells_mqtt() -> None:
     ],
 )
 def test_watchers_are_the_allow_list_unless_configured(extra: str, who: str, code: int) -> None:
-    assert Rig(extra=extra).keeper.authorize_watcher(who)[0] == code
+    assert PresenceRig(extra=extra).keeper.authorize_watcher(who)[0] == code
 
 
 def test_watched_contacts_go_to_mqtt_and_status() -> None:
-    rig = Rig(extra='[presence.watch]\nbob = "sip:bob@127.0.0.1"')
+    rig = PresenceRig(extra='[presence.watch]\nbob = "sip:bob@127.0.0.1"')
     assert rig.keeper.status_lines()[-1] == "contacts: bob unknown"
     rig.sip.watching["bob"](BuddyState("bob", "sip:bob@127.0.0.1", "busy", "call", "ACTIVE"))
     payload, retained = rig.mqtt.last_retained("sipagent/porch/buddy/bob/state")
@@ -311,7 +254,7 @@ def test_watched_contacts_go_to_mqtt_and_status() -> None:
 
 
 def test_announce_repeats_retained_state_and_close_withdraws() -> None:
-    rig = Rig()
+    rig = PresenceRig()
     rig.mqtt.published.clear()
     rig.keeper.announce()
     assert [t for t, _, _ in rig.mqtt.published] == [
@@ -329,18 +272,6 @@ def test_publish_recovery_backs_off_to_five_minutes() -> None:
 
 
 # --- the agent delegates to the keeper -----------------------------------------------------------
-
-
-class AgentRig(Rig):
-    """The keeper inside a real core.Agent, with the fakes for SIP, MQTT and pins."""
-
-    def __init__(self) -> None:
-        super().__init__(extra='[mqtt]\nhost = "localhost"')
-        outputs = FakePins(self.config.gpio.outputs)
-        self.agent = Agent(
-            self.config, FakeSip(routed=False), outputs, self.mqtt, FakeNotifier(), self.keeper,
-            FakeOutbox(),
-        )  # fmt: skip
 
 
 def test_agent_routes_inputs_mqtt_set_and_the_presence_command(
@@ -361,7 +292,7 @@ def test_agent_routes_inputs_mqtt_set_and_the_presence_command(
 
 def test_a_message_that_cannot_be_sent_does_not_stop_the_others() -> None:
 
-    rig = Rig()
+    rig = PresenceRig()
     sent: list[str] = []
 
     def send(to: str, body: str) -> None:

@@ -8,7 +8,6 @@ import xml.etree.ElementTree as ET
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_presence import AgentRig
 
 from agent.config.load import parse_config
 from agent.config.model import ConfigError
@@ -21,6 +20,7 @@ from agent.core.presence import (
     parse_request,
     xml_text,
 )
+from lab.rigs import AgentRig
 
 CRAFTED = 'Tom & Jerry </note></tuple><tuple id="x"><status><basic>open</basic></status><note>'
 

@@ -12,11 +12,10 @@ import json
 import socket
 import time
 
-from test_commands_e2e import _raw_message
-
 from agent.core.totp import totp
 from lab.configs import agent_toml
 from lab.ports import free_port
+from lab.rawsip import raw_message
 from lab.waiting import wait_until
 
 KEY = b"12345678901234567890"
@@ -69,7 +68,7 @@ def test_forgers_can_neither_drain_nor_reset_a_users_rate_limit(
         sock.bind(("127.0.0.9", 0))
         for batch in range(11):
             for i in range(100):
-                _raw_message(port, sock, b"status", f"sip:stranger{batch * 100 + i}@127.0.0.1")
+                raw_message(port, sock, b"status", f"sip:stranger{batch * 100 + i}@127.0.0.1")
             wait_until(
                 lambda n=batch: len(_records(probe, f"{B}/message/in")) >= 13 + (n + 1) * 100,
                 30,

@@ -18,7 +18,7 @@ from agent.adapters.sip.binding import defers_answers
 from lab.certs import TestCa
 from lab.configs import agent_toml
 from lab.logwatch import LineTimes
-from lab.mqttprobe import MqttProbe
+from lab.mqttprobe import MqttProbe, first_seen
 from lab.ports import free_port
 from lab.waiting import wait_until
 
@@ -47,15 +47,6 @@ def _stored_bodies(db: Path) -> set[str]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
         rows = conn.execute("SELECT payload FROM outbox").fetchall()
     return {json.loads(payload)["body"] for (payload,) in rows}
-
-
-def _first_seen(probe: MqttProbe, topic: str) -> list[str]:
-    """Bodies of `message/in` records in order of first arrival (repeats share an id)."""
-    seen: dict[str, str] = {}
-    for message in probe.messages(topic):
-        record = _json(message)
-        seen.setdefault(record["id"], record["body"])
-    return list(seen.values())
 
 
 def _fixed_probe(broker, topics: list[str], name: str) -> MqttProbe:  # type: ignore[no-untyped-def]
@@ -97,11 +88,11 @@ def test_broker_outage_loses_nothing_and_keeps_the_order(
 
     broker.start()
     wait_until(
-        lambda: len(_first_seen(probe, f"{B}/message/in")) == 201,
+        lambda: len(first_seen(probe, f"{B}/message/in")) == 201,
         30,
         "all 200 messages on message/in after the broker returned",
     )
-    assert _first_seen(probe, f"{B}/message/in") == [NOTE.format(0), *bodies]
+    assert first_seen(probe, f"{B}/message/in") == [NOTE.format(0), *bodies]
     wait_until(lambda: _pending(agent.outbox_path) == 0, 10, "the outbox to empty")
     probe.close()
 
@@ -148,11 +139,11 @@ def test_sigkill_loses_nothing_that_was_accepted(
     second = agent_factory(config, extra_env={"STATE_DIRECTORY": str(first.workdir)})
     second.wait_ready()
     wait_until(
-        lambda: set(stored) | in_outbox <= set(_first_seen(probe, f"{B}/message/in")),
+        lambda: set(stored) | in_outbox <= set(first_seen(probe, f"{B}/message/in")),
         30,
         "everything the outbox held at the SIGKILL on message/in after the restart",
     )
-    relayed = _first_seen(probe, f"{B}/message/in")
+    relayed = first_seen(probe, f"{B}/message/in")
     # Whatever was stored first is relayed first: the 50 from the outage lead, in order.
     assert relayed[:50] == stored
     missing = set(accepted) - set(relayed)

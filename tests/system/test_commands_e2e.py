@@ -9,11 +9,11 @@ import base64
 import json
 import socket
 import time
-import uuid
 
 from agent.core.totp import totp
 from lab.configs import agent_toml
 from lab.ports import free_port
+from lab.rawsip import raw_message
 from lab.waiting import wait_until
 
 LAMP, GATE, DIMMER = 17, 18, 12
@@ -235,26 +235,6 @@ def test_a_call_from_the_owner_pulses_the_gate_and_is_rejected(
     assert agent.pin(GATE) is False
 
 
-def _raw_message(
-    agent_port: int, sock: socket.socket, body: bytes, from_uri: str = "sip:owner@127.0.0.1"
-) -> None:
-    """A MESSAGE from the socket's own address, with any From (as a forger sends it)."""
-    host, port = sock.getsockname()
-    call_id = uuid.uuid4().hex
-    head = (
-        f"MESSAGE sip:agent@127.0.0.1:{agent_port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{call_id[:16]};rport\r\n"
-        "Max-Forwards: 70\r\n"
-        f"From: <{from_uri}>;tag={call_id[:8]}\r\n"
-        f"To: <sip:agent@127.0.0.1:{agent_port}>\r\n"
-        f"Call-ID: {call_id}\r\n"
-        "CSeq: 1 MESSAGE\r\n"
-        "Content-Type: text/plain\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    sock.sendto(head.encode() + body, ("127.0.0.1", agent_port))
-
-
 def test_bodies_that_are_not_utf8_or_carry_control_characters_are_answered(
     mosquitto, agent_factory, peer_factory, probe_factory, device_id
 ):
@@ -272,7 +252,7 @@ def test_bodies_that_are_not_utf8_or_carry_control_characters_are_answered(
             (b"on lamp \xff\xfe", b"error: the message is not UTF-8 text"),
             (b"on\x07 lamp", b"error: the message contains a control character (U+0007)"),
         ]:
-            _raw_message(port, sock, body)
+            raw_message(port, sock, body)
             got = b""
             while reply not in got:  # the 200 to our request, then the agent's reply MESSAGE
                 got = sock.recv(65536)

@@ -13,11 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_bridge_e2e import _first_seen
-
 from lab.configs import agent_toml
 from lab.disk import fill, read_only, tmpfs
-from lab.mqttprobe import MqttProbe
+from lab.mqttprobe import MqttProbe, first_seen
 from lab.ports import free_port
 from lab.waiting import wait_until
 
@@ -84,7 +82,7 @@ def test_a_full_disk_loses_nothing_answered_200_and_recovers(
 
         broker.start()
         wait_until(
-            lambda: _first_seen(probe, f"{B}/message/in") == bodies,
+            lambda: first_seen(probe, f"{B}/message/in") == bodies,
             30,
             "every MESSAGE answered 200 on message/in, in order",
         )

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_network import wait_status
 
 from agent.adapters import status_socket
+from lab.agentproc import wait_status
 from lab.dns import DOMAIN, K1, K2, DnsServer, Zone, provider_config, srv_zone
 from lab.kamailio import Kamailio
 from lab.ports import free_port

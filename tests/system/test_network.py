@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from lab.agentproc import AgentProcess
+from lab.agentproc import AgentProcess, wait_status
 from lab.certs import TestCa
 from lab.childproc import ChildProcess
+from lab.configs import agent_config
 from lab.kamailio import Kamailio
 from lab.mosquitto import Mosquitto
 from lab.mqttprobe import MqttProbe
-from lab.netns import ROUTER_PUBLIC, SERVER, SERVER_ALT, NatLab, run_in
+from lab.netns import ROUTER_PUBLIC, SERVER, SERVER_ALT, NatLab, internet_owner, run_in
 from lab.waiting import require_binary, wait_until
 
 LAMP = 17
@@ -31,62 +32,8 @@ LAMP = 17
 NAT_UDP_TIMEOUT_S = 5
 
 
-def agent_config(
-    server: Kamailio,
-    *,
-    registrar: str | None = None,
-    transport: str = "udp",
-    listen: str = "127.0.0.1:0",
-    tls: dict[str, object] | None = None,
-    nat: dict[str, object] | None = None,
-    recovery: dict[str, object] | None = None,
-    expires: int = 300,
-    mqtt: Mosquitto | None = None,
-) -> str:
-    """An agent registered as sip:agent@<domain> at `server`, commands allowed from owner."""
-
-    def table(name: str, values: dict[str, object] | None) -> str:
-        if not values:
-            return ""
-        return f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
-
-    return (
-        '[device]\nid = "net"\n\n[sip]\n'
-        f'uri = "{server.aor("agent")}"\n'
-        f'registrar = "{registrar or server.registrar_uri}"\n'
-        f'password = "{server.users["agent"]}"\n'
-        f'transport = "{transport}"\nlisten = "{listen}"\npresence = "off"\n'
-        f"register_expires = {expires}\n"
-        + table("sip.tls", tls)
-        + table("sip.nat", nat)
-        + table("sip.recovery", recovery)
-        # A send asked for while offline waits send_timeout before it fails: keep it short.
-        + (f'[mqtt]\nhost = "{mqtt.host}"\nport = {mqtt.port}\nsend_timeout = 3\n' if mqtt else "")
-        + f'\n[access]\nallow = ["{server.aor("owner")}"]\n\n[log]\nlevel = "debug"\n\n'
-        '[gpio]\npin_factory = "mock"\n\n[gpio.outputs.lamp]\npin = "GPIO17"\n'
-    )
-
-
 def _statuses(agent: AgentProcess) -> list[str]:
     return agent.notify.statuses()
-
-
-def wait_status(agent: AgentProcess, pattern: str, timeout: float, after: int = 0) -> str:
-    """The first STATUS= line (from index `after`) that matches `pattern`."""
-
-    def found() -> str | None:
-        for line in _statuses(agent)[after:]:
-            if re.search(pattern, line):
-                return line
-        if agent.proc.poll() is not None:
-            raise AssertionError(f"agent exited:\n{agent.log_tail()}")
-        return None
-
-    return wait_until(
-        found,
-        timeout,
-        f"STATUS matching {pattern!r} (got {_statuses(agent)[after:]}); log:\n{agent.log_tail()}",
-    )
 
 
 # -- TLS ----------------------------------------------------------------------------------
@@ -240,10 +187,6 @@ def home_agent(nat_lab, internet_kamailio, agent_factory) -> NatAgent:
         return agent_factory(text, netns=nat_lab.home)
 
     return start
-
-
-def internet_owner(peer_factory, nat_lab: NatLab, server: Kamailio):  # type: ignore[no-untyped-def]
-    return peer_factory("owner", server=server, netns=nat_lab.internet, listen=f"{SERVER}:0")
 
 
 def public_in_status(line: str) -> tuple[str, int]:

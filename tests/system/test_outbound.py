@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_network import agent_config, internet_owner, wait_status
 
+from lab.agentproc import wait_status
+from lab.configs import agent_config
 from lab.kamailio import Kamailio
-from lab.netns import SERVER, NatLab
+from lab.netns import SERVER, NatLab, internet_owner
 from lab.waiting import wait_until
 
 FLOW_TIMER_S = 3
