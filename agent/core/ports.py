@@ -13,7 +13,7 @@ adapter by one shared contract test (tests/adapters/test_contracts.py).
 | `InputPins` | agent.adapters.inputs.Inputs |
 | `Notifier` | agent.adapters.service.Notifier |
 | `Outbox` (`Added`, `Row`) | agent.adapters.outbox.store.Outbox |
-| `CodeStore` | agent.adapters.codestore.CodeFile |
+| `Store` (in agent.core.codes, beside the codes' rules) | agent.adapters.codestore.CodeFile |
 | `Inbox` | agent.inbox.Inbox |
 """
 
