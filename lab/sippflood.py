@@ -16,7 +16,7 @@ from pathlib import Path
 from .kamailio import Kamailio
 from .waiting import require_binary
 
-SCENARIO = Path(__file__).resolve().parents[2] / "scripts" / "sipp" / "message_auth.xml"
+SCENARIO = Path(__file__).resolve().parents[1] / "scripts" / "sipp" / "message_auth.xml"
 
 
 @dataclass(frozen=True)
