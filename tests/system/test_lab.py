@@ -12,12 +12,6 @@ from lab.kamailio import Kamailio
 from lab.mqttprobe import MqttProbe
 from lab.ports import free_port
 
-# The fixtures (kamailio, mosquitto, peer_factory, ...). Usually tests/conftest.py loads this
-# plugin already; naming it here too keeps the module self-contained, and pytest registers a
-# plugin only once (importing the fixture functions instead would make ruff see every fixture
-# argument as a redefinition, F811).
-pytest_plugins = ["lab.fixtures"]
-
 # --- ports -----------------------------------------------------------------------------------
 
 
