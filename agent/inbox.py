@@ -17,7 +17,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from agent.events import FROM_BROKER_CLIENTS, Event, MqttMessage
+from agent.core.events import FROM_BROKER_CLIENTS, Event, MqttMessage
 
 DEFAULT_MAX_PENDING = 5000
 # Payload bytes waiting at most: 256 payloads of the largest B/message/send (16 KiB).

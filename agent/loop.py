@@ -1,6 +1,6 @@
 """The owner loop: builds the adapters, turns the pjsua2 crank, drains the inbox, shuts down.
 
-This is the only thread that calls pjsua2 (see the brief's architecture rules).
+This is the only thread that calls pjsua2 (README "Architecture", docs/pjsip.md).
 """
 
 from __future__ import annotations
@@ -8,40 +8,50 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import date
 from functools import partial
 
-from agent import signals
-from agent.capabilities import log_capabilities
-from agent.codestore import CodeFile
-from agent.config import Config
-from agent.containment import Guard, LogThrottle, describe, event_name
-from agent.core import Agent
-from agent.counters import Counters
-from agent.events import Event, MqttPublished, ReloadRequested, StatusLogRequested, StatusRequested
-from agent.gpio import Outputs
-from agent.health import Health, HealthPolicy
-from agent.heap import HeapTrimmer
+from agent.adapters import signals
+from agent.adapters.codestore import CodeFile
+from agent.adapters.gpio import Outputs
+from agent.adapters.heap import HeapTrimmer
+from agent.adapters.inputs import Inputs
+from agent.adapters.mqtt import MqttLink
+from agent.adapters.outbox.store import Outbox
+from agent.adapters.service import Notifier
+from agent.adapters.sip.binding import detect
+from agent.adapters.sip.presence import SipPresence
+from agent.adapters.sip.stack import SipStack
+from agent.adapters.status_socket import StatusServer, server_path
+from agent.config.load import load_config
+from agent.config.model import Config
+from agent.config.statedir import outbox_path, state_dir
+from agent.core.agent import Agent
+from agent.core.capabilities import log_capabilities
+from agent.core.containment import Guard, LogThrottle, describe, event_name
+from agent.core.counters import Counters
+from agent.core.events import (
+    Event,
+    MqttPublished,
+    ReloadRequested,
+    StatusLogRequested,
+    StatusRequested,
+)
+from agent.core.health import Health, HealthPolicy
+from agent.core.mqtt_requests import PayloadBounds
+from agent.core.presence_keeper import PresenceKeeper
+from agent.core.reloader import Reloader
+from agent.core.sipload import SipLoad
+from agent.core.status_report import snapshot
+from agent.core.throttle import Throttle
+from agent.core.timers import Timers
+from agent.core.topics import Topics
 from agent.inbox import DEFAULT_MAX_PENDING, Inbox
-from agent.inputs import Inputs
-from agent.mqtt import MqttLink
-from agent.mqtt_requests import PayloadBounds
-from agent.outbox import Outbox
-from agent.presence_keeper import PresenceKeeper
-from agent.reloader import Reloader
-from agent.service import Notifier
-from agent.sip import SipStack
-from agent.sip_presence import SipPresence
-from agent.statedir import outbox_path, state_dir
-from agent.status_report import snapshot
-from agent.status_socket import StatusServer, server_path
-from agent.throttle import Throttle
-from agent.timers import Timers
-from agent.topics import Topics
 
 log = logging.getLogger(__name__)
 
 # The longest the loop sleeps when nothing happens; anything posted wakes it at once.
-# 1 s costs ~0.1 % of a core idle (FIELD-NOTES.md), 10 ms would cost 0.4 %.
+# 1 s costs ~0.1 % of a core idle (docs/pjsip.md), 10 ms would cost 0.4 %.
 IDLE_WAIT_S = 1.0
 # A loop turn that takes longer than this is a hang, even if the loop later comes back.
 LOOP_STALL_S = 10.0
@@ -64,7 +74,7 @@ class Runner:
             ),
             time.monotonic(),
         )
-        # The outbox plugs in below (`health.outbox_probe`, agent.health.OutboxProbe).
+        # The outbox plugs in below (`health.outbox_probe`, agent.core.health.OutboxProbe).
         self.notifier.status_extra = self.health.status_suffix
         self.timers = Timers()
         self.outputs = Outputs(config.gpio, timers=self.timers)
@@ -113,7 +123,7 @@ class Runner:
             presence=self.presence,
             outbox=self.outbox,
             counters=self.counters,
-            # Spent one-time codes and lockouts outlive a restart (agent.codes).
+            # Spent one-time codes and lockouts outlive a restart (agent.core.codes).
             code_store=CodeFile(state_dir(config.outbox.path)),
         )
         if self.agent.bridge is not None:
@@ -130,9 +140,10 @@ class Runner:
         self._signal_stop: str | None = None
         self._signal_log = Throttle()  # ignored signals: said once, then once a minute
         self.heap = HeapTrimmer()
-        self.reloader = Reloader(config, self.agent, self.outputs)
+        self.reloader = Reloader(config, self.agent, self.outputs, load_config)
         path = server_path()
         self.status_server = StatusServer(path, self.inbox.put) if path else None
+        self.load = SipLoad(None)  # pjsip's transactions and Timer J, once SIP runs
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop; safe from any thread."""
@@ -144,7 +155,11 @@ class Runner:
         self._install_signal_handlers()
         self.sip.start()
         self._wake_on_signals()
-        self.agent.diagnostics.capabilities = log_capabilities()
+        caps = self.agent.diagnostics.capabilities = detect(self.sip.version, self.sip.c_api)
+        log_capabilities(caps)
+        self.load = SipLoad(self.sip.c_api, can_refuse=self.sip.defers_answers)
+        self.agent.about += [lambda: caps.status_line(date.today()), self.load.summary]
+        self.notifier.status_extra = self._status_extra
         logging.getLogger().addHandler(self.agent.diagnostics.errors)
         self.inbox.set_waker(self.sip.wake)
         self.outputs.apply_initial()
@@ -171,7 +186,7 @@ class Runner:
             now = time.monotonic()
             if interval is not None and now >= next_ping:
                 # Pinging from this loop (not a timer thread) is the point: a hung loop
-                # stops the pings, and so does a sick agent (agent.health); systemd then
+                # stops the pings, and so does a sick agent (agent.core.health); systemd then
                 # restarts the service.
                 if self.health.check(now).healthy:
                     self.notifier.watchdog()
@@ -185,6 +200,8 @@ class Runner:
                 wait = min(wait, timer + 0.0005)
             self.sip.poll(int(wait * 1000 + 0.5))
             self._take_signals()  # before the inbox: reload and status requests go there
+            # Bounded memory at any rate: Timer J and, with deferred answers, 503 (sipload).
+            self.sip.answers.refusing = self.load.tick().refusing
             self.heap.seen(self.sip.messages_received, now)
             self.heap.due(now)
             self._handle_inbox()
@@ -261,6 +278,18 @@ class Runner:
         self.outputs.close()
         logging.getLogger().removeHandler(self.agent.diagnostics.errors)
         log.info("stopped in %.2fs", time.monotonic() - started)
+
+    def _status_extra(self) -> str:
+        """STATUS= after the agent's own part: health, and what the SIP stack lacks."""
+        parts = [self.health.status_suffix()]
+        caps = self.agent.diagnostics.capabilities
+        if caps is not None and not caps.deferred_responses:
+            parts.append(f"pjproject {caps.pjproject}: 200 before storing")
+        if caps is not None and (missing := len(caps.missing())):
+            parts.append(f"lacks {missing} security fixes")
+        if self.load.state.refusing:
+            parts.append("SIP overloaded: refusing MESSAGE")
+        return "; ".join(p for p in parts if p)
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is threading.main_thread():

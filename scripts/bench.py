@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/bench.py [--quick] [--json results.json] [--plot latency.png]
 
-Starts Kamailio and Mosquitto itself (tests/lab), the agent with mock pins, a raw-UDP
+Starts Kamailio and Mosquitto itself (lab/), the agent with mock pins, a raw-UDP
 SIP client that timestamps every request (benchlib/sipclient.py), sipp and baresip.
 Prints one table (p50/p99/max and sample counts) and, with --json, writes it to a file.
 Never run by the tests: timing belongs here, not in asserts.
@@ -15,24 +15,23 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "scripts")]
+from benchlib import agentfigs
+from benchlib.baresip import start_baresip
+from benchlib.flood import absorb_rate
+from benchlib.memlayers import memory_layers
+from benchlib.plot import plot_latencies
+from benchlib.procstat import idle_figures, row
 
-from benchlib import agentfigs  # noqa: E402
-from benchlib.baresip import start_baresip  # noqa: E402
-from benchlib.flood import absorb_rate  # noqa: E402
-from benchlib.memlayers import memory_layers  # noqa: E402
-from benchlib.plot import plot_latencies  # noqa: E402
-from benchlib.procstat import idle_figures, row  # noqa: E402
-from lab.kamailio import Kamailio  # noqa: E402
-from lab.mosquitto import Mosquitto  # noqa: E402
-from lab.ports import free_port  # noqa: E402
-from lab.sipoptions import sip_options  # noqa: E402
-from lab.waiting import wait_until  # noqa: E402
+from lab.kamailio import Kamailio
+from lab.mosquitto import Mosquitto
+from lab.ports import free_port
+from lab.sipoptions import sip_options
+from lab.waiting import wait_until
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def baresip_figures(work: Path, idle_seconds: float, flood_seconds: float) -> dict[str, float]:
@@ -125,8 +124,8 @@ def main() -> int:
           f"{g['relayed']} relayed)")  # fmt: skip
     print("\nresident memory by layer (cumulative, fresh interpreter):")
     layers = memory_layers(str(REPO))
-    for label, mb in layers:
-        print(f"  {label:46} {mb:6.1f} MB")
+    for label, rss, anon in layers:
+        print(f"  {label:56} {rss:6.1f} MB ({anon:.1f} anonymous)")
     if args.plot:
         problem = plot_latencies(latencies, args.plot, f"sipagent latencies on {machine}")
         print(f"plot: {problem or args.plot}")

@@ -7,18 +7,14 @@ against two (a PBX and a provider, two private Kamailios on loopback), three run
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from lab.agentproc import AgentProcess  # noqa: E402
-from lab.configs import agent_toml  # noqa: E402
-from lab.kamailio import Kamailio  # noqa: E402
+from lab.agentproc import AgentProcess
+from lab.configs import agent_toml
+from lab.kamailio import Kamailio
 
 RUNS = 3
 SETTLE_S = 3.0  # after READY, before memory is read

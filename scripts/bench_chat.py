@@ -10,10 +10,10 @@ import timeit
 import zlib
 from dataclasses import replace
 
-from agent import chat, cpim, imdn
-from agent.messages import IncomingMessage
+from agent.core import chat, cpim, imdn
+from agent.core.messages import IncomingMessage
 
-# As linphonec 5.1 sends them (tests/test_chat.py has the captured bodies).
+# As linphonec 5.1 sends them (tests/pure/test_chat.py has the captured bodies).
 MESSAGE = (
     "From: <sip:owner@pbx.example.org>\r\nTo: <sip:porch@pbx.example.org>\r\n"
     "DateTime: 2026-12-01T03:23:24Z\r\nNS: imdn <urn:ietf:params:imdn>\r\n"

@@ -16,24 +16,19 @@ import base64
 import json
 import logging
 import statistics
-import sys
 import tempfile
 import timeit
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from lab.agentproc import AgentProcess  # noqa: E402
-from lab.configs import agent_toml  # noqa: E402
-from lab.kamailio import Kamailio  # noqa: E402
-from lab.peer import Peer  # noqa: E402
-from lab.waiting import wait_until  # noqa: E402
-from test_commands import FakeDevice  # noqa: E402
-
-from agent.config import parse_config  # noqa: E402
-from agent.dispatch import Dispatcher  # noqa: E402
-from agent.totp import totp  # noqa: E402
+from agent.config.load import parse_config
+from agent.core.dispatch import Dispatcher
+from agent.core.totp import totp
+from lab.agentproc import AgentProcess
+from lab.configs import agent_toml
+from lab.fakes import FakeDevice
+from lab.kamailio import Kamailio
+from lab.peer import Peer
+from lab.waiting import wait_until
 
 KEY = b"bench-key-0123456789"
 CONFIG = f"""

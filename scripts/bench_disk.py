@@ -18,15 +18,12 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from agent.outbox import Outbox
+from agent.adapters.outbox.store import Outbox
 
 RECORD = (
     '{"id":"2b121f04-4a13-4bf6-8cb4-0f2bf3146703","from":"\\"Owner\\" <sip:owner@pbx.example'

@@ -3,10 +3,10 @@
 
     sudo .venv/bin/python scripts/bench_dns.py [--runs 5] [--json results.json]
 
-The lab of tests/test_dns_srv.py: dnsmasq serving `_sip._udp.sipagent.test` -> k1 (priority 10)
-and k2 (priority 20), two Kamailios on loopback. It measures:
+The lab of tests/system/test_dns_srv.py: dnsmasq serving `_sip._udp.sipagent.test` -> k1 (priority
+10) and k2 (priority 20), two Kamailios on loopback. It measures:
 - resolution: an SRV lookup with its A/AAAA lookups through pjsip's resolver
-  (agent.sip_dns), from the server and then from pjsip's cache;
+  (agent.adapters.sip.dns), from the server and then from pjsip's cache;
 - start -> READY=1 (registered through the SRV target);
 - failover: k1 stopped -> STATUS "registered via k2", with the periodic check at 1 s and at
   the default 60 s (the worst case waits a whole check; a refresh by pjsua would too).
@@ -24,20 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from lab.agentproc import AgentProcess  # noqa: E402
-from lab.dns import DnsServer  # noqa: E402
-from lab.kamailio import Kamailio  # noqa: E402
-from lab.ports import free_port  # noqa: E402
-from lab.waiting import wait_until  # noqa: E402
-from test_dns_srv import DOMAIN, K1, K2, provider_config, srv_zone  # noqa: E402
+from lab.agentproc import AgentProcess
+from lab.dns import DOMAIN, K1, K2, DnsServer, provider_config, srv_zone
+from lab.kamailio import Kamailio
+from lab.ports import free_port
+from lab.waiting import wait_until
 
 RESOLVE = """
 import sys, time, pjsua2 as pj
-sys.path.insert(0, {repo!r})
-from agent.sip_dns import SrvLookup
+from agent.adapters.sip.dns import SrvLookup
 ep = pj.Endpoint(); ep.libCreate()
 cfg = pj.EpConfig(); cfg.uaConfig.threadCnt = 0; cfg.uaConfig.mainThreadOnly = True
 cfg.uaConfig.nameserver.append({ns!r}); cfg.logConfig.level = cfg.logConfig.consoleLevel = 0
@@ -55,7 +50,7 @@ lookup.close(); ep.libDestroy()
 
 
 def resolution(dns: DnsServer) -> tuple[float, float]:
-    code = RESOLVE.format(repo=str(REPO), ns=dns.address, domain=DOMAIN)
+    code = RESOLVE.format(ns=dns.address, domain=DOMAIN)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     lines = [line.split() for line in out.stdout.splitlines() if line.startswith("RESULT")]
     first, cached = (float(fields[1]) for fields in lines[:2])

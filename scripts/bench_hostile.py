@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/bench_hostile.py [--seconds 5] [--json out.json]
 
-Each flood is sent from a raw client in this process (tests/lab/rawsip.py) at a fixed rate to
+Each flood is sent from a raw client in this process (lab/rawsip.py) at a fixed rate to
 a direct-mode agent on loopback, with MQTT (a Mosquitto of its own). For each: whether the
 agent survived and answered its owner afterwards, its CPU (% of one core) and peak resident
 memory during the flood, and datagrams (and bytes) sent back per datagram received. Then the
@@ -18,25 +18,22 @@ import json
 import platform
 import select
 import socket
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "scripts")]
+from benchlib.procstat import cpu_seconds, rss_mb
 
-from benchlib.procstat import cpu_seconds, rss_mb  # noqa: E402
-from lab.agentproc import AgentProcess  # noqa: E402
-from lab.configs import DOOR_CONFIG, agent_toml  # noqa: E402
-from lab.mosquitto import Mosquitto  # noqa: E402
-from lab.mqttprobe import MqttProbe  # noqa: E402
-from lab.ports import free_port  # noqa: E402
-from lab.rawsip import SDP, UdpPeer, request  # noqa: E402
-from lab.soundness import DirectOwner  # noqa: E402
-from lab.waiting import wait_until  # noqa: E402
+from lab.agentproc import AgentProcess
+from lab.configs import DOOR_CONFIG, agent_toml
+from lab.mosquitto import Mosquitto
+from lab.mqttprobe import MqttProbe
+from lab.ports import free_port
+from lab.rawsip import SDP, UdpPeer, request
+from lab.soundness import DirectOwner
+from lab.waiting import wait_until
 
 
 class Sampler:

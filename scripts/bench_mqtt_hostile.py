@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "scripts")]
+from benchlib.procstat import cpu_seconds, rss_mb
 
-from benchlib.procstat import cpu_seconds, rss_mb  # noqa: E402
-from lab.agentproc import AgentProcess  # noqa: E402
-from lab.configs import agent_toml  # noqa: E402
-from lab.mosquitto import Mosquitto  # noqa: E402
-from lab.mqttprobe import MqttProbe  # noqa: E402
-from lab.ports import free_port  # noqa: E402
+from lab.agentproc import AgentProcess
+from lab.configs import agent_toml
+from lab.mosquitto import Mosquitto
+from lab.mqttprobe import MqttProbe
+from lab.ports import free_port
 
 
 class UnboundedBroker(Mosquitto):

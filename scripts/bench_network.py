@@ -3,7 +3,7 @@
 
     sudo .venv/bin/python scripts/bench_network.py [--runs 3] [--json results.json]
 
-The NAT lab of the tests (tests/lab/netns.py): the agent in "home" behind a masquerading
+The NAT lab of the tests (lab/netns.py): the agent in "home" behind a masquerading
 router, Kamailio and a peer in "internet". For each run it measures:
 - link cut for 20 s, then restored -> STATUS "SIP registered" again, and -> a command MESSAGE
   from the peer answered;
@@ -17,19 +17,15 @@ import argparse
 import json
 import re
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from lab.agentproc import AgentProcess  # noqa: E402
-from lab.kamailio import Kamailio  # noqa: E402
-from lab.netns import SERVER, NatLab  # noqa: E402
-from lab.peer import Peer  # noqa: E402
-from lab.waiting import wait_until  # noqa: E402
+from lab.agentproc import AgentProcess
+from lab.kamailio import Kamailio
+from lab.netns import SERVER, NatLab
+from lab.peer import Peer
+from lab.waiting import wait_until
 
 CONFIG = """[device]
 id = "bench"

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/bench_presence.py [--trials 50] [--sizes 1,10,100] [--json out.json]
 
 The agent runs in direct mode (no server) with a mock door input; watchers are pjsua2 peers
-(tests/lab/peer_main.py) in a few processes, each holding up to 20 subscriptions (dialogs) to
+(lab/peer_main.py) in a few processes, each holding up to 20 subscriptions (dialogs) to
 the agent. Each trial flips the door and times, for every subscription, the moment its NOTIFY
 was handled by the watcher (the peer's own timestamp) from just before the flip was requested.
 The figure includes the test's pipe to the agent process and the peers' event loop; it is an
@@ -17,20 +17,16 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from lab.agentproc import AgentProcess  # noqa: E402
-from lab.configs import DOOR_CONFIG, agent_toml  # noqa: E402
-from lab.kamailio import Kamailio  # noqa: E402
-from lab.peer import Peer  # noqa: E402
-from lab.ports import free_port  # noqa: E402
-from lab.waiting import wait_until  # noqa: E402
+from lab.agentproc import AgentProcess
+from lab.configs import DOOR_CONFIG, agent_toml
+from lab.kamailio import Kamailio
+from lab.peer import Peer
+from lab.ports import free_port
+from lab.waiting import wait_until
 
 DOOR = 27
 PER_PROCESS = 20

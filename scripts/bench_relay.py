@@ -25,14 +25,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from lab.agentproc import AgentProcess  # noqa: E402
-from lab.configs import agent_toml  # noqa: E402
-from lab.mosquitto import Mosquitto  # noqa: E402
-from lab.ports import free_port  # noqa: E402
-from lab.waiting import wait_until  # noqa: E402
+from lab.agentproc import AgentProcess
+from lab.configs import agent_toml
+from lab.mosquitto import Mosquitto
+from lab.ports import free_port
+from lab.waiting import wait_until
 
 
 class Subscriber:

@@ -17,14 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from lab.agentproc import AgentProcess  # noqa: E402
-from lab.configs import DOOR_CONFIG, agent_toml  # noqa: E402
-from lab.waiting import wait_until  # noqa: E402
-
-from agent.status_socket import ask  # noqa: E402
+from agent.adapters.status_socket import ask
+from lab.agentproc import AgentProcess
+from lab.configs import DOOR_CONFIG, agent_toml
+from lab.waiting import wait_until
 
 
 def main() -> int:

@@ -4,21 +4,21 @@
     /tmp/venv/bin/python scripts/fleet.py [--agents 50] [--idle 30] [--json out.json]
 
 Starts its own Kamailio (registrar and presence server, shm sized for the fleet) and
-Mosquitto, then N agents (tests/lab/fleet.py: agent<i>@sipagent.test, presence published
+Mosquitto, then N agents (lab/fleet.py: agent<i>@sipagent.test, presence published
 through Kamailio, all in MQTT group "fleet", mock pins) and measures:
 
 - start: from the first agent's start to the last one READY=1, online and registered on MQTT
   (agents start `--parallel` at a time);
 - one `on lamp` published once on sipagent/group/fleet/command: every member's result on its
   own B/command/result (exactly one each), the pins changed, time to the last result;
-- one `presence busy` the same way, seen by one watcher (a pjsua2 peer, tests/lab/peer.py)
+- one `presence busy` the same way, seen by one watcher (a pjsua2 peer, lab/peer.py)
   subscribed to all N AORs through Kamailio: per-member NOTIFY arrival after the publish
   (the peer's own timestamp; the same clock as the publish), p50 and max;
 - memory of each agent: RSS and PSS (/proc/<pid>/smaps_rollup: shared pages divided among
   the processes sharing them, so the PSS sum is what the fleet really costs), and idle CPU
   over `--idle` seconds, per agent and summed.
 
-Never run by the tests (tests/test_fleet.py checks the same behaviour with five agents).
+Never run by the tests (tests/system/test_fleet.py checks the same behaviour with five agents).
 """
 
 from __future__ import annotations
@@ -28,20 +28,16 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from lab.fleet import Fleet, proc_stats  # noqa: E402
-from lab.kamailio import Kamailio, numbered_users  # noqa: E402
-from lab.mosquitto import Mosquitto  # noqa: E402
-from lab.peer import Peer  # noqa: E402
-from lab.waiting import wait_until  # noqa: E402
+from lab.fleet import Fleet, proc_stats
+from lab.kamailio import Kamailio, numbered_users
+from lab.mosquitto import Mosquitto
+from lab.peer import Peer
+from lab.waiting import wait_until
 
 LAMP = 17
 

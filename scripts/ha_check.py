@@ -46,15 +46,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from lab.agentproc import AgentProcess  # noqa: E402
-from lab.configs import BELL_CONFIG, DOOR_CONFIG, agent_toml  # noqa: E402
-from lab.mosquitto import Mosquitto  # noqa: E402
-from lab.mqttprobe import MqttProbe  # noqa: E402
-from lab.ports import free_port  # noqa: E402
-from lab.waiting import wait_until  # noqa: E402
+from lab.agentproc import AgentProcess
+from lab.configs import BELL_CONFIG, DOOR_CONFIG, agent_toml
+from lab.mosquitto import Mosquitto
+from lab.mqttprobe import MqttProbe
+from lab.ports import free_port
+from lab.waiting import wait_until
 
 DEVICE = "hacheck"
 BASE = f"sipagent/{DEVICE}"

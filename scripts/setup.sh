@@ -51,7 +51,7 @@ fi
 
 # Reuse the venv while nothing it was built from has changed.
 stamp="$venv/.sipagent-stamp"
-want=$(cat pyproject.toml <("$python" -V 2>&1) | sha256sum | cut -d' ' -f1)-$with_tests
+want=$(cat pyproject.toml lab/pyproject.toml <("$python" -V 2>&1) | sha256sum | cut -d' ' -f1)-$with_tests
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: building the venv in $venv"
   rm -rf "$venv"
@@ -65,9 +65,12 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
          "into $venv (scripts/install.sh explains the options)" >&2
   fi
   "$venv/bin/pip" install -q -e ".$extras"
+  # The test lab, a package of its own (lab/pyproject.toml), for the tests and benchmarks.
+  if [ "$with_tests" = 1 ]; then "$venv/bin/pip" install -q -e ./lab; fi
   echo "$want" > "$stamp"
 else
-  # The checkout may have moved (CI clones afresh): point the editable install here.
+  # The checkout may have moved (CI clones afresh): point the editable installs here.
   "$venv/bin/pip" install -q --no-deps -e . >/dev/null
+  if [ "$with_tests" = 1 ]; then "$venv/bin/pip" install -q --no-deps -e ./lab >/dev/null; fi
 fi
 echo "setup: ready ($("$venv/bin/python" -c 'import pjsua2; ep = pjsua2.Endpoint(); print("pjsua2", ep.libVersion().full)' 2>/dev/null || echo "pjsua2 MISSING"))"

@@ -15,7 +15,7 @@ from lab.mosquitto import Mosquitto
 from lab.ports import free_port
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.heap import QUIET_S
+from agent.adapters.heap import QUIET_S
 
 from .flood import FloodResult, absorb_rate
 from .procstat import idle_figures

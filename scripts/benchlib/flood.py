@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from lab.sippflood import run_sipp
 
 SCENARIO = Path(__file__).resolve().parents[1] / "sipp" / "message.xml"
 
@@ -29,30 +28,10 @@ class FloodResult:
 
 def flood(target: str, service: str, rate: int, seconds: float, workdir: Path) -> FloodResult:
     """Send `rate`/s MESSAGEs for `seconds` to `target` (host:port) and read sipp's counters."""
-    sipp = shutil.which("sipp")
-    if sipp is None:
-        raise RuntimeError("sipp not found: apt-get install sip-tester")
-    count = int(rate * seconds)
     screen = workdir / f"sipp-{service}-{rate}.txt"
-    subprocess.run(
-        [sipp, "-sf", str(SCENARIO), "-s", service, target, "-i", "127.0.0.1", "-p", "0",
-         "-m", str(count), "-r", str(rate), "-rp", "1000", "-l", str(count), "-nostdin",
-         "-timeout", str(int(seconds) + 20), "-trace_screen", "-screen_file", str(screen)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
-        timeout=seconds + 60,
-    )  # fmt: skip
-    text = screen.read_text()
-    sent, retrans = _counters(text, r"MESSAGE -+>")
-    answered, _ = _counters(text, r"200 <-+")
-    failed = int(re.search(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", text).group(1))  # type: ignore[union-attr]
-    return FloodResult(rate, count, sent, answered, retrans, failed)
-
-
-def _counters(text: str, arrow: str) -> tuple[int, int]:
-    match = re.search(arrow + r"\s+(\d+)\s+(\d+)", text)
-    if match is None:
-        raise RuntimeError(f"sipp screen has no line for {arrow!r}:\n{text}")
-    return int(match.group(1)), int(match.group(2))
+    args = ["-s", service, target, "-i", "127.0.0.1", "-p", "0"]
+    sent, answered, failed, retrans = run_sipp(SCENARIO, args, rate, seconds, screen, grace_s=20)
+    return FloodResult(rate, int(rate * seconds), sent, answered, retrans, failed)
 
 
 def absorb_rate(

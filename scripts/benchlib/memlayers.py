@@ -1,77 +1,85 @@
-"""Resident memory by layer: what importing and starting each part of the agent costs.
+"""Memory by layer: what importing and starting each part of the agent costs.
 
 Run as a program (a fresh interpreter) with an output path, it loads the agent's layers one
-by one and writes cumulative RSS after each there as JSON (stdout gets pjlib's banner).
-scripts/bench.py shows it next to the idle figure, so a missed memory target comes with the
-profile that explains it.
+by one, as `sipagent run` does (agent.lean's stand-ins in place), and writes cumulative RSS
+and anonymous memory after each as JSON. scripts/bench.py and scripts/bench_memory.py show
+it beside the idle figure: the table in the README ("Memory").
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import sys
 
 
-def rss_kb() -> int:
+def memory_kb() -> tuple[int, int]:
+    """(VmRSS, RssAnon) of this process, kB."""
+    fields = {}
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+            name, _, value = line.partition(":")
+            fields[name] = value
+    return int(fields["VmRSS"].split()[0]), int(fields["RssAnon"].split()[0])
+
+
+# Before anything else is imported: the interpreter alone.
+INTERPRETER = memory_kb()
+
+import importlib  # noqa: E402
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 
 def start_pjsua2() -> None:
-    import pjsua2 as pj
+    from lab.bareendpoint import bare_endpoint
 
-    ep = pj.Endpoint()
-    ep.libCreate()
-    cfg = pj.EpConfig()
-    cfg.uaConfig.threadCnt = 0
-    cfg.uaConfig.mainThreadOnly = True
-    cfg.medConfig.hasIoqueue = False
-    cfg.medConfig.threadCnt = 0
-    cfg.logConfig.level = cfg.logConfig.consoleLevel = 0
-    ep.libInit(cfg)
-    globals()["_endpoint"] = ep  # kept alive: the figure is for a running endpoint
+    globals()["_endpoint"] = bare_endpoint()  # kept alive: the figure is for a running one
 
 
 LAYERS: list[tuple[str, object]] = [
-    ("Python 3 interpreter", None),
-    ("import pjsua2", "pjsua2"),
+    ("systemd (journal, daemon)", "systemd.journal"),
+    ("sqlite3", "sqlite3"),
+    ("paho-mqtt (without ssl: agent.lean)", "paho.mqtt.client"),
+    ("gpiozero (+ MockFactory)", "gpiozero.pins.mock"),
+    ("pjsua2 imported", "pjsua2"),
     ("pjsua2 endpoint created and initialised", start_pjsua2),
-    ("import paho-mqtt (with ssl)", "paho.mqtt.client"),
-    ("import gpiozero (+ MockFactory)", "gpiozero.pins.mock"),
-    ("import systemd (journal, daemon)", "systemd.journal"),
-    ("import sqlite3", "sqlite3"),
-    ("import the agent's own modules", "agent.loop"),
+    ("the agent's own modules", "agent.loop"),
 ]
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "agent.toml"
 
 
 def main() -> None:
-    rows = []
-    for label, step in LAYERS:
-        if isinstance(step, str):
-            importlib.import_module(step)
-        elif callable(step):
-            step()
-        rows.append((label, rss_kb() / 1024))
+    rows = [("Python 3 interpreter", *INTERPRETER)]
+    from agent.config.load import load_config
+    from agent.lean import deferrable, deferred_imports
+
+    with deferred_imports(deferrable(None)):
+        config = load_config(str(EXAMPLE))
+        rows.append(("the config read (tomllib, dataclasses, re, typing, logging)", *memory_kb()))
+        with deferred_imports(deferrable(config)):
+            for label, step in LAYERS:
+                if isinstance(step, str):
+                    module = importlib.import_module(step)
+                    if step == "pjsua2":
+                        module.Endpoint  # noqa: B018 (the wheel loads its extension lazily)
+                elif callable(step):
+                    step()
+                rows.append((label, *memory_kb()))
     with open(sys.argv[1], "w") as out:
-        json.dump(rows, out)
+        json.dump([(label, rss / 1024, anon / 1024) for label, rss, anon in rows], out)
 
 
 if __name__ == "__main__":
     main()
 
 
-def memory_layers(repo: str, python: str = sys.executable) -> list[tuple[str, float]]:
-    """Run this module in a fresh interpreter; its rows: (layer, cumulative RSS in MB)."""
+def memory_layers(repo: str, python: str = sys.executable) -> list[tuple[str, float, float]]:
+    """Run this module in a fresh interpreter: (layer, cumulative RSS MB, anonymous MB)."""
     import os
     import subprocess
     import tempfile
 
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        env = {**os.environ, "PYTHONPATH": repo}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join((repo, os.path.join(repo, "tests")))}
         subprocess.run(
             [python, __file__, out.name], env=env, check=True, capture_output=True, timeout=60
         )

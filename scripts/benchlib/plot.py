@@ -33,3 +33,43 @@ def plot_latencies(samples: dict[str, list[float]], path: Path, title: str) -> s
     fig.savefig(path)
     plt.close(fig)
     return None
+
+
+def plot_memory(results: dict, path: Path) -> str | None:
+    """Resident memory over time under each flood, the agent beside baresip (first run)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: pip install -e '.[bench]'"
+    run = results["runs"][0]
+    rates = sorted(run["agent"]["floods"], key=int)
+    fig, axes = plt.subplots(1, len(rates), figsize=(12, 4.2), dpi=110, sharey=True)
+    for ax, rate in zip(axes, rates, strict=True):
+        for who, colour in (("agent", "tab:blue"), ("baresip", "tab:orange")):
+            flood = run.get(who, {}).get("floods", {}).get(rate)
+            if flood is None:
+                continue
+            times, rss = zip(*flood["trace"], strict=True)
+            label = "sipagent" if who == "agent" else "baresip 1.0"
+            ax.plot(times, rss, color=colour, label=label, linewidth=1.2)
+            ax.axvline(flood["flood_ended_s"], color=colour, linestyle=":", linewidth=0.8)
+        ax.axhline(100, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title(f"{rate} MESSAGE/s for 10 s via Kamailio", fontsize=9)
+        ax.set_xlabel("seconds since the flood started")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("resident memory (MB)")
+    axes[0].text(0.5, 101, "100 MB target (2000/s)", color="grey", fontsize=7)
+    axes[-1].legend(fontsize=8, loc="upper right")
+    binding = results.get("binding", "")
+    fig.suptitle(
+        f"sipagent{f' ({binding})' if binding else ''} and baresip under MESSAGE floods, "
+        f"{results['machine']}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return None

@@ -15,7 +15,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from lab.rawsip import Received  # tests/ is on sys.path for the benchmarks
+from lab.rawsip import Received
 
 T1 = 0.5  # RFC 3261's first retransmission interval over UDP, seconds
 

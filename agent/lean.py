@@ -1,0 +1,166 @@
+"""Import less: modules the libraries import and the configured agent never uses.
+
+A Pi Zero 2 W has 512 MB for everything it runs, and what a small Pi pays for is anonymous
+memory: the objects each imported module creates, for the life of the service. paho-mqtt
+imports `ssl` (and OpenSSL) and `urllib.request` (with `http.client` and `email`) for TLS and
+for proxies; gpiozero imports `importlib.metadata` (with `zipfile`, `email`, `csv`, ...) to
+find pin factories, `colorzero` for RGB LEDs, `statistics` for analog sensors; dataclasses
+and gpiozero import `inspect` (with `ast` and `dis`). On the example config these were
+5 MB of anonymous memory and 9 MB resident (README, "Memory and floods").
+
+A deferred module is a stand-in in `sys.modules`: importing it costs nothing, and the first
+attribute anyone reads from it imports the real module and takes over its namespace, so
+the code that holds the stand-in works as before, only later. A library that reads a name
+while it is imported (`from m import f`) gets it from the stand-in: a forwarder that imports
+the module when called, or, for two one-line functions, the function itself. `ssl` is
+deferred only when no TLS is configured for MQTT (pjsip has its own TLS library).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import os
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.config.model import Config
+
+_LOCK = threading.RLock()
+
+
+class DeferredModule(types.ModuleType):
+    """Stands in for a module until an attribute of it is first read."""
+
+    def __init__(self, name: str, ready: dict[str, Any] | None = None) -> None:
+        super().__init__(name)
+        # A spec like a loaded module's: `import name` finds it and imports nothing.
+        self.__spec__ = importlib.machinery.ModuleSpec(name, None)
+        self.__dict__.update(ready or {})
+        self._deferred_loaded = False
+
+    def __getattr__(self, attr: str) -> Any:
+        # Only called for attributes the stand-in lacks: after the load, none are missing.
+        if attr.startswith("__") and attr.endswith("__"):
+            # The import system probes `__path__` on every `from m import x`: that is not
+            # a use. No code reads another dunder of these modules.
+            raise AttributeError(attr)
+        return getattr(self._load(), attr)
+
+    def _load(self) -> types.ModuleType:
+        name = self.__name__
+        with _LOCK:
+            if sys.modules.get(name) is self:
+                del sys.modules[name]
+            real = importlib.import_module(name)
+            self.__dict__.update(real.__dict__)
+            self._deferred_loaded = True
+        return real
+
+    @property
+    def loaded(self) -> bool:
+        """True once the real module has been imported in its place."""
+        return bool(self.__dict__.get("_deferred_loaded"))
+
+
+def _forwarder(module: str, name: str) -> Callable[..., Any]:
+    """A function that imports `module` when first called and calls its `name`."""
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    forward.__name__ = forward.__qualname__ = name
+    return forward
+
+
+def _forwarders(module: str, *names: str) -> dict[str, Any]:
+    return {name: _forwarder(module, name) for name in names}
+
+
+def _isbuiltin(obj: object) -> bool:
+    """inspect.isbuiltin, as inspect defines it, without importing inspect."""
+    return isinstance(obj, types.BuiltinFunctionType)
+
+
+def _system() -> str:
+    """platform.system() on Linux and every POSIX system: what uname says (platform.uname)."""
+    return os.uname().sysname
+
+
+class _NotSsl(Exception):
+    """Stands in for ssl's SSLWant*Error: a plain socket never raises them."""
+
+
+def deferrable(config: Config | None) -> dict[str, dict[str, Any]]:
+    """Module name -> what it must offer at once, for what `config` does not need.
+
+    A library that does `from m import f` reads `f` while it is imported: such functions
+    are offered as forwarders that import the module when they are first called. Without a
+    config (before it is read), what no config needs at start.
+    """
+    modules: dict[str, dict[str, Any]] = {
+        # paho: proxies from the environment (only with PySocks installed).
+        "urllib.request": {},
+        # gpiozero: pin factories by entry point (pin_factory = "auto" only), the fonts of
+        # seven-segment displays, smoothing of analog sensors, ping and load-average devices;
+        # RGB LEDs (colorzero, and its colour conversions). The agent opens none of them.
+        "importlib.metadata": _forwarders("importlib.metadata", "entry_points"),
+        "importlib.resources": {},
+        "statistics": _forwarders("statistics", "median", "mean"),
+        "fractions": _forwarders("fractions", "Fraction"),
+        "colorzero": _forwarders("colorzero", "Color"),
+        "pprint": _forwarders("pprint", "pformat"),  # the repr of an LED board
+        "subprocess": {},
+        # shutil (argparse's terminal width): archive formats.
+        "bz2": {},
+        "lzma": {},
+        # dataclasses: a signature for a class without a docstring (every agent dataclass
+        # has one); gpiozero: a callback's signature (the agent's are builtins:
+        # agent.adapters.inputs).
+        # With it go ast and dis: 0.7 MB.
+        "inspect": {"isbuiltin": _isbuiltin},
+        # logging: formatting an exception, when there is one (with linecache, tokenize).
+        "traceback": {},
+        # uuid and paho: "is this Linux? Windows?", at import.
+        "platform": {"system": _system},
+        # paho: the WebSocket handshake; hmac: one-time codes (agent.core.totp), when checked.
+        # Either would load the system's libcrypto (3.7 MB resident) at start.
+        "hashlib": {},
+        "_hashlib": {},
+        "hmac": {},
+    }
+    if config is not None and (config.mqtt is None or not config.mqtt.tls):
+        # paho's TLS (pjsip has its own TLS library). paho names these two in `except`
+        # clauses around every socket read, which would load ssl on the first disconnect.
+        modules["ssl"] = {"SSLWantReadError": _NotSsl, "SSLWantWriteError": _NotSsl}
+    return modules
+
+
+@contextmanager
+def deferred_imports(modules: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """Within the block, importing one of `modules` (not yet imported) imports a stand-in.
+
+    After the block, the stand-ins leave `sys.modules`: whoever imports them later gets the
+    real module, and those who took a stand-in keep it until they use it.
+    """
+    placed: dict[str, DeferredModule] = {}
+    with _LOCK:
+        for name, ready in modules.items():
+            if name not in sys.modules:
+                placed[name] = sys.modules[name] = DeferredModule(name, ready)
+                parent, _, child = name.rpartition(".")
+                if parent:
+                    # `import a.b` binds `a`, and code reads `a.b.x`: `a.b` must be there.
+                    setattr(importlib.import_module(parent), child, placed[name])
+    try:
+        yield
+    finally:
+        with _LOCK:
+            for name, stand_in in placed.items():
+                if sys.modules.get(name) is stand_in:
+                    del sys.modules[name]

@@ -1,0 +1,329 @@
+"""CPIM, delivery notices and is-composing: as Linphone sends them, and as a stranger would.
+
+The Linphone bodies were captured from linphonec 5.1.65 (Debian's linphone-cli) with
+`cpim_in_basic_chat_rooms_enabled=1` through the lab's Kamailio (README "Chat clients").
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.config.load import parse_config
+from agent.core import chat, cpim, imdn
+from agent.core.agent import Agent
+from agent.core.events import MqttConnected, MqttMessage
+from agent.core.receipts import MAX_TRACKED
+from agent.core.registration import RegState
+from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, message
+
+# A chat message as linphonec sends it (its own From and To were owner and agent).
+LINPHONE_MESSAGE = (
+    "From: <sip:owner@pbx.example.org>\r\nTo: <sip:porch@pbx.example.org>\r\n"
+    "DateTime: 2026-12-01T03:23:24Z\r\nNS: imdn <urn:ietf:params:imdn>\r\n"
+    "imdn.Message-ID: Fo8k6As19CJd\r\n"
+    "imdn.Disposition-Notification: positive-delivery, negative-delivery, display\r\n"
+    "\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\non lamp"
+)
+# The notice linphonec sent for a message of ours, before it deflated it.
+LINPHONE_NOTICE = (
+    "From: <sip:owner@pbx.example.org>\r\nTo: <sip:porch@pbx.example.org>\r\n"
+    "DateTime: 2026-12-01T03:23:24Z\r\n\r\n"
+    "Content-Disposition: notification\r\nContent-Type: message/imdn+xml\r\n"
+    "Content-Length: {length}\r\n\r\n"
+    '<?xml version="1.0" encoding="UTF-8" standalone="no" ?><imdn xmlns="urn:ietf:params:'
+    'xml:ns:imdn"><message-id>{id}</message-id><datetime>2026-12-01T03:23:07Z</datetime>'
+    "<{kind}><status><{status}/></status></{kind}></imdn>"
+)
+COMPOSING = (
+    '<?xml version="1.0" encoding="UTF-8"?><isComposing xmlns="urn:ietf:params:xml:ns:'
+    'im-iscomposing"><state>active</state><contenttype>text/plain</contenttype></isComposing>'
+)
+
+
+def linphone(text: str = "on lamp", message_id: str = "Fo8k6As19CJd") -> str:
+    """LINPHONE_MESSAGE with another text and Message-ID (its Content-Length right)."""
+    size = len(text.encode())
+    return (
+        LINPHONE_MESSAGE.replace("Fo8k6As19CJd", message_id)
+        .replace("Content-Length: 7", f"Content-Length: {size}")
+        .replace("on lamp", text)
+    )
+
+
+def cpim_message(body: str = LINPHONE_MESSAGE, **overrides: object):  # type: ignore[no-untyped-def]
+    return replace(message(body=body, content_type="message/cpim"), **overrides)
+
+
+def notice_message(message_id: str, status: str = "delivered", **overrides: object):  # type: ignore[no-untyped-def]
+    kind = "display-notification" if status == "displayed" else "delivery-notification"
+    length = 256 - len("AGENT-0001delivered") + len(message_id + status) + 2 * (len(kind) - 21)
+    text = LINPHONE_NOTICE.format(id=message_id, status=status, length=length, kind=kind)
+    fields: dict[str, object] = {
+        "raw_body": zlib.compress(text.encode()),
+        "content_encoding": "deflate",
+        "body": "\ufffd",
+        **overrides,
+    }
+    return cpim_message(**fields)
+
+
+# -- reading (pure) ---------------------------------------------------------------------
+
+
+def test_linphones_message_is_unwrapped_and_asks_for_both_notices() -> None:
+    reading = chat.read(cpim_message())
+    assert (reading.kind, reading.problem) == ("message", None)
+    assert (reading.message.body, reading.message.content_type) == ("on lamp", "text/plain")
+    assert reading.message.cpim_from == "<sip:owner@pbx.example.org>"
+    assert reading.request == imdn.Request("Fo8k6As19CJd", True, True, "2026-12-01T03:23:24Z")
+
+
+def test_linphones_deflated_notice_is_read() -> None:
+    reading = chat.read(notice_message("abc-1", "displayed"))
+    assert reading.kind == "notice"
+    assert reading.notice == imdn.Notice("abc-1", "displayed")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/im-iscomposing+xml", COMPOSING),
+        ("message/cpim", LINPHONE_MESSAGE.split("\r\n\r\n")[0]
+         + "\r\n\r\nContent-Type: application/im-iscomposing+xml\r\n\r\n" + COMPOSING),
+    ],
+)  # fmt: skip
+def test_is_composing_is_never_a_message(content_type: str, body: str) -> None:
+    assert chat.read(message(body=body, content_type=content_type)).kind == "composing"
+
+
+def test_a_namespace_prefix_is_resolved_not_matched_by_name() -> None:
+    # A client may call the IMDN namespace anything; "imdn." in another namespace is not it.
+    renamed = LINPHONE_MESSAGE.replace("NS: imdn", "NS: x").replace("imdn.", "x.")
+    assert chat.read(cpim_message(renamed)).request is not None
+    foreign = LINPHONE_MESSAGE.replace("<urn:ietf:params:imdn>", "<urn:example:other>")
+    assert chat.read(cpim_message(foreign)).request is None
+
+
+HEADERS = LINPHONE_MESSAGE.split("\r\n\r\n")[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ("no blank line at all", "no blank line"),
+        ("From: <sip:a@b>\r\n\r\nContent-Type: text/plain", "no blank line after the content"),
+        ("Bad Header: x\r\n\r\nContent-Type: text/plain\r\n\r\non lamp", "is not a header"),
+        ("X: " + "a" * 2000 + "\r\n\r\nContent-Type: text/plain\r\n\r\non lamp", "longer than"),
+        ("".join(f"X{i}: y\r\n" for i in range(40)) + "\r\nContent-Type: text/plain\r\n\r\nhi",
+         "more than 32"),
+        ("NS: garbage\r\n\r\nContent-Type: text/plain\r\n\r\non lamp", "NS header"),
+        (HEADERS + "\r\n\r\nContent-Type: text/plain\r\nContent-Length: 99\r\n\r\non lamp",
+         "shorter than its Content-Length"),
+        (HEADERS + "\r\n\r\nContent-Type: text/plain\r\nContent-Length: -1\r\n\r\non lamp",
+         "not a number"),
+        (HEADERS + "\r\n\r\nContent-Type: message/cpim\r\n\r\n" + LINPHONE_MESSAGE,
+         "message/cpim inside message/cpim"),
+    ],
+)  # fmt: skip
+def test_hostile_wrappers_are_relayed_never_obeyed(body: str, problem: str) -> None:
+    reading = chat.read(cpim_message(body))
+    assert reading.kind == "message"
+    assert reading.problem is not None and problem in reading.problem
+
+
+@pytest.mark.parametrize(
+    ("raw", "encoding", "problem"),
+    [
+        (b"not deflated at all", "deflate", "does not inflate"),
+        (zlib.compress(b"\0" * 10_000_000), "deflate", "inflates to more than 16384"),
+        (b"x", "br", "is not deflate or gzip"),
+    ],
+)
+def test_encodings_are_bounded(raw: bytes, encoding: str, problem: str) -> None:
+    msg = message(body="\ufffd", content_type="text/plain")
+    reading = chat.read(replace(msg, raw_body=raw, content_encoding=encoding))
+    assert reading.problem is not None and problem in reading.problem
+
+
+@pytest.mark.parametrize(
+    ("xml", "problem"),
+    [
+        (b"<imdn", "not XML"),
+        (b'<!DOCTYPE x [<!ENTITY a "aaaa">]><imdn/>', "declarations"),
+        (b"<other/>", "is not imdn"),
+        (b'<imdn xmlns="urn:ietf:params:xml:ns:imdn"><message-id>a b</message-id></imdn>',
+         "no usable message-id"),
+        (b'<imdn xmlns="urn:ietf:params:xml:ns:imdn"><message-id>a</message-id></imdn>',
+         "no notification"),
+        (b'<imdn xmlns="urn:ietf:params:xml:ns:imdn"><message-id>a</message-id>'
+         b"<display-notification><status><delivered/></status></display-notification></imdn>",
+         "without a known status"),
+        (b"<a>" + b"x" * 5000 + b"</a>", "longer than"),
+    ],
+)  # fmt: skip
+def test_hostile_notices_are_refused(xml: bytes, problem: str) -> None:
+    with pytest.raises(imdn.ImdnError, match=problem):
+        imdn.parse_notice(xml)
+
+
+def test_a_message_id_that_would_need_escaping_asks_for_nothing() -> None:
+    hostile = LINPHONE_MESSAGE.replace("Fo8k6As19CJd", "</message-id><x>")
+    assert chat.read(cpim_message(hostile)).request is None
+
+
+def test_a_built_notice_reads_back() -> None:
+    body = cpim.build(
+        "sip:porch@pbx.example.org",
+        "sip:owner@pbx.example.org",
+        imdn.CONTENT_TYPE,
+        imdn.notice_xml("Fo8k6As19CJd", "displayed", "2026-12-01T03:23:24Z"),
+        datetime="2026-12-01T03:23:25Z",
+        content_headers=(("Content-Disposition", "notification"),),
+    )
+    assert chat.read(cpim_message(body)).notice == imdn.Notice("Fo8k6As19CJd", "displayed")
+
+
+# -- the agent (recording fakes) ------------------------------------------------------------
+
+CONFIG = """
+[device]
+id = "porch"
+[sip]
+uri = "sip:porch@pbx.example.org"
+{sip}
+[sip.limits]
+stranger_answers_per_s = 1
+[access]
+allow = ["sip:owner@pbx.example.org"]
+[mqtt]
+host = "localhost"
+[gpio]
+pin_factory = "mock"
+[gpio.outputs.gate]
+pin = 17
+"""
+
+
+def build(tmp_path: Path, routed: bool = True) -> tuple[Agent, FakeSip, FakeLink, FakePins]:
+    sip_keys = 'registrar = "sip:pbx.example.org"\npassword = "pw"' if routed else ""
+    config = parse_config(CONFIG.format(sip=sip_keys))
+    sip, mqtt, pins = FakeSip(), FakeLink(), FakePins()
+    sip.routed = routed
+    agent = Agent(config, sip, pins, mqtt, FakeNotifier(), outbox=FakeOutbox())
+    mqtt.turn_ends = agent.flush
+    agent.started_sip()
+    agent.on_registration(RegState("registered", 200, "OK", 300))
+    agent.handle(MqttConnected())
+    return agent, sip, mqtt, pins
+
+
+def notices(sip: FakeSip) -> list[tuple[str, imdn.Notice | None]]:
+    """(where, what) of every notice the agent sent."""
+    return [
+        (to, chat.read(cpim_message(body)).notice)
+        for (to, body, _), kind in zip(sip.sent, sip.content_types, strict=True)
+        if kind == "message/cpim"
+    ]
+
+
+def test_a_linphone_command_is_obeyed_delivered_and_displayed(tmp_path: Path) -> None:
+    agent, sip, mqtt, pins = build(tmp_path)
+    agent.on_message(cpim_message(to_uri="<sip:alias@pbx.example.org>"))  # whatever To says
+    assert (
+        pins.state["gate"] is False
+        and sip.sent[1][1] == "error: unknown output 'lamp' (outputs: gate)"
+    )
+    assert notices(sip) == [
+        ("sip:owner@pbx.example.org", imdn.Notice("Fo8k6As19CJd", "delivered")),
+        ("sip:owner@pbx.example.org", imdn.Notice("Fo8k6As19CJd", "displayed")),
+    ]
+    # A notice's CPIM From is the account's identity, as its SIP From (Linphone checks it).
+    assert {cpim.parse(body.encode()).sender for _, body, _ in sip.sent[::2]} == {
+        "<sip:porch@pbx.example.org>"
+    }
+    agent.on_message(cpim_message(linphone("on gate")))
+    assert pins.state["gate"] is True
+    record = json.loads(mqtt.last("sipagent/porch/message/in"))
+    assert (record["from"], record["cpim_from"]) == (
+        '"Owner" <sip:owner@pbx.example.org>',
+        "<sip:owner@pbx.example.org>",
+    )
+    assert (record["body"], record["content_type"]) == ("on gate", "text/plain")
+
+
+def test_a_cpim_from_claiming_the_owner_changes_nothing(tmp_path: Path) -> None:
+    agent, sip, mqtt, pins = build(tmp_path)
+    forged = linphone("on gate")  # CPIM From: the owner
+    agent.on_message(cpim_message(forged, from_uri="<sip:eve@pbx.example.org>"))
+    assert pins.state["gate"] is False
+    record = json.loads(mqtt.last("sipagent/porch/message/in"))
+    assert (record["authorized"], record["cpim_from"]) == (False, "<sip:owner@pbx.example.org>")
+    # Everything went to eve, through the proxy: never to the address the wrapper names.
+    assert {to for to, _, _ in sip.sent} == {"sip:eve@pbx.example.org"}
+
+
+def test_notices_to_strangers_stay_within_their_budget(tmp_path: Path) -> None:
+    agent, sip, _, _ = build(tmp_path)
+    for i in range(50):
+        body = linphone("hello", f"id{i}")
+        agent.on_message(cpim_message(body, from_uri=f"<sip:s{i}@pbx.example.org>"))
+    # 1/s with a burst of 2 (agent.core.budget): 50 requests for 50 notices get at most a few.
+    assert len(sip.sent) <= 3
+    assert agent.counters.get("sip.notice.stranger_budget.dropped") >= 47
+
+
+def test_in_direct_mode_the_owners_from_gets_no_more_notices_than_a_strangers(
+    tmp_path: Path,
+) -> None:
+    agent, sip, _, _ = build(tmp_path, routed=False)
+    for i in range(50):
+        body = linphone("hello", f"id{i}")
+        agent.on_message(cpim_message(body))  # the owner's From, forged or not
+    assert len(notices(sip)) <= 3
+
+
+def test_typing_and_unknown_notices_are_neither_relayed_nor_answered(tmp_path: Path) -> None:
+    agent, sip, mqtt, _ = build(tmp_path)
+    agent.on_message(message(body=COMPOSING, content_type="application/im-iscomposing+xml"))
+    agent.on_message(notice_message("not-ours"))
+    broken = LINPHONE_NOTICE.format(id="x", status="?", length=0, kind="y").encode()
+    agent.on_message(notice_message("broken", raw_body=zlib.compress(broken)))
+    agent.flush()
+    assert sip.sent == []
+    assert not [t for t, _, _ in mqtt.published if t.endswith("/message/in")]
+    assert agent.counters.get("sip.composing.ignored") == 1
+    assert agent.counters.get("sip.notice.unknown.dropped") == 1
+    assert agent.counters.get("sip.notice.unreadable.dropped") == 1
+
+
+def test_notices_for_our_sends_reach_message_sent_only_from_the_recipient(tmp_path: Path) -> None:
+    agent, sip, mqtt, _ = build(tmp_path)
+    request = {"id": "m1", "to": "sip:owner@pbx.example.org", "body": "hi", "notify": True}
+    agent.handle(MqttMessage("sipagent/porch/message/send", json.dumps(request).encode(), False))
+    (to, body, token), content_type = sip.sent[0], sip.content_types[0]
+    assert (to, token, content_type) == ("sip:owner@pbx.example.org", "m1", "message/cpim")
+    sent = chat.read(cpim_message(body))
+    assert sent.message.body == "hi" and sent.request is not None
+    message_id = sent.request.message_id
+    agent.on_message_status("m1", to, 200, "OK")
+    # eve cannot tell us owner read it; owner can.
+    agent.on_message(notice_message(message_id, "displayed", from_uri="<sip:eve@pbx.example.org>"))
+    agent.on_message(notice_message(message_id, "delivered"))
+    agent.on_message(notice_message(message_id, "displayed"))
+    agent.flush()
+    records = [json.loads(p) for t, p, _ in mqtt.published if t.endswith("/message/sent")]
+    assert [r.get("delivery") for r in records] == [None, "delivered", "displayed"]
+    assert all(r["id"] == "m1" for r in records)
+    assert agent.counters.get("sip.notice.foreign.dropped") == 1
+
+
+def test_tracked_sends_are_bounded(tmp_path: Path) -> None:
+    agent, _, _, _ = build(tmp_path)
+    for i in range(MAX_TRACKED + 10):
+        agent.receipts.wrap(f"m{i}", "sip:owner@pbx.example.org", "sip:porch@x", "hi", "text/plain")
+    assert agent.counters.get("sip.notice.tracked.forgotten") == 10
