@@ -137,6 +137,26 @@ def scratch_copy(scratch: Path, paths: list[str], log_calls: bool) -> None:
         f.write("\n[tool.mutmut]\n")
         for key, value in config.items():
             f.write(f"{key} = {json.dumps(value)}\n")
+    for path in paths:
+        leave_protocols_alone(scratch / path)
+
+
+def leave_protocols_alone(path: Path) -> None:
+    """Mark each Protocol class of the copy at `path` for mutmut to leave whole.
+
+    A Protocol (a port) only declares: its stubs never run, so their mutants cannot be
+    killed, and the trampolines mutmut would add to the class are members that the ports'
+    contract test (tests/adapters/test_contracts.py) would look for in every fake and adapter.
+    The pragma ends the class's header line: no line moves, and the source stays as it is.
+    """
+    lines = path.read_text().splitlines(keepends=True)
+    for node in ast.walk(ast.parse("".join(lines))):
+        bases = [ast.unparse(b) for b in node.bases] if isinstance(node, ast.ClassDef) else []
+        if any(b == "Protocol" or b.endswith(".Protocol") for b in bases):
+            first = node.body[0].lineno - 1  # the header ends on a line before its body
+            end = next(i for i in range(first - 1, node.lineno - 2, -1) if ":" in lines[i])
+            lines[end] = lines[end].rstrip("\n") + "  # pragma: no mutate block\n"
+    path.write_text("".join(lines))
 
 
 def mutmut(scratch: Path, *args: str, log: Path | None = None) -> str:

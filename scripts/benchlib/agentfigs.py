@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.adapters.heap import QUIET_S
 from lab.agentproc import AgentProcess
 from lab.configs import agent_toml
 from lab.kamailio import Kamailio
 from lab.mosquitto import Mosquitto
 from lab.ports import free_port
-from paho.mqtt.enums import CallbackAPIVersion
-
-from agent.adapters.heap import QUIET_S
 
 from .flood import FloodResult, absorb_rate
 from .procstat import idle_figures
