@@ -52,8 +52,9 @@ TEST_SELECTION = [
 ]
 # Log calls are not mutated (unless --with-log-calls): their words are for people, and a
 # changed word is no broken agent. The log lines that carry decisions (who was refused and
-# why, journald's SENDER/COMMAND fields) are pinned by caplog tests all the same.
-LOG_CALLS = r"^\s*log\.(debug|info|warning|error|exception|critical|log)\("
+# why, journald's SENDER/COMMAND fields) are pinned by caplog tests all the same. The lines
+# a LogThrottle writes (`self._quiet.warning(kind, ...)`, agent.core.lograte) are log calls too.
+LOG_CALLS = r"^\s*(log|self\._log|self\._quiet)\.(debug|info|warning|error|exception|log)\("
 
 
 def targets(requested: list[str]) -> list[str]:
