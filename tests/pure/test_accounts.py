@@ -192,3 +192,34 @@ def test_the_owner_of_the_pbx_through_the_provider_is_relayed_never_obeyed(tmp_p
     agent.on_message(replace(message(**owner), account="main"))
     assert pins.state["gate"] is True
     assert (sip.sent[-1][1], sip.accounts[-1]) == ("ok: gate on", "main")
+
+
+# -- edges (scripts/mutation.py): one account's registration in words, part by part ----------
+
+
+@pytest.mark.parametrize(
+    ("state", "words"),
+    [
+        (RegState("registered", 200, "OK", 300), "registered (200 OK)"),
+        (
+            RegState("registered", 200, "OK", 300, public="203.0.113.7:40123", server="b:5060"),
+            "registered as 203.0.113.7:40123 via b:5060 (200 OK)",
+        ),
+        (RegState("registering", 0, "sent", 0), "registering (sent)"),
+        (
+            RegState("failed", 0, "cannot resolve x", 0, retry_in_s=7.6, attempt=2),
+            "failed (cannot resolve x), retry 2 in 8s",
+        ),
+        (RegState("unregistered", 0, "not yet registered", 0), "unregistered"),
+        (RegState("direct", 0, "no registrar", 0), "direct"),
+    ],
+)
+def test_one_registration_in_words(state: RegState, words: str) -> None:
+    assert accounts.summary({"main": state}) == words
+
+
+def test_the_identity_of_an_account_or_its_name() -> None:
+    config = parse_config(BASE.format(extra=PUBLIC))
+    assert accounts.uri_of(config, "main") == "sip:porch@pbx.home"
+    assert accounts.uri_of(config, "public") == "sip:+4930123@provider.example"
+    assert accounts.uri_of(config, "nope") == "nope"
