@@ -18,6 +18,7 @@ from agent.core.sipmsg import (
     split_list,
     uri_host,
 )
+from agent.core.siptext import original_bytes
 
 HEAD = "MESSAGE sip:agent@192.0.2.1 SIP/2.0"
 
@@ -161,3 +162,9 @@ def test_list_headers_are_split_and_others_are_not() -> None:
     assert request is not None
     assert request.all("contact") == ["<sip:a@x>", "<sip:b@x>"]
     assert request.all("subject") == ["a, b"]
+
+
+def test_a_lone_surrogate_swig_did_not_make_is_counted_without_raising() -> None:
+    data = original_bytes("a\ud800b")  # a high surrogate: never one of surrogateescape's
+    assert data[:1] == b"a" and data[-1:] == b"b" and len(data) in (3, 5)
+    assert original_bytes("caf\udce9") == b"caf\xe9"  # SWIG's own: the byte it stood for
