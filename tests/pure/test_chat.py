@@ -432,3 +432,66 @@ def test_the_oldest_tracked_send_is_forgotten_first(tmp_path: Path) -> None:
     records = [json.loads(p) for t, p, _ in mqtt.published if t.endswith("/message/sent")]
     assert [r["id"] for r in records if "delivery" in r] == ["m1"]
     assert agent.counters.get("sip.notice.tracked.forgotten") == 1
+
+
+# -- edges (scripts/mutation.py): what each unreadable wrapper reads as ---------------------
+
+PLAIN_CPIM = "From: <sip:owner@pbx.example.org>\r\nTo: <sip:porch@pbx.example.org>\r\n\r\n{inner}"
+
+
+def test_an_unknown_encoding_is_a_message_relayed_as_it_came() -> None:
+    msg = message(body="on gate", content_encoding="br")  # type: ignore[arg-type]
+    reading = chat.read(msg)
+    assert (reading.kind, reading.message, reading.problem) == (
+        "message",
+        msg,
+        "Content-Encoding 'br' is not deflate or gzip",
+    )
+
+
+def test_a_deflated_body_that_is_not_utf8_reads_with_replacement_characters() -> None:
+    msg = replace(message(), raw_body=zlib.compress(b"on \xff"), content_encoding="deflate")
+    assert chat.read(msg).message.body == "on \ufffd"
+
+
+def test_an_unreadable_wrapper_is_a_message_with_its_problem() -> None:
+    msg = cpim_message("no headers at all")
+    reading = chat.read(msg)
+    assert (reading.kind, reading.message) == ("message", msg)
+    assert reading.problem is not None and reading.problem.startswith("message/cpim: ")
+
+
+def test_a_wrapper_in_a_wrapper_is_read_once_and_never_obeyed() -> None:
+    inner = "Content-Type: message/cpim\r\n\r\n" + PLAIN_CPIM.format(inner="")
+    reading = chat.read(cpim_message(PLAIN_CPIM.format(inner=inner)))
+    assert (reading.kind, reading.problem) == ("message", "message/cpim inside message/cpim")
+    assert reading.message.content_type == "message/cpim"
+    assert reading.message.cpim_from == "<sip:owner@pbx.example.org>"
+
+
+def test_a_wrapped_text_without_a_content_type_is_plain_text() -> None:
+    reading = chat.read(cpim_message(PLAIN_CPIM.format(inner="Subject: x\r\n\r\non gate")))
+    assert (reading.kind, reading.problem) == ("message", None)
+    assert (reading.message.body, reading.message.content_type) == ("on gate", "text/plain")
+
+
+def test_typing_inside_a_wrapper_is_typing() -> None:
+    inner = "Content-Type: application/im-iscomposing+xml\r\n\r\n" + COMPOSING
+    msg = cpim_message(PLAIN_CPIM.format(inner=inner))
+    reading = chat.read(msg)
+    assert (reading.kind, reading.message) == ("composing", msg)
+
+
+def test_an_unreadable_notice_is_a_notice_with_its_problem() -> None:
+    msg = message(body="<not-imdn/>", content_type="message/imdn+xml")
+    reading = chat.read(msg)
+    assert (reading.kind, reading.notice, reading.message) == ("notice", None, msg)
+    assert reading.problem is not None and reading.problem.startswith("delivery notice: ")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "media"),
+    [("Text/Plain ; charset=utf-8; format=flowed", "text/plain"), ("", ""), (" A/B ", "a/b")],
+)
+def test_media_type(content_type: str, media: str) -> None:
+    assert chat.media_type(content_type) == media
