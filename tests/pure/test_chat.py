@@ -495,3 +495,29 @@ def test_an_unreadable_notice_is_a_notice_with_its_problem() -> None:
 )
 def test_media_type(content_type: str, media: str) -> None:
     assert chat.media_type(content_type) == media
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"From: <sip:a@b>\n\nContent-Length: 1234567890\n\nx", "Content-Length '1234567890'"),
+        (b"From: <sip:a@b>\n\nContent-Length: 5\n\nabc", "content shorter than its"),
+        (b"Fr om: <sip:a@b>\n\nContent-Type: text/plain\n\nx", "is not a header"),
+        (b"Fr\tom: <sip:a@b>\n\nContent-Type: text/plain\n\nx", "is not a header"),
+        (b"NS: <>x\n\nContent-Type: text/plain\n\nx", "NS header"),
+        (b"X: " + b"y" * 998 + b"\n\nContent-Type: t/p\n\nx", "longer than 1000 characters"),
+    ],
+)
+def test_cpim_refuses_what_it_cannot_read(body: bytes, problem: str) -> None:
+    with pytest.raises(cpim.CpimError, match=problem.replace("(", r"\(")):
+        cpim.parse(body)
+
+
+def test_cpim_reads_its_bounds_inclusive_and_the_default_namespace() -> None:
+    body = b"X: " + b"y" * 997 + b"\nNS: <urn:x>\nNS: p <urn:y>\n\nContent-Length: 123456789\n\n"
+    with pytest.raises(cpim.CpimError, match="shorter"):  # 9 digits is a number
+        cpim.parse(body + b"x")
+    parsed = cpim.parse(body.replace(b"123456789", b"000000002") + b"abc")
+    assert parsed.content == b"ab"
+    assert parsed.namespaces == (("", "urn:x"), ("p", "urn:y"))
+    assert parsed.content_type == ""
