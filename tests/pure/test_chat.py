@@ -521,3 +521,11 @@ def test_cpim_reads_its_bounds_inclusive_and_the_default_namespace() -> None:
     assert parsed.content == b"ab"
     assert parsed.namespaces == (("", "urn:x"), ("p", "urn:y"))
     assert parsed.content_type == ""
+
+
+def test_a_notice_of_exactly_the_bound_is_read_one_byte_more_is_not() -> None:
+    xml = imdn.notice_xml("Fo8k6As19CJd", "delivered", "2026-12-01T03:23:24Z").encode()
+    exact = xml + b" " * (imdn.MAX_XML_BYTES - len(xml))
+    assert imdn.parse_notice(exact) == imdn.Notice("Fo8k6As19CJd", "delivered")
+    with pytest.raises(imdn.ImdnError, match="longer than 4096 bytes"):
+        imdn.parse_notice(exact + b" ")
