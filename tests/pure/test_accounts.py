@@ -223,3 +223,15 @@ def test_the_identity_of_an_account_or_its_name() -> None:
     assert accounts.uri_of(config, "main") == "sip:porch@pbx.home"
     assert accounts.uri_of(config, "public") == "sip:+4930123@provider.example"
     assert accounts.uri_of(config, "nope") == "nope"
+
+
+def test_a_further_accounts_sensor_is_the_first_ones_but_for_its_name_and_topic() -> None:
+    double = announcements(parse_config(BASE.format(extra=PUBLIC)))
+    first = json.loads(double["homeassistant/sensor/sipagent_porch/registration/config"])
+    extra = json.loads(double["homeassistant/sensor/sipagent_porch/registration_public/config"])
+    own = {"name", "state_topic", "json_attributes_topic", "unique_id"}
+    assert {k: v for k, v in extra.items() if k not in own} == {
+        k: v for k, v in first.items() if k not in own
+    }
+    assert extra["name"] == "Registration public"
+    assert extra["json_attributes_topic"] == "sipagent/porch/registration/public"
