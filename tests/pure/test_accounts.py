@@ -235,3 +235,12 @@ def test_a_further_accounts_sensor_is_the_first_ones_but_for_its_name_and_topic(
     }
     assert extra["name"] == "Registration public"
     assert extra["json_attributes_topic"] == "sipagent/porch/registration/public"
+
+
+def test_explain_lists_the_first_accounts_keys_and_each_further_ones() -> None:
+    text = BASE.format(extra=PUBLIC)
+    lines = explain(parse_config(text), tomllib.loads(text))
+    assert 'sip.uri = "sip:porch@pbx.home"' in lines  # the first account stays
+    assert 'sip.accounts[0].transport = "tcp"' in lines  # set: no "(default)"
+    assert 'sip.accounts[0].listen = "0.0.0.0:0"  (default)' in lines
+    assert "out sipagent/porch/registration/public  retained: registration of public" in lines
