@@ -382,3 +382,21 @@ def test_a_published_event_leaves_the_outbox_once_acknowledged(rig: Rig) -> None
     rig.agent.handle(MqttPublished(mid))
     rig.agent.flush()
     assert rig.outbox.pending == 0
+
+
+def test_a_send_that_waited_for_registration_leaves_by_its_account(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    config = parse_config(CONFIG.format(mqtt=""))
+    sip, link = FakeSip(), FakeLink()
+    agent = Agent(
+        config, sip, FakePins(config.gpio.outputs), link, FakeNotifier(), outbox=FakeOutbox()
+    )
+    agent.started_sip()
+    agent.handle(MqttConnected())
+    request = {"to": "sip:x@example.org", "body": "hi", "id": "w", "account": "public"}
+    agent.handle(MqttMessage(f"{B}/message/send", json.dumps(request).encode(), False))
+    agent.flush()
+    assert sip.sent == []  # nothing registered yet: it waits
+    agent.on_registration(RegState("registered", 200, "OK", 300), "public")
+    agent.flush()
+    assert (sip.sent, sip.accounts) == ([("sip:x@example.org", "hi", "w")], ["public"])
