@@ -8,11 +8,14 @@ resolv.conf(5).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 
 from agent.core.budget import TokenBucket
 from agent.core.dedupe import RecentRequests
 from agent.core.health import Health, HealthPolicy, OutboxHealth
+from agent.core.messages import IncomingMessage, record_time
 from agent.core.nameservers import from_resolv_conf
 from agent.core.registration import RegState
 from agent.core.sizes import InvalidSize, parse_size
@@ -72,3 +75,17 @@ def test_a_retransmission_window_ends_after_keep_s() -> None:
 def test_only_nameserver_lines_name_nameservers() -> None:
     text = "search example.org\nnameserver\nnameserver 192.0.2.53 # ours\ndomain 192.0.2.1\n"
     assert from_resolv_conf(text) == ["192.0.2.53"]
+
+
+def test_a_new_message_keeps_every_field_it_is_given() -> None:
+    msg = IncomingMessage.new(
+        from_uri="<sip:a@b>", to_uri="<sip:c@d>", contact="<sip:a@192.0.2.7>", body="x",
+        content_type="", source="192.0.2.7:5060", transport="tcp", truncated=True,
+        raw_body=b"x", content_encoding="deflate", account="public", message_id="m1",
+    )  # fmt: skip
+    assert (msg.contact, msg.raw_body, msg.truncated) == ("<sip:a@192.0.2.7>", b"x", True)
+    assert (msg.content_encoding, msg.account, msg.id) == ("deflate", "public", "m1")
+    assert msg.content_type == "text/plain"
+    east = datetime(2026, 1, 2, 5, 4, 5, 6000, timezone(timedelta(hours=2)))
+    assert record_time(east) == "2026-01-02T03:04:05.006Z"
+    assert record_time(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2026-01-02T03:04:05.000Z"
