@@ -8,13 +8,16 @@ section (STATUS= names SIP and MQTT), with the agent on the fakes of its ports.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import time
 
 import pytest
 
 from agent.config.load import parse_config
 from agent.core.agent import Agent
+from agent.core.codes import SecretState
 from agent.core.events import (
     MqttConnected,
     MqttDisconnected,
@@ -23,6 +26,7 @@ from agent.core.events import (
     StopRequested,
 )
 from agent.core.registration import RegState
+from agent.core.totp import totp
 from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, message
 
 B = "sipagent/porch"
@@ -291,3 +295,57 @@ def test_a_reply_the_sip_stack_refuses_is_logged_and_the_agent_goes_on(caplog) -
         agent.on_message(message(from_uri="sip:", body="status"))  # no reply target
     assert sip.sent == []
     assert any("not sent" in r.getMessage() for r in caplog.records)
+
+
+# -- the agent's wiring: the counters, the code store and calls reach the parts -------------------
+
+
+def test_the_dispatchers_refusals_are_in_the_agents_counters() -> None:
+    agent, _, _, _ = build()
+    agent.started_sip()
+    agent.on_registration(RegState("registered", 200, "OK", 300))
+    for _ in range(30):
+        agent.on_message(message(body="status"))
+    assert agent.counters.get("access.command.limited") > 0
+
+
+def test_a_spent_code_is_written_to_the_agents_code_store() -> None:
+    class Store:
+        def __init__(self) -> None:
+            self.states: dict[str, SecretState] = {}
+
+        def load(self) -> tuple[dict[str, SecretState], bool]:
+            return {}, False
+
+        def save(self, states: dict[str, SecretState], *, sync: bool) -> bool:
+            self.states = dict(states)
+            return True
+
+    key = b"12345678901234567890"
+    owner = '[access.users."sip:owner@pbx.example.org"]\ntotp_secret = "{}"\n'
+    text = ROUTED.format(accounts="", mqtt="").replace(
+        '"sip:owner@pbx.example.org", "mqtt:local"]', '"mqtt:local"]\nrequire_code = ["gate"]'
+    )
+    config = parse_config(text + owner.format(base64.b32encode(key).decode()))
+    store, sip = Store(), FakeSip()
+    agent = Agent(
+        config, sip, FakePins(config.gpio.outputs), None, FakeNotifier(), code_store=store
+    )
+    agent.started_sip()
+    agent.on_registration(RegState("registered", 200, "OK", 300))
+    agent.on_message(message(body=f"{totp(key, time.time())} on gate"))
+    assert sip.sent[-1][1] == "ok: gate on"
+    assert len(store.states) == 1
+
+
+def test_every_call_is_published_with_its_outcome() -> None:
+    agent, link, _, _ = build(mqtt="")
+    agent.started_sip()
+    agent.handle(MqttConnected())
+    code = agent.on_incoming_call('"Owner" <sip:owner@pbx.example.org>', "192.0.2.7:5060")
+    record = json.loads(link.last(f"{B}/call/in"))
+    assert (record["from"], record["code"], record["authorized"]) == (
+        "sip:owner@pbx.example.org",
+        code,
+        True,
+    )
