@@ -18,25 +18,7 @@ from agent.core.agent import Agent
 from agent.core.events import MqttConnected
 from agent.core.messages import IncomingMessage
 from lab.fakes import FakeLink, FakeNotifier, FakePins, FakeSip, message
-
-CONFIG = """
-[device]
-id = "porch"
-[sip]
-uri = "sip:porch@pbx.example.org"
-registrar = "sip:pbx.example.org"
-password = "pw"
-[access]
-allow = ["sip:owner@pbx.example.org"]
-on_forbidden = "{on_forbidden}"
-[mqtt]
-host = "localhost"
-identity = "sip:ha@pbx.example.org"
-[gpio]
-pin_factory = "mock"
-[gpio.outputs.gate]
-pin = 17
-"""
+from lab.rigs import AGENT_CONFIG as CONFIG
 
 # The same device without MQTT: no bridge, no outbox.
 NO_MQTT = CONFIG.format(on_forbidden="reply").split("[mqtt]")[0] + (

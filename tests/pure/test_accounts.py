@@ -192,3 +192,55 @@ def test_the_owner_of_the_pbx_through_the_provider_is_relayed_never_obeyed(tmp_p
     agent.on_message(replace(message(**owner), account="main"))
     assert pins.state["gate"] is True
     assert (sip.sent[-1][1], sip.accounts[-1]) == ("ok: gate on", "main")
+
+
+# -- edges (scripts/mutation.py): one account's registration in words, part by part ----------
+
+
+@pytest.mark.parametrize(
+    ("state", "words"),
+    [
+        (RegState("registered", 200, "OK", 300), "registered (200 OK)"),
+        (
+            RegState("registered", 200, "OK", 300, public="203.0.113.7:40123", server="b:5060"),
+            "registered as 203.0.113.7:40123 via b:5060 (200 OK)",
+        ),
+        (RegState("registering", 0, "sent", 0), "registering (sent)"),
+        (
+            RegState("failed", 0, "cannot resolve x", 0, retry_in_s=7.6, attempt=2),
+            "failed (cannot resolve x), retry 2 in 8s",
+        ),
+        (RegState("unregistered", 0, "not yet registered", 0), "unregistered"),
+        (RegState("direct", 0, "no registrar", 0), "direct"),
+    ],
+)
+def test_one_registration_in_words(state: RegState, words: str) -> None:
+    assert accounts.summary({"main": state}) == words
+
+
+def test_the_identity_of_an_account_or_its_name() -> None:
+    config = parse_config(BASE.format(extra=PUBLIC))
+    assert accounts.uri_of(config, "main") == "sip:porch@pbx.home"
+    assert accounts.uri_of(config, "public") == "sip:+4930123@provider.example"
+    assert accounts.uri_of(config, "nope") == "nope"
+
+
+def test_a_further_accounts_sensor_is_the_first_ones_but_for_its_name_and_topic() -> None:
+    double = announcements(parse_config(BASE.format(extra=PUBLIC)))
+    first = json.loads(double["homeassistant/sensor/sipagent_porch/registration/config"])
+    extra = json.loads(double["homeassistant/sensor/sipagent_porch/registration_public/config"])
+    own = {"name", "state_topic", "json_attributes_topic", "unique_id"}
+    assert {k: v for k, v in extra.items() if k not in own} == {
+        k: v for k, v in first.items() if k not in own
+    }
+    assert extra["name"] == "Registration public"
+    assert extra["json_attributes_topic"] == "sipagent/porch/registration/public"
+
+
+def test_explain_lists_the_first_accounts_keys_and_each_further_ones() -> None:
+    text = BASE.format(extra=PUBLIC)
+    lines = explain(parse_config(text), tomllib.loads(text))
+    assert 'sip.uri = "sip:porch@pbx.home"' in lines  # the first account stays
+    assert 'sip.accounts[0].transport = "tcp"' in lines  # set: no "(default)"
+    assert 'sip.accounts[0].listen = "0.0.0.0:0"  (default)' in lines
+    assert "out sipagent/porch/registration/public  retained: registration of public" in lines

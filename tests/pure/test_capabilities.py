@@ -11,6 +11,7 @@ from agent.core.capabilities import (
     PARTS,
     Capabilities,
     TlsLibrary,
+    log_capabilities,
     missing_fixes,
     version_key,
 )
@@ -100,3 +101,59 @@ def test_diagnostics_are_plain_data_for_a_sensor():
     assert built["missing_security_fixes"] == [] and built["tls_supported_upstream"] is True
     none = Capabilities("2.17", True, TlsLibrary("")).diagnostics(TODAY)
     assert none["tls_library"] is None and none["tls_supported_upstream"] is None
+
+
+# -- edges (scripts/mutation.py): the exact words owners read, the end-of-life day itself ----
+
+
+def test_the_start_up_lines_word_for_word(caplog: pytest.LogCaptureFixture) -> None:
+    assert WHEEL.summary() == (
+        "pjproject 2.15.1; deferred MESSAGE responses: no (pjsua answers 200 before the agent "
+        "sees a MESSAGE; 2.16+ can defer); TLS: OpenSSL 1.0.2k-fips 26 Jan 2017"
+    )
+    assert BUILT.summary() == (
+        "pjproject 2.17; deferred MESSAGE responses: yes (MESSAGE answered after it is "
+        "stored); TLS: OpenSSL 3.0.19 27 Jan 2026"
+    )
+    bare = Capabilities("2.17", True, TlsLibrary(""))
+    assert bare.summary().endswith("; TLS: none")
+    assert bare.status_line(TODAY) == "pjproject 2.17, MESSAGE answered once stored, no TLS"
+    assert WHEEL.warnings(TODAY)[1] == (
+        "the binding brings its own TLS library, OpenSSL 1.0.2k-fips 26 Jan 2017, past its "
+        "end of life (2019-12-31) and never updated: use a binding linked with the system's "
+        "OpenSSL"
+    )
+    assert WHEEL.warnings(TODAY)[0].endswith("; build 2.17 (README: pjsua2 on ARM)")
+    with caplog.at_level("INFO", logger="agent.core.capabilities"):
+        log_capabilities(WHEEL)  # today, from the system clock: long after 2019
+    assert [r.getMessage() for r in caplog.records] == [WHEEL.summary(), *WHEEL.warnings(TODAY)]
+
+
+@pytest.mark.parametrize(
+    ("today", "supported", "note", "warned"),
+    [
+        (date(2026, 9, 6), True, False, False),
+        (date(2026, 9, 7), False, True, True),  # the day it ends
+        (date(2026, 9, 8), False, True, True),
+    ],
+)
+def test_the_end_of_life_day_itself(today: date, supported: bool, note: bool, warned: bool) -> None:
+    bundled = Capabilities("2.17", True, TlsLibrary("OpenSSL 3.0.19 27 Jan 2026", bundled=True))
+    assert bundled.diagnostics(today)["tls_supported_upstream"] is supported
+    assert bundled.diagnostics(today)["tls_end_of_life"] == "2026-09-07"
+    assert ("upstream end of life 2026-09-07" in bundled.status_line(today)) is note
+    assert bool(bundled.warnings(today)) is warned
+    assert BUILT.warnings(today) == []  # the system's own OpenSSL: its distribution patches it
+
+
+def test_diagnostics_word_for_word() -> None:
+    assert BUILT.diagnostics(TODAY) == {
+        "pjproject": "2.17",
+        "pjproject_newest_known": "2.17",
+        "deferred_message_responses": True,
+        "missing_security_fixes": [],
+        "tls_library": "OpenSSL 3.0.19 27 Jan 2026",
+        "tls_bundled": False,
+        "tls_end_of_life": "2026-09-07",
+        "tls_supported_upstream": False,
+    }

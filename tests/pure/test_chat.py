@@ -7,6 +7,7 @@ The Linphone bodies were captured from linphonec 5.1.65 (Debian's linphone-cli) 
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from agent.config.load import parse_config
 from agent.core import chat, cpim, imdn
 from agent.core.agent import Agent
-from agent.core.events import MqttConnected, MqttMessage
+from agent.core.events import MqttConnected, MqttMessage, MqttPublished
 from agent.core.receipts import MAX_TRACKED
 from agent.core.registration import RegState
 from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, message
@@ -327,3 +328,204 @@ def test_tracked_sends_are_bounded(tmp_path: Path) -> None:
     for i in range(MAX_TRACKED + 10):
         agent.receipts.wrap(f"m{i}", "sip:owner@pbx.example.org", "sip:porch@x", "hi", "text/plain")
     assert agent.counters.get("sip.notice.tracked.forgotten") == 10
+
+
+# -- edges (scripts/mutation.py): the notices' wire format, what ends tracking, who pays ----
+
+DATETIME = re.compile(r"^DateTime: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\r?$", re.M)
+MESSAGE_ID = re.compile(r"^imdn\.Message-ID: ([A-Za-z0-9_-]{16})\r?$", re.M)
+
+
+def test_a_notice_on_the_wire_as_rfc_5438_writes_it(tmp_path: Path) -> None:
+    agent, sip, _, _ = build(tmp_path)
+    agent.on_message(cpim_message(linphone("status")))
+    assert agent.counters.get("sip.notice.delivered.sent") == 1
+    assert agent.counters.get("sip.notice.displayed.sent") == 1
+    body = sip.sent[0][1]
+    assert sip.content_types[0] == "message/cpim"
+    assert DATETIME.search(body) and MESSAGE_ID.search(body)
+    assert "\r\nContent-Disposition: notification\r\n" in body
+    assert "Content-Type: message/imdn+xml" in body
+    # The notice dates the message by its own DateTime, not by when it arrived.
+    assert "<datetime>2026-12-01T03:23:24Z</datetime>" in body
+
+
+def test_our_notified_send_asks_for_every_notice_with_a_fresh_message_id(tmp_path: Path) -> None:
+    agent, sip, _, _ = build(tmp_path)
+    for token in ("a", "b"):
+        request = {"id": token, "to": "sip:owner@pbx.example.org", "body": "hi", "notify": True}
+        agent.handle(
+            MqttMessage("sipagent/porch/message/send", json.dumps(request).encode(), False)
+        )
+    bodies = [body for _, body, _ in sip.sent]
+    assert all(DATETIME.search(b) for b in bodies)
+    assert all(
+        "imdn.Disposition-Notification: positive-delivery, negative-delivery, display" in b
+        for b in bodies
+    )
+    ids = [MESSAGE_ID.search(b) for b in bodies]
+    assert all(ids) and len({m.group(1) for m in ids if m}) == 2
+
+
+@pytest.mark.parametrize(
+    ("asked", "statuses"),
+    [("positive-delivery", ["delivered"]), ("display", ["displayed"]), ("negative-delivery", [])],
+)
+def test_only_the_notices_asked_for_are_sent(
+    tmp_path: Path, asked: str, statuses: list[str]
+) -> None:
+    agent, sip, _, _ = build(tmp_path)
+    body = linphone("status").replace("positive-delivery, negative-delivery, display", asked)
+    agent.on_message(cpim_message(body))
+    assert [n.status for _, n in notices(sip) if n is not None] == statuses
+
+
+def test_the_owner_through_the_proxy_gets_every_notice_outside_the_strangers_budget(
+    tmp_path: Path,
+) -> None:
+    agent, sip, _, _ = build(tmp_path)  # stranger_answers_per_s = 1: a burst of 2
+    for i in range(5):
+        agent.on_message(cpim_message(linphone("hello", f"id{i}")))
+    assert len(notices(sip)) == 10
+    assert agent.counters.get("sip.notice.stranger_budget.dropped") == 0
+
+
+def _notified_send(agent: Agent, sip: FakeSip, token: str) -> str:
+    request = {"id": token, "to": "sip:owner@pbx.example.org", "body": "hi", "notify": True}
+    agent.handle(MqttMessage("sipagent/porch/message/send", json.dumps(request).encode(), False))
+    to, body, _ = sip.sent[-1]
+    agent.on_message_status(token, to, 200, "OK")  # sent: at most 100 wait (agent.core.outgoing)
+    reading = chat.read(cpim_message(body))
+    assert reading.request is not None
+    return reading.request.message_id
+
+
+@pytest.mark.parametrize("final", ["failed", "forbidden", "error", "displayed"])
+def test_a_final_notice_ends_the_tracking_and_a_delivered_one_does_not(
+    tmp_path: Path, final: str
+) -> None:
+    agent, sip, mqtt, _ = build(tmp_path)
+    message_id = _notified_send(agent, sip, "m1")
+    agent.on_message(notice_message(message_id, "delivered"))
+    agent.on_message(notice_message(message_id, final))
+    agent.on_message(notice_message(message_id, "displayed"))  # too late: not ours any more
+    agent.flush()
+    records = [json.loads(p) for t, p, _ in mqtt.published if t.endswith("/message/sent")]
+    assert [r for r in records if "delivery" in r] == [
+        {"id": "m1", "to": "sip:owner@pbx.example.org", "delivery": "delivered"},
+        {"id": "m1", "to": "sip:owner@pbx.example.org", "delivery": final},
+    ]
+    assert agent.counters.get(f"sip.notice.{final}.received") == 1
+    assert agent.counters.get("sip.notice.unknown.dropped") == 1
+
+
+def test_the_oldest_tracked_send_is_forgotten_first(tmp_path: Path) -> None:
+    agent, sip, mqtt, _ = build(tmp_path)
+    ids = [_notified_send(agent, sip, f"m{i}") for i in range(MAX_TRACKED + 1)]
+    agent.on_message(notice_message(ids[0], "delivered"))
+    agent.on_message(notice_message(ids[1], "delivered"))
+    acked = 0
+    while acked < len(mqtt.events):  # the broker acknowledges: the relay sends the rest
+        agent.handle(MqttPublished(mqtt.events[acked][0]))
+        acked += 1
+        agent.flush()
+    records = [json.loads(p) for t, p, _ in mqtt.published if t.endswith("/message/sent")]
+    assert [r["id"] for r in records if "delivery" in r] == ["m1"]
+    assert agent.counters.get("sip.notice.tracked.forgotten") == 1
+
+
+# -- edges (scripts/mutation.py): what each unreadable wrapper reads as ---------------------
+
+PLAIN_CPIM = "From: <sip:owner@pbx.example.org>\r\nTo: <sip:porch@pbx.example.org>\r\n\r\n{inner}"
+
+
+def test_an_unknown_encoding_is_a_message_relayed_as_it_came() -> None:
+    msg = message(body="on gate", content_encoding="br")  # type: ignore[arg-type]
+    reading = chat.read(msg)
+    assert (reading.kind, reading.message, reading.problem) == (
+        "message",
+        msg,
+        "Content-Encoding 'br' is not deflate or gzip",
+    )
+
+
+def test_a_deflated_body_that_is_not_utf8_reads_with_replacement_characters() -> None:
+    msg = replace(message(), raw_body=zlib.compress(b"on \xff"), content_encoding="deflate")
+    assert chat.read(msg).message.body == "on \ufffd"
+
+
+def test_an_unreadable_wrapper_is_a_message_with_its_problem() -> None:
+    msg = cpim_message("no headers at all")
+    reading = chat.read(msg)
+    assert (reading.kind, reading.message) == ("message", msg)
+    assert reading.problem is not None and reading.problem.startswith("message/cpim: ")
+
+
+def test_a_wrapper_in_a_wrapper_is_read_once_and_never_obeyed() -> None:
+    inner = "Content-Type: message/cpim\r\n\r\n" + PLAIN_CPIM.format(inner="")
+    reading = chat.read(cpim_message(PLAIN_CPIM.format(inner=inner)))
+    assert (reading.kind, reading.problem) == ("message", "message/cpim inside message/cpim")
+    assert reading.message.content_type == "message/cpim"
+    assert reading.message.cpim_from == "<sip:owner@pbx.example.org>"
+
+
+def test_a_wrapped_text_without_a_content_type_is_plain_text() -> None:
+    reading = chat.read(cpim_message(PLAIN_CPIM.format(inner="Subject: x\r\n\r\non gate")))
+    assert (reading.kind, reading.problem) == ("message", None)
+    assert (reading.message.body, reading.message.content_type) == ("on gate", "text/plain")
+
+
+def test_typing_inside_a_wrapper_is_typing() -> None:
+    inner = "Content-Type: application/im-iscomposing+xml\r\n\r\n" + COMPOSING
+    msg = cpim_message(PLAIN_CPIM.format(inner=inner))
+    reading = chat.read(msg)
+    assert (reading.kind, reading.message) == ("composing", msg)
+
+
+def test_an_unreadable_notice_is_a_notice_with_its_problem() -> None:
+    msg = message(body="<not-imdn/>", content_type="message/imdn+xml")
+    reading = chat.read(msg)
+    assert (reading.kind, reading.notice, reading.message) == ("notice", None, msg)
+    assert reading.problem is not None and reading.problem.startswith("delivery notice: ")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "media"),
+    [("Text/Plain ; charset=utf-8; format=flowed", "text/plain"), ("", ""), (" A/B ", "a/b")],
+)
+def test_media_type(content_type: str, media: str) -> None:
+    assert chat.media_type(content_type) == media
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"From: <sip:a@b>\n\nContent-Length: 1234567890\n\nx", "Content-Length '1234567890'"),
+        (b"From: <sip:a@b>\n\nContent-Length: 5\n\nabc", "content shorter than its"),
+        (b"Fr om: <sip:a@b>\n\nContent-Type: text/plain\n\nx", "is not a header"),
+        (b"Fr\tom: <sip:a@b>\n\nContent-Type: text/plain\n\nx", "is not a header"),
+        (b"NS: <>x\n\nContent-Type: text/plain\n\nx", "NS header"),
+        (b"X: " + b"y" * 998 + b"\n\nContent-Type: t/p\n\nx", "longer than 1000 characters"),
+    ],
+)
+def test_cpim_refuses_what_it_cannot_read(body: bytes, problem: str) -> None:
+    with pytest.raises(cpim.CpimError, match=problem.replace("(", r"\(")):
+        cpim.parse(body)
+
+
+def test_cpim_reads_its_bounds_inclusive_and_the_default_namespace() -> None:
+    body = b"X: " + b"y" * 997 + b"\nNS: <urn:x>\nNS: p <urn:y>\n\nContent-Length: 123456789\n\n"
+    with pytest.raises(cpim.CpimError, match="shorter"):  # 9 digits is a number
+        cpim.parse(body + b"x")
+    parsed = cpim.parse(body.replace(b"123456789", b"000000002") + b"abc")
+    assert parsed.content == b"ab"
+    assert parsed.namespaces == (("", "urn:x"), ("p", "urn:y"))
+    assert parsed.content_type == ""
+
+
+def test_a_notice_of_exactly_the_bound_is_read_one_byte_more_is_not() -> None:
+    xml = imdn.notice_xml("Fo8k6As19CJd", "delivered", "2026-12-01T03:23:24Z").encode()
+    exact = xml + b" " * (imdn.MAX_XML_BYTES - len(xml))
+    assert imdn.parse_notice(exact) == imdn.Notice("Fo8k6As19CJd", "delivered")
+    with pytest.raises(imdn.ImdnError, match="longer than 4096 bytes"):
+        imdn.parse_notice(exact + b" ")

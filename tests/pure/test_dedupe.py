@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from agent.core.counters import Counters
 from agent.core.dedupe import RecentRequests
+from agent.core.intake import Intake
+from lab.fakes import FakeSip, message
 
 
 def test_a_key_repeats_within_the_window_and_not_after():
@@ -34,3 +37,20 @@ def test_expired_keys_leave_memory():
         recent.repeat(f"k{i}", now=i * 0.1)
     recent.repeat("late", now=100)
     assert len(recent) == 1
+
+
+def test_without_mqtt_the_intake_counts_what_it_forgets_and_answers_each_repeat() -> None:
+    # agent.core.intake: without an outbox, retransmissions are recognised here.
+    counters = Counters()
+    sip = FakeSip()
+    intake = Intake(sip, None, counters)
+    assert intake.recent is not None
+    intake.recent.capacity = 2
+    first = message(request_key="c1|1 MESSAGE|t")
+    assert intake.accept(first, True) is True
+    assert intake.accept(first, True) is False  # a retransmission: answered, not acted on
+    assert [code for _, code in sip.answers] == [200, 200]
+    for key in ("c2|1 MESSAGE|t", "c3|1 MESSAGE|t"):
+        intake.accept(message(request_key=key), True)
+    assert counters.get("sip.dedupe.forgotten") == 1
+    assert intake.accept(first, True) is True  # forgotten: taken as new

@@ -251,3 +251,119 @@ def test_a_failing_hook_is_the_adapters_to_catch() -> None:
     rig.policy.on_call = boom
     with pytest.raises(RuntimeError):
         rig(request("INVITE", sender=OWNER))
+
+
+# -- edges (scripts/mutation.py): counters, bounds and defaults as the README gives them ------
+
+
+def test_before_the_agent_sets_its_hooks_calls_and_watchers_are_refused() -> None:
+    clock = Clock(0.0)
+    policy = GatePolicy(DIRECT, Counters(), Trust([]), TokenBucket(5.0, clock=clock), clock)
+    invite = Arrival("INVITE", OWNER_IP, 5062, request("INVITE", sender=OWNER))
+    assert policy.decide(invite) == answer(603)
+    subscribe = request("SUBSCRIBE", sender=OWNER, extra="Event: presence")
+    assert policy.decide(Arrival("SUBSCRIBE", OWNER_IP, 5062, subscribe)) == answer(
+        403, "Forbidden"
+    )
+
+
+def test_each_refusal_is_counted_by_its_name() -> None:
+    rig = Rig()
+    rig(request("INVITE", sender=OWNER))
+    assert rig.counters.get("sip.invite.refused") == 1
+    rig(request("SUBSCRIBE", extra="Event: presence"))
+    assert rig.counters.get("sip.subscribe.refused") == 1
+    rig(request("SUBSCRIBE", sender=OWNER, contact="<sip:v@name.example>", extra="Event: presence"))
+    assert rig.counters.get("sip.subscribe.contact.refused") == 1
+    assert rig(b"OPTIONS garbage\r\n\r\n") == DROP
+    assert rig.counters.get("sip.other.unreadable.dropped") == 1
+
+
+def test_an_unreadable_request_that_mentions_maddr_is_dropped_as_maddr() -> None:
+    rig = Rig()
+    assert rig(b"OPTIONS maddr=x\r\n\r\n", method="OPTIONS") == DROP
+    assert rig.counters.get("sip.options.maddr.dropped") == 1
+
+
+def test_maddr_outside_the_via_is_no_reason_to_drop() -> None:
+    rig = Rig()
+    raw = request("MESSAGE", sender="sip:maddr=x@example.org")
+    assert rig(raw) == PASS
+    assert rig.counters.snapshot() == {}
+
+
+@pytest.mark.parametrize("event", ["Presence", "presence;id=7", " presence ; id=7"])
+def test_the_event_package_is_read_without_case_or_parameters(event: str) -> None:
+    rig = Rig()
+    assert rig(request("SUBSCRIBE", sender=OWNER, extra=f"Event: {event}")) == PASS
+
+
+def test_a_watcher_the_agent_answers_with_a_redirect_is_refused_with_it() -> None:
+    rig = Rig()
+    rig.policy.may_watch = lambda uri: (300, "Multiple Choices")
+    raw = request("SUBSCRIBE", sender=OWNER, extra="Event: presence")
+    assert rig(raw) == answer(300, "Multiple Choices")
+    assert rig.counters.get("sip.subscribe.refused") == 1
+
+
+def test_a_subscribe_for_one_second_takes_a_slot() -> None:
+    rig = Rig(watchers_per_sender=1)
+    first = request("SUBSCRIBE", sender=OWNER, extra="Event: presence|Expires: 1")
+    assert rig(first) == PASS
+    second = request("SUBSCRIBE", sender=OWNER, extra="Event: presence|Expires: 60")
+    assert rig(second).action == "answer"
+    assert rig.counters.get("sip.subscribe.over_limit.refused") == 1
+
+
+def test_an_ipv6_contact_from_its_own_address_is_taken() -> None:
+    rig = Rig()
+    raw = request(
+        "SUBSCRIBE", sender=OWNER, contact="<sip:x@[2001:db8::9]>", extra="Event: presence"
+    )
+    assert rig(raw, "2001:db8::9") == PASS
+
+
+@pytest.mark.parametrize(
+    ("method", "extra", "counter"),
+    [
+        ("INVITE", "", "sip.invite.stranger_budget.dropped"),  # inside a dialog: 481
+        ("SUBSCRIBE", "Event: dialog", "sip.subscribe.stranger_budget.dropped"),
+        ("SUBSCRIBE", "Event: presence", "sip.subscribe.stranger_budget.dropped"),
+    ],
+)
+def test_answers_to_strangers_past_the_budget_are_dropped_and_counted(
+    method: str, extra: str, counter: str
+) -> None:
+    rig = Rig(stranger_answers_per_s=1)
+    tag = "t1" if method == "INVITE" else None
+    verdicts = [
+        rig(request(method, to_tag=tag, extra=extra), STRANGER) for _ in range(3)
+    ]  # a burst of two, then none
+    assert verdicts[2] == DROP and verdicts[0] != DROP
+    assert rig.counters.get(counter) == 1
+
+
+def test_a_call_is_remembered_for_32_seconds_then_is_a_new_call() -> None:
+    rig = Rig()
+    raw = request("INVITE", sender=OWNER, call_id="c-32")
+    rig(raw)
+    rig.clock.now += 31.9
+    rig(raw)
+    assert len(rig.calls) == 1
+    rig.clock.now += 0.1  # 32 s after the first
+    rig(raw)
+    assert len(rig.calls) == 2
+
+
+def test_the_last_256_calls_are_remembered_and_the_oldest_forgotten_first() -> None:
+    rig = Rig()
+    calls = [request("INVITE", sender=OWNER, call_id=f"c{i}") for i in range(257)]
+    for raw in calls[:256]:
+        rig(raw)
+    rig(calls[0])  # all 256 remembered: a retransmission
+    assert len(rig.calls) == 256
+    rig(calls[256])  # the 257th pushes out the oldest
+    rig(calls[1])
+    assert len(rig.calls) == 257
+    rig(calls[0])
+    assert len(rig.calls) == 258

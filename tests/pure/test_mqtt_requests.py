@@ -164,3 +164,30 @@ def test_the_bounds_themselves_are_allowed() -> None:
     assert (len(request.id or ""), len(request.to), len(request.content_type)) == (128, 512, 128)
     # A '?' in the user part is no URI header; one after the host is.
     assert parse_send(send(to="sip:who?@example.org")).to == "sip:who?@example.org"
+
+
+# -- edges (scripts/mutation.py): "notify" and "account" as the README's topic table has them --
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"notify": "yes"}, '"notify" must be true or false'),
+        ({"notify": 1}, '"notify" must be true or false'),
+        ({"account": 5}, '"account" must be the name of a SIP account ([a-z0-9_-]+)'),
+        ({"account": "Public"}, '"account" must be the name of a SIP account ([a-z0-9_-]+)'),
+        ({"account": ""}, '"account" must be the name of a SIP account ([a-z0-9_-]+)'),
+    ],
+)
+def test_notify_and_account_are_checked(fields: dict[str, object], reason: str) -> None:
+    with pytest.raises(SendRefused) as refused:
+        parse_send(send(id="r", **fields))
+    assert str(refused.value) == reason
+    assert refused.value.id == "r"
+
+
+def test_notify_and_account_are_taken() -> None:
+    request = parse_send(send(notify=True, account="public_2"))
+    assert (request.notify, request.account) == (True, "public_2")
+    request = parse_send(send())
+    assert (request.notify, request.account) == (False, None)

@@ -103,3 +103,31 @@ def test_sip_nameservers_are_read_and_checked():
         "sip.nameservers[1]: 'dns.example.org' is not an IP address (pjsip asks port 53; no "
         "names, ports or zones)",
     )
+
+
+# -- edges (scripts/mutation.py): the weighted draw's running sum, every round walks them all --
+
+
+@pytest.mark.parametrize(
+    ("rand", "first"), [(0.0, "a"), (0.34, "b"), (0.5, "b"), (0.67, "c"), (0.99, "c")]
+)
+def test_equal_weights_split_the_draw_in_thirds(rand: float, first: str) -> None:
+    targets = [t("a", 10, 1), t("b", 10, 1), t("c", 10, 1)]
+    assert rfc2782_order(targets, lambda: rand)[0].name == first
+
+
+def test_every_round_of_failures_walks_every_target() -> None:
+    hops = Hops("example.org", rand=lambda: 0.0)
+    hops.resolved(0, [t("a", 10), t("b", 20), t("c", 30)])
+    for _ in range(2):
+        assert [hops.failed() and hops.current.name for _ in range(3)] == ["b", "c", None]
+        assert hops.current.name == "a"
+
+
+def test_new_records_that_retire_the_current_target_start_a_new_round() -> None:
+    hops = Hops("example.org", rand=lambda: 0.0)
+    hops.resolved(0, [t("a", 10), t("b", 20), t("c", 30)])
+    hops.failed()
+    hops.failed()  # on c, two failures into the round
+    assert hops.resolved(30, [t("d", 10), t("e", 20), t("f", 30)]).name == "d"
+    assert [hops.failed() and hops.current.name for _ in range(3)] == ["e", "f", None]

@@ -72,3 +72,43 @@ def test_flood_log_lines_come_once_then_once_a_minute_with_a_count(
         "dropped y (99 more like it in the last 60s)",
         "another kind",
     ]
+
+
+# -- edges (scripts/mutation.py): what the kernel filter is given, what `status` shows -------
+
+
+def test_the_networks_for_the_kernel_filter_and_the_status_line() -> None:
+    trust = Trust(["192.0.2.0/31", "192.0.2.77/24", "[2001:db8::5]", "198.51.100.7", "pbx"])
+    assert Trust().describe() == "nobody yet"
+    trust.resolved("pbx.example.org", ["[2001:db8::9]", "203.0.113.5"])
+    trust.learn("[2001:db8::7]")
+    assert trust.describe() == (
+        "198.51.100.7, 2001:db8::5, 2001:db8::7, 2001:db8::9, 203.0.113.5, "
+        "192.0.2.0/31, 192.0.2.0/24"
+    )
+    assert [str(n) for n in trust.networks()] == [
+        "198.51.100.7/32",
+        "2001:db8::5/128",
+        "2001:db8::7/128",
+        "2001:db8::9/128",
+        "203.0.113.5/32",
+        "192.0.2.0/31",
+        "192.0.2.0/24",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "trusted"),
+    [("192.0.2.1", True), ("192.0.2.200", True), ("[2001:db8::1:1]", True), ("[::1]", False)],
+)
+def test_a_bracketed_or_plain_source_in_a_network(source: str, trusted: bool) -> None:
+    # A /31 is two addresses: a network, not one address (192.0.2.77/24: host bits allowed).
+    trust = Trust(["192.0.2.0/31", "192.0.2.77/24", "2001:db8::/64"])
+    assert trust.contains(source) is trusted
+
+
+def test_a_name_that_resolves_to_no_address_keeps_its_text() -> None:
+    trust = Trust()
+    trust.resolved("pbx", ["not an address"])
+    assert trust.contains("not an address")  # compared as given, never as an address
+    assert trust.networks() == []

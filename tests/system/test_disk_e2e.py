@@ -1,9 +1,16 @@
 """The agent on a hostile disk (issue 13, items 4 and 5): degrade, don't die.
 
 The state directory is a 1 MiB tmpfs the test fills (root), a read-only bind mount, or holds
-a damaged outbox.db. Each time: SIP and GPIO keep working, every MESSAGE answered 200
-reaches MQTT, STATUS=, the log (once) and `B/outbox` say what is wrong, and the agent is
-durable again once the disk is. `check-config` warns about what it can see beforehand.
+a damaged outbox.db. Each time: the agent keeps running, GPIO and MQTT keep working, every
+MESSAGE answered 200 reaches MQTT, STATUS=, the log (once) and `B/outbox` say what is wrong,
+and the agent is durable again once the disk is. `check-config` warns about what it can see
+beforehand.
+
+How a MESSAGE the disk does not take is answered depends on the binding (README "The
+outbox"): pjsua 2.15 has answered 200 before the agent sees it, so the agent keeps it in
+memory and obeys it; with pjproject 2.16+ (deferred answers) it is answered 500 and neither
+obeyed nor relayed, the sender keeps it, and the same MESSAGE sent again once the disk takes
+writes is answered 200, obeyed and relayed.
 """
 
 from __future__ import annotations
@@ -13,6 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pjsua2
+
+from agent.adapters.sip.binding import defers_answers
 from lab.configs import agent_toml
 from lab.disk import fill, read_only, tmpfs
 from lab.mqttprobe import MqttProbe, first_seen
@@ -20,6 +30,7 @@ from lab.ports import free_port
 from lab.waiting import wait_until
 
 FAST_RECONNECT = {"reconnect_max": 1}
+DEFERRED = defers_answers(pjsua2)  # pjproject 2.16+: MESSAGE answered once it is stored
 NOT_DURABLE = "OUTBOX NOT DURABLE"
 
 
@@ -36,6 +47,7 @@ def _start(agent_factory, broker, device_id: str, state: Path):  # type: ignore[
         device_id=device_id,
         mqtt_options=FAST_RECONNECT,
         log_level="info",
+        allow=("owner", "mqtt:local"),  # B/command acts as mqtt:local
     )
     agent = agent_factory(config, extra_env={"STATE_DIRECTORY": str(state)})
     agent.wait_ready()
@@ -74,11 +86,31 @@ def test_a_full_disk_loses_nothing_answered_200_and_recovers(
         owner = peer_factory(uri="sip:owner@127.0.0.1")
         bodies = ["on lamp", *(f"ok: note {i:02d} " + "x" * 200 for i in range(40))]
         for body in bodies:
-            assert owner.send(to, body)["code"] == 200
-        assert owner.wait_message()["body"] == "ok: lamp on"
-        assert agent.pin(17) is True  # GPIO works on a full disk
+            assert owner.send(to, body)["code"] == (500 if DEFERRED else 200)
+        if DEFERRED:  # not kept: neither obeyed nor relayed; the sender still has them
+            assert agent.pin(17) is False
+        else:
+            assert owner.wait_message()["body"] == "ok: lamp on"
+            assert agent.pin(17) is True  # GPIO works on a full disk
         wait_until(lambda: f"{NOT_DURABLE} (disk full)" in _status(agent), 10, "STATUS=")
         assert agent.proc.poll() is None
+        if DEFERRED:
+            broker.start()
+            probe.wait_for(f"{B}/outbox", lambda m: m.json()["trouble"] == "disk full")
+            filler.unlink()
+            wait_until(lambda: NOT_DURABLE not in _status(agent), 20, "durable again")
+            for body in bodies:  # the sender tries again
+                assert owner.send(to, body)["code"] == 200
+            assert owner.wait_message()["body"] == "ok: lamp on"
+            assert agent.pin(17) is True
+            wait_until(
+                lambda: first_seen(probe, f"{B}/message/in") == bodies,
+                30,
+                "every MESSAGE answered 200 on message/in, in order",
+            )
+            agent.close()
+            probe.close()
+            return
 
         broker.start()
         wait_until(
@@ -115,10 +147,16 @@ def test_an_agent_restarted_on_a_full_disk_starts_and_works(
         filler = fill(state)
         agent, to = _start(agent_factory, mosquitto, device_id, state)
         owner = peer_factory(uri="sip:owner@127.0.0.1")
-        _obeyed(agent, owner, to, probe, f"{B}/message/in", "on gate", 18)
+        if DEFERRED:  # answered 500 while the disk is full, obeyed once it is not
+            assert owner.send(to, "on gate")["code"] == 500
+            assert agent.pin(18) is False
+        else:
+            _obeyed(agent, owner, to, probe, f"{B}/message/in", "on gate", 18)
         probe.wait_for(f"{B}/outbox", lambda m: m.json()["trouble"] == "disk full")
         filler.unlink()
         wait_until(lambda: NOT_DURABLE not in _status(agent), 20, "durable again")
+        if DEFERRED:
+            _obeyed(agent, owner, to, probe, f"{B}/message/in", "on gate", 18)
         agent.terminate()
         assert agent.wait_exit()["code"] == 0
     probe.close()
@@ -133,12 +171,22 @@ def test_a_read_only_state_directory_keeps_sip_gpio_and_mqtt_working(
     with read_only(state):
         agent, to = _start(agent_factory, mosquitto, device_id, state)
         owner = peer_factory(uri="sip:owner@127.0.0.1")
-        _obeyed(agent, owner, to, probe, f"{B}/message/in", "on lamp", 17)
+        if DEFERRED:
+            assert owner.send(to, "on lamp")["code"] == 500  # not kept: not obeyed
+            assert agent.pin(17) is False
+            # The device still obeys its broker: B/command moves the pin.
+            probe.publish(f"{B}/command", "on lamp")
+            result = probe.wait_for(f"{B}/command/result")
+            assert result.json()["result"] == "ok: lamp on" and agent.pin(17) is True
+        else:
+            _obeyed(agent, owner, to, probe, f"{B}/message/in", "on lamp", 17)
         assert f"{NOT_DURABLE} (not writable)" in _status(agent)
         probe.wait_for(f"{B}/outbox", lambda m: m.json()["trouble"] == "not writable")
     # Writable again (the bind mount is gone): durable within the retry interval.
     wait_until(lambda: NOT_DURABLE not in _status(agent), 20, "durable again")
     assert (state / "outbox.db").is_file()
+    if DEFERRED:  # the sender tries again
+        _obeyed(agent, owner, to, probe, f"{B}/message/in", "on gate", 18)
     probe.close()
 
 

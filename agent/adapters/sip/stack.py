@@ -238,7 +238,10 @@ class SipStack:
         for due in filter(None, (deadline() for deadline in self.deadlines)):
             timeout_ms = min(timeout_ms, int((due - now) * 1000) + 1)
         self._ep.libHandleEvents(max(0, timeout_ms))
-        self.perimeter.after_poll(self._ep.transportShutdown)
+        try:
+            self.perimeter.after_poll(self._ep.transportShutdown)
+        except Exception:
+            failed(self.counters, "perimeter")  # logged and counted: the loop goes on
         for hook in self.poll_hooks:
             try:
                 hook()

@@ -6,8 +6,10 @@ filter on the listening socket (agent.adapters.sip.bpf) in step: in routed mode 
 addresses may connect; while the breaker is tripped nobody else may.
 
 pjsua2 tells the transport's handle only; its direction and remote address are read from
-pjsip's `pjsip_transport` (the leading fields, laid out as below in 2.15 to 2.17 on 32 and
-64 bits alike) and checked for sense before use. Owner thread only.
+pjsip's `pjsip_transport` (the leading fields, laid out as below on 32 and 64 bits alike;
+2.16 added `has_addr_name` before `local_name`, pjproject#4411) and checked for sense
+before use: a layout that does not read right is said in the log, never guessed. Owner
+thread only.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import pjsua2 as pj
 
 from agent.adapters.sip import bpf
+from agent.adapters.sip.binding import extension_path
 from agent.config.model import SipConfig
 from agent.core.connections import Connections
 from agent.core.counters import Counters
@@ -38,32 +42,61 @@ class _HostPort(ctypes.Structure):
     _fields_ = [("host", ctypes.c_void_p), ("slen", ctypes.c_ssize_t), ("port", ctypes.c_int)]
 
 
-class _Transport(ctypes.Structure):  # the leading fields of pjsip_transport
-    _fields_ = [
-        ("obj_name", ctypes.c_char * 32),
-        ("pool", ctypes.c_void_p),
-        ("ref_cnt", ctypes.c_void_p),
-        ("lock", ctypes.c_void_p),
-        ("grp_lock", ctypes.c_void_p),
-        ("tracing", ctypes.c_int),
-        ("is_shutdown", ctypes.c_int),
-        ("is_destroying", ctypes.c_int),
-        ("key_type", ctypes.c_long),
-        ("rem_addr", ctypes.c_uint32 * 7),
-        ("type_name", ctypes.c_void_p),
-        ("flag", ctypes.c_uint),
-        ("info", ctypes.c_void_p),
-        ("addr_len", ctypes.c_int),
-        ("local_addr", ctypes.c_uint32 * 7),
-        ("local_name", _HostPort),
-        ("remote_name", _HostPort),
-        ("dir", ctypes.c_int),
-    ]
+_LEADING: list[tuple[str, type]] = [  # pjsip_transport up to its local address
+    ("obj_name", ctypes.c_char * 32),
+    ("pool", ctypes.c_void_p),
+    ("ref_cnt", ctypes.c_void_p),
+    ("lock", ctypes.c_void_p),
+    ("grp_lock", ctypes.c_void_p),
+    ("tracing", ctypes.c_int),
+    ("is_shutdown", ctypes.c_int),
+    ("is_destroying", ctypes.c_int),
+    ("key_type", ctypes.c_long),
+    ("rem_addr", ctypes.c_uint32 * 7),
+    ("type_name", ctypes.c_void_p),
+    ("flag", ctypes.c_uint),
+    ("info", ctypes.c_void_p),
+    ("addr_len", ctypes.c_int),
+    ("local_addr", ctypes.c_uint32 * 7),
+]
+_NAMES_AND_DIR: list[tuple[str, type]] = [
+    ("local_name", _HostPort),
+    ("remote_name", _HostPort),
+    ("dir", ctypes.c_int),
+]
 
 
-def transport_peer(handle: int) -> tuple[bool, str] | None:
-    """(incoming, remote address) of a TCP/TLS transport, or None if it does not read right."""
-    tp = _Transport.from_address(handle)
+class _Transport215(ctypes.Structure):  # pjproject 2.15 and older
+    _fields_ = [*_LEADING, *_NAMES_AND_DIR]
+
+
+class _Transport216(ctypes.Structure):  # pjproject 2.16 and newer
+    _fields_ = [*_LEADING, ("has_addr_name", ctypes.c_int), *_NAMES_AND_DIR]
+
+
+def transport_layout(version: tuple[int, ...]) -> type[ctypes.Structure]:
+    """pjsip_transport's leading fields in pjproject `version` ((2, 17))."""
+    return _Transport216 if version >= (2, 16) else _Transport215
+
+
+# The running pjproject's layout and version, read once (the endpoint runs by then).
+_running: tuple[type[ctypes.Structure], str] | None = None
+
+
+def _running_layout() -> tuple[type[ctypes.Structure], str]:
+    global _running
+    if _running is None:
+        version = pj.Endpoint.instance().libVersion()
+        _running = (transport_layout((version.major, version.minor)), version.full)
+    return _running
+
+
+def transport_peer(
+    handle: int, layout: type[ctypes.Structure] | None = None
+) -> tuple[bool, str] | None:
+    """(incoming, remote address) of a TCP/TLS transport, or None if it does not read right
+    (`layout`: the running pjproject's)."""
+    tp: Any = (layout or _running_layout()[0]).from_address(handle)
     if not tp.obj_name.startswith((b"tcp", b"tls")) or tp.dir not in (_OUTGOING, _INCOMING):
         return None
     raw = bytes(tp.rem_addr)
@@ -109,6 +142,14 @@ class TcpGuard:
         incoming = peer is not None and peer[0]
         if prm.state == pj.PJSIP_TP_STATE_CONNECTED:
             if peer is None:
+                # Not a TCP/TLS transport as this pjproject lays it out: unguarded, so say so.
+                self._counters.bump("sip.tcp.unreadable")
+                self._quiet.warning(
+                    "tcp-layout",
+                    "a TCP/TLS connection pjsip reports does not read as pjproject %s lays "
+                    "it out: connections are not limited per address",
+                    _running_layout()[1],
+                )
                 return False
             address = peer[1]
             self._handles[handle] = prm.hnd
@@ -141,7 +182,13 @@ class TcpGuard:
                 continue
             self._quiet.warning("close", "closing an incoming SIP connection: %s", why)
             with contextlib.suppress(pj.Error):
-                shutdown(hnd)
+                try:
+                    shutdown(hnd)
+                except TypeError:
+                    # A binding built with Debian's SWIG 4.1 hands out `void *` handles that
+                    # its own transportShutdown refuses as not a TransportHandle: the same
+                    # pointer goes to pjsip's C function instead (what transportShutdown calls).
+                    _c_shutdown(handle)
             self.connections.closed(handle)  # its DESTROY may come later: counted once
             self._handles.pop(handle, None)
         self.refresh()
@@ -207,3 +254,20 @@ def _listening_sockets(port: int) -> list[socket.socket]:
             pass
         sock.close()
     return found
+
+
+_c_transport_shutdown: Any = None
+
+
+def _c_shutdown(pointer: int) -> None:
+    """pjsip_transport_shutdown(pointer), from the binding's own shared object."""
+    global _c_transport_shutdown
+    if _c_transport_shutdown is None:
+        path = extension_path()
+        if path is None:
+            raise RuntimeError("pjsua2's extension module is not loaded")
+        function = ctypes.CDLL(path).pjsip_transport_shutdown
+        function.restype = ctypes.c_int
+        function.argtypes = [ctypes.c_void_p]
+        _c_transport_shutdown = function
+    _c_transport_shutdown(pointer)
