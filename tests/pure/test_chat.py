@@ -345,6 +345,7 @@ def test_a_notice_on_the_wire_as_rfc_5438_writes_it(tmp_path: Path) -> None:
     assert sip.content_types[0] == "message/cpim"
     assert DATETIME.search(body) and MESSAGE_ID.search(body)
     assert "\r\nContent-Disposition: notification\r\n" in body
+    assert "To: <sip:owner@pbx.example.org>\r\n" in body
     assert "Content-Type: message/imdn+xml" in body
     # The notice dates the message by its own DateTime, not by when it arrived.
     assert "<datetime>2026-12-01T03:23:24Z</datetime>" in body
