@@ -427,3 +427,27 @@ def test_through_the_proxy_a_configured_user_hears_why_he_was_refused() -> None:
     agent.on_registration(RegState("registered", 200, "OK", 300))
     agent.on_message(message(from_uri="<sip:guest@pbx.example.org>", body="on gate"))
     assert sip.sent[-1][1].startswith("error: ") and sip.sent[-1][1] != "error: forbidden"
+
+
+NOTIFY_ME = (
+    "From: <sip:friend@elsewhere.example>\r\nTo: <sip:porch@public.example.net>\r\n"
+    "NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: m1\r\n"
+    "imdn.Disposition-Notification: positive-delivery\r\n\r\n"
+    "Content-Type: text/plain\r\n\r\nhello"
+)
+
+
+def test_a_delivery_notice_leaves_by_the_account_the_message_came_in_on() -> None:
+    agent, _, _, sip = build(accounts=SECOND)
+    agent.started_sip()
+    agent.on_registration(RegState("registered", 200, "OK", 300), "public")
+    msg = message(
+        from_uri="<sip:friend@elsewhere.example>",
+        to_uri="<sip:porch@public.example.net>",
+        body=NOTIFY_ME,
+        content_type="message/cpim",
+        account="public",
+    )
+    agent.on_message(msg)
+    assert sip.content_types[0] == "message/cpim"  # the notice (then a reply to "hello")
+    assert set(sip.accounts) == {"public"}

@@ -555,3 +555,8 @@ def test_a_cpim_line_without_a_colon_is_no_header() -> None:
 )
 def test_a_message_id_we_may_echo(text: str | None, message_id: str | None) -> None:
     assert cpim.message_id(text) == message_id
+
+
+def test_the_identity_encoding_is_no_encoding() -> None:
+    reading = chat.read(message(body="on gate", content_encoding="Identity"))  # type: ignore[arg-type]
+    assert (reading.kind, reading.problem, reading.message.body) == ("message", None, "on gate")

@@ -390,3 +390,14 @@ def test_subscribes_refill_at_their_rate_on_the_gates_clock() -> None:
 
 def test_an_answer_without_a_reason_leaves_the_phrase_to_the_stack() -> None:
     assert answer(603).reason == ""
+
+
+def test_forgetting_an_old_call_keeps_the_newer_ones() -> None:
+    rig = Rig()
+    old, new = (request("INVITE", sender=OWNER, call_id=c) for c in ("old", "new"))
+    rig(old)
+    rig.clock.now += 31.0
+    rig(new)
+    rig.clock.now += 1.5  # the old call is forgotten, the new one is not
+    rig(new)
+    assert len(rig.calls) == 2
