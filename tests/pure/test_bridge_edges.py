@@ -429,3 +429,9 @@ def test_in_silent_mode_mqtt_still_gets_an_answer(monkeypatch) -> None:  # type:
         "ok": False,
         "result": "error: forbidden",
     }
+
+
+def test_a_transient_failure_is_retried_not_reported(rig: Rig) -> None:
+    rig.mqtt("message/send", json.dumps({"to": "sip:x@example.org", "body": "hi", "id": "t"}))
+    rig.agent.on_message_status("t", "sip:x@example.org", 503, "Service Unavailable")
+    assert rig.records("message/sent") == []  # mqtt.send_retries (default 2) to go
