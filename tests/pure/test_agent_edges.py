@@ -451,3 +451,14 @@ def test_a_delivery_notice_leaves_by_the_account_the_message_came_in_on() -> Non
     agent.on_message(msg)
     assert sip.content_types[0] == "message/cpim"  # the notice (then a reply to "hello")
     assert set(sip.accounts) == {"public"}
+
+
+def test_a_new_error_reaches_b_diagnostics_at_the_next_turn() -> None:
+    agent, link, _, _ = build()
+    agent.started_sip()
+    agent.handle(MqttConnected())
+    agent.diagnostics.errors.emit(
+        logging.LogRecord("agent", logging.ERROR, __file__, 1, "disk on fire", None, None)
+    )
+    agent.flush()
+    assert retained(link, "diagnostics")["last_error"] == "disk on fire"
