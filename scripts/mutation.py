@@ -104,7 +104,7 @@ class Survivor:
     status: str  # survived, no tests, timeout, suspicious
     path: str
     diff: str
-    changed: str  # the mutated line(s), stripped: what scripts/mutation-survivors.txt matches
+    changed: str  # the mutated line(s), stripped (a deletion: "(deleted) " and the old ones)
 
     def key(self) -> str:
         return f"{self.path}: {self.changed}"
@@ -198,9 +198,16 @@ def survivors(scratch: Path) -> list[Survivor]:
     found = []
     for name, status, diff in json.loads(done.stdout):
         path = next((m[1] for m in re.finditer(r"^\+\+\+ (\S+)", diff, re.M)), "?")
-        plus = [d[1:].strip() for d in diff.splitlines() if d.startswith("+") and d[1:2] != "+"]
-        found.append(Survivor(name, status, path, diff, " / ".join(plus)))
+        changed = " / ".join(_lines(diff, "+"))
+        if not changed:  # a line deleted: named by what was there
+            changed = "(deleted) " + " / ".join(_lines(diff, "-"))
+        found.append(Survivor(name, status, path, diff, changed))
     return found
+
+
+def _lines(diff: str, sign: str) -> list[str]:
+    """The added ("+") or removed ("-") lines of a diff, stripped, without its file header."""
+    return [d[1:].strip() for d in diff.splitlines() if d[:1] == sign and d[1:2] != sign]
 
 
 def main() -> int:

@@ -18,6 +18,7 @@ import pytest
 from agent.config.load import parse_config
 from agent.core.agent import Agent
 from agent.core.codes import SecretState
+from agent.core.counters import Counters
 from agent.core.events import (
     MqttConnected,
     MqttDisconnected,
@@ -28,6 +29,7 @@ from agent.core.events import (
 from agent.core.registration import RegState
 from agent.core.totp import totp
 from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, message
+from lab.rigs import PRESENCE_CONFIG, AgentRig
 
 B = "sipagent/porch"
 ROUTED = """
@@ -349,3 +351,114 @@ def test_every_call_is_published_with_its_outcome() -> None:
         code,
         True,
     )
+
+
+def test_no_stop_is_asked_for_until_one_is() -> None:
+    agent, _, _, _ = build()
+    assert agent.stop_reason is None  # agent.loop stops once it is not None
+
+
+def test_counters_given_to_the_agent_are_the_ones_it_counts_in() -> None:
+    shared = Counters()
+    config = parse_config(DIRECT)
+    agent = Agent(config, FakeSip(routed=False), FakePins(), None, FakeNotifier(), counters=shared)
+    assert agent.intake.recent is not None
+    agent.intake.recent.capacity = 1  # without MQTT: retransmissions recognised in memory
+    agent.started_sip()
+    for key in ("a|1 MESSAGE|t", "b|1 MESSAGE|t"):
+        agent.on_message(message(from_uri="sip:owner@192.0.2.9", body="hi", request_key=key))
+    assert agent.counters is shared
+    assert shared.get("sip.dedupe.forgotten") == 1
+
+
+def test_diagnostics_are_announced_on_connect() -> None:
+    agent, link, _, _ = build()
+    agent.started_sip()
+    agent.handle(MqttConnected())
+    assert set(retained(link, "diagnostics")) >= {"pjproject", "last_error", "tls"}
+
+
+GUEST = """
+[access.users."sip:guest@192.0.2.9"]
+commands = ["status"]
+"""
+
+
+def test_in_direct_mode_a_refusal_does_not_tell_a_configured_user_from_a_stranger() -> None:
+    sip = FakeSip(routed=False)
+    agent = Agent(parse_config(DIRECT + GUEST), sip, FakePins(), None, FakeNotifier())
+    agent.started_sip()
+    agent.on_message(message(from_uri="<sip:guest@192.0.2.9>", body="fly"))
+    agent.on_message(message(from_uri="<sip:guest@192.0.2.9>", body="status"))
+    agent.on_message(message(from_uri="<sip:guest@192.0.2.9>", body="on gate"))
+    replies = [body for _, body, _ in sip.sent]
+    assert replies[0].startswith("error: unknown command")  # everyone gets that one
+    assert replies[1].startswith("ok: ")
+    assert replies[2] == "error: forbidden"  # not "not allowed for you": Froms are forged
+
+
+def test_in_direct_mode_each_source_address_has_its_own_rate_bucket() -> None:
+    sip = FakeSip(routed=False)
+    agent = Agent(parse_config(DIRECT), sip, FakePins(), None, FakeNotifier())
+    agent.started_sip()
+    owner = "<sip:owner@192.0.2.9>"
+    for _ in range(20):  # a forger at another address spends his own bucket
+        agent.on_message(message(from_uri=owner, body="status", source="198.51.100.66:5060"))
+    before = len(sip.sent)
+    agent.on_message(message(from_uri=owner, body="status", source="192.0.2.9:5060"))
+    assert len(sip.sent) == before + 1 and sip.sent[-1][1].startswith("ok: ")
+
+
+def test_a_reload_reaches_the_presence_keeper() -> None:
+    rig = AgentRig()
+    text = PRESENCE_CONFIG.format(mode="serve", extra='[mqtt]\nhost = "localhost"', sip="")
+    new = parse_config(text.replace('note = "door {door}"', 'note = "the door is {door}"'))
+    rig.agent.reconfigure(new)
+    assert rig.keeper.config is new
+    assert rig.keeper.current is not None and rig.keeper.current.note == "the door is closed"
+
+
+def test_through_the_proxy_a_configured_user_hears_why_he_was_refused() -> None:
+    text = ROUTED.format(accounts="", mqtt="") + GUEST.replace("192.0.2.9", "pbx.example.org")
+    config = parse_config(text)
+    sip = FakeSip()
+    agent = Agent(config, sip, FakePins(config.gpio.outputs), None, FakeNotifier())
+    agent.started_sip()
+    agent.on_registration(RegState("registered", 200, "OK", 300))
+    agent.on_message(message(from_uri="<sip:guest@pbx.example.org>", body="on gate"))
+    assert sip.sent[-1][1].startswith("error: ") and sip.sent[-1][1] != "error: forbidden"
+
+
+NOTIFY_ME = (
+    "From: <sip:friend@elsewhere.example>\r\nTo: <sip:porch@public.example.net>\r\n"
+    "NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: m1\r\n"
+    "imdn.Disposition-Notification: positive-delivery\r\n\r\n"
+    "Content-Type: text/plain\r\n\r\nhello"
+)
+
+
+def test_a_delivery_notice_leaves_by_the_account_the_message_came_in_on() -> None:
+    agent, _, _, sip = build(accounts=SECOND)
+    agent.started_sip()
+    agent.on_registration(RegState("registered", 200, "OK", 300), "public")
+    msg = message(
+        from_uri="<sip:friend@elsewhere.example>",
+        to_uri="<sip:porch@public.example.net>",
+        body=NOTIFY_ME,
+        content_type="message/cpim",
+        account="public",
+    )
+    agent.on_message(msg)
+    assert sip.content_types[0] == "message/cpim"  # the notice (then a reply to "hello")
+    assert set(sip.accounts) == {"public"}
+
+
+def test_a_new_error_reaches_b_diagnostics_at_the_next_turn() -> None:
+    agent, link, _, _ = build()
+    agent.started_sip()
+    agent.handle(MqttConnected())
+    agent.diagnostics.errors.emit(
+        logging.LogRecord("agent", logging.ERROR, __file__, 1, "disk on fire", None, None)
+    )
+    agent.flush()
+    assert retained(link, "diagnostics")["last_error"] == "disk on fire"

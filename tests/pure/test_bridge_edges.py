@@ -16,7 +16,7 @@ from agent.config.load import parse_config
 from agent.core.agent import Agent
 from agent.core.events import MqttConnected, MqttMessage, MqttOversize, MqttPublished
 from agent.core.registration import RegState
-from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip
+from lab.fakes import FakeLink, FakeNotifier, FakeOutbox, FakePins, FakeSip, message
 from lab.rigs import AgentRig
 
 CONFIG = """
@@ -157,7 +157,7 @@ def test_a_send_the_sip_stack_refuses_fails_with_its_reason(rig: Rig) -> None:
     rig.mqtt("message/send", json.dumps({"to": "sip:", "body": "hi", "id": "bad"}))
     [sent] = rig.records("message/sent")
     assert (sent["id"], sent["ok"], sent["code"]) == ("bad", False, None)
-    assert sent["reason"]
+    assert sent["reason"] == "not a SIP URI: 'sip:' (empty host)"
 
 
 def test_a_send_with_notify_goes_out_as_cpim_from_the_accounts_own_uri(rig: Rig) -> None:
@@ -168,6 +168,7 @@ def test_a_send_with_notify_goes_out_as_cpim_from_the_accounts_own_uri(rig: Rig)
     assert rig.sip.content_types == ["message/cpim"]
     assert "From: <sip:porch@public.example.net>" in body
     assert "To: <sip:x@example.org>" in body
+    assert "\r\nContent-Type: text/plain\r\n" in body  # the inner type, as asked
     assert body.endswith("hi")
 
 
@@ -400,3 +401,37 @@ def test_a_send_that_waited_for_registration_leaves_by_its_account(monkeypatch) 
     agent.on_registration(RegState("registered", 200, "OK", 300), "public")
     agent.flush()
     assert (sip.sent, sip.accounts) == ([("sip:x@example.org", "hi", "w")], ["public"])
+
+
+def test_a_message_the_full_outbox_refuses_is_still_answered(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    outbox = FakeOutbox(capacity=1, when_full="refuse")
+    rig = Rig(outbox=outbox)
+    rig.outbox.add("x", b"filler")
+    rig.agent.on_message(message(body="on gate", account="pbx"))
+    assert rig.pins.state["gate"] is True
+    assert rig.sip.sent[-1][1] == "ok: gate on"
+    assert outbox.refused >= 1
+
+
+def test_in_silent_mode_mqtt_still_gets_an_answer(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    rig = Rig(mqtt='identity = "sip:stranger@example.org"')
+    silent = parse_config(
+        CONFIG.format(mqtt='identity = "sip:stranger@example.org"').replace(
+            "[access]\n", '[access]\non_forbidden = "silent"\n'
+        )
+    )
+    rig.agent.reconfigure(silent)
+    rig.mqtt("command", "on gate")
+    assert rig.records("command/result")[-1] == {
+        "command": "on gate",
+        "ok": False,
+        "result": "error: forbidden",
+    }
+
+
+def test_a_transient_failure_is_retried_not_reported(rig: Rig) -> None:
+    rig.mqtt("message/send", json.dumps({"to": "sip:x@example.org", "body": "hi", "id": "t"}))
+    rig.agent.on_message_status("t", "sip:x@example.org", 503, "Service Unavailable")
+    assert rig.records("message/sent") == []  # mqtt.send_retries (default 2) to go

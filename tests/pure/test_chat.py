@@ -345,6 +345,7 @@ def test_a_notice_on_the_wire_as_rfc_5438_writes_it(tmp_path: Path) -> None:
     assert sip.content_types[0] == "message/cpim"
     assert DATETIME.search(body) and MESSAGE_ID.search(body)
     assert "\r\nContent-Disposition: notification\r\n" in body
+    assert "To: <sip:owner@pbx.example.org>\r\n" in body
     assert "Content-Type: message/imdn+xml" in body
     # The notice dates the message by its own DateTime, not by when it arrived.
     assert "<datetime>2026-12-01T03:23:24Z</datetime>" in body
@@ -529,3 +530,33 @@ def test_a_notice_of_exactly_the_bound_is_read_one_byte_more_is_not() -> None:
     assert imdn.parse_notice(exact) == imdn.Notice("Fo8k6As19CJd", "delivered")
     with pytest.raises(imdn.ImdnError, match="longer than 4096 bytes"):
         imdn.parse_notice(exact + b" ")
+
+
+def test_cpim_headers_that_are_not_utf8_read_with_replacement_characters() -> None:
+    parsed = cpim.parse(b"From: <sip:\xff@b>\n\nContent-Type: text/plain\n\nx")
+    assert parsed.sender == "<sip:\ufffd@b>"
+
+
+def test_cpim_without_message_headers_or_with_a_leading_line_break_is_read() -> None:
+    assert cpim.parse(b"\n\nContent-Type: text/plain\n\nx").content == b"x"
+    parsed = cpim.parse(b"\r\nFrom: <sip:a@b>\r\n\r\nContent-Type: text/plain\r\n\r\nx")
+    assert parsed.sender == "<sip:a@b>"
+    assert parsed.content_headers == (("content-type", "text/plain"),)
+
+
+def test_a_cpim_line_without_a_colon_is_no_header() -> None:
+    with pytest.raises(cpim.CpimError, match="is not a header"):
+        cpim.parse(b"garbage\n\nContent-Type: text/plain\n\nx")
+
+
+@pytest.mark.parametrize(
+    ("text", "message_id"),
+    [(None, None), ("", None), (" a1 ", "a1"), ("a" * 128, "a" * 128), ("a" * 129, None)],
+)
+def test_a_message_id_we_may_echo(text: str | None, message_id: str | None) -> None:
+    assert cpim.message_id(text) == message_id
+
+
+def test_the_identity_encoding_is_no_encoding() -> None:
+    reading = chat.read(message(body="on gate", content_encoding="Identity"))  # type: ignore[arg-type]
+    assert (reading.kind, reading.problem, reading.message.body) == ("message", None, "on gate")

@@ -107,3 +107,14 @@ def test_blink_and_levels_reach_the_pins() -> None:
     assert pins.calls == [("blink", "gate", 1.0, 1.0, 3)]
     ask(agent, sip, "set dimmer 25%")
     assert pins.level("dimmer") == pytest.approx(0.25)
+
+
+def test_status_without_outputs_and_a_level_to_a_tenth() -> None:
+    sip = FakeSip()
+    config = parse_config(CONFIG.format(mqtt="").split("[gpio]")[0])
+    agent = Agent(config, sip, FakePins(()), None, FakeNotifier())
+    agent.started_sip()
+    assert ask(agent, sip, "status").startswith("ok: outputs: none; ")
+    agent2, sip2, _, _ = build(mqtt=False)
+    ask(agent2, sip2, "set dimmer 12.34%")
+    assert ask(agent2, sip2, "status").startswith("ok: outputs: gate off, dimmer 12.3%; ")

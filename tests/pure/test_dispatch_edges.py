@@ -138,3 +138,31 @@ def test_a_right_code_that_cannot_be_recorded_is_refused_and_counted() -> None:
     assert d.handle(ALICE, f"{right} pulse gate").reply.startswith("error: ")
     assert d.counters.get("access.code.unrecorded") == 1
     assert d.counters.get("access.code.wrong") == 0
+
+
+def test_an_unauthenticated_parse_errors_record_says_if_the_sender_is_configured() -> None:
+    d, _ = dispatcher()
+    assert d.handle(OWNER, "fly", authenticated=False).authorized is True
+    assert d.handle(EVE, "fly", authenticated=False).authorized is False
+
+
+def test_a_flood_of_strangers_does_not_refill_a_limited_users_bucket() -> None:
+    d, _ = dispatcher()  # rate_burst = 3
+    for _ in range(3):
+        d.handle(ALICE, "status", source="192.0.2.7")
+    assert d.handle(ALICE, "status", source="192.0.2.7").reply.startswith("error: too many")
+    for i in range(1100):  # more strangers than their table holds (MAX_STRANGERS)
+        d.handle(f"sip:s{i}@pbx.example.org", "status", source="192.0.2.7")
+    assert d.handle(ALICE, "status", source="192.0.2.7").reply == ""  # still limited
+
+
+def test_the_configured_code_failures_start_the_lockout() -> None:
+    clock = Clock(1000.0)
+    text = ACCESS_CONFIG.format(on_forbidden="reply").replace(
+        "rate_burst = 3", 'rate_burst = 30\ncode_failures = 2\ncode_lockout = "10m"'
+    )
+    d = Dispatcher(parse_config(text).access, FakeDevice(), clock=clock)
+    d.handle(ALICE, "000000 pulse gate")
+    d.handle(ALICE, "000001 pulse gate")
+    assert d.counters.get("access.code.lockout") == 1
+    assert d.codes.lockout_s == 600.0

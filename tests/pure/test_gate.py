@@ -367,3 +367,37 @@ def test_the_last_256_calls_are_remembered_and_the_oldest_forgotten_first() -> N
     assert len(rig.calls) == 257
     rig(calls[0])
     assert len(rig.calls) == 258
+
+
+def test_messages_from_strangers_pass_whatever_their_number() -> None:
+    rig = Rig(stranger_answers_per_s=1)
+    assert all(rig(request("MESSAGE"), STRANGER) == PASS for _ in range(20))
+
+
+def test_the_event_package_is_what_comes_before_the_first_parameter() -> None:
+    rig = Rig()
+    raw = request("SUBSCRIBE", sender=OWNER, extra="Event: presence;id=1;x=2")
+    assert rig(raw) == PASS
+
+
+def test_subscribes_refill_at_their_rate_on_the_gates_clock() -> None:
+    rig = Rig(subscribe_per_s=1)
+    verdicts = [rig(request("SUBSCRIBE", sender=OWNER, extra="Event: presence")) for _ in range(3)]
+    assert verdicts[2] == DROP
+    rig.clock.now += 1.0
+    assert rig(request("SUBSCRIBE", sender=OWNER, extra="Event: presence")) == PASS
+
+
+def test_an_answer_without_a_reason_leaves_the_phrase_to_the_stack() -> None:
+    assert answer(603).reason == ""
+
+
+def test_forgetting_an_old_call_keeps_the_newer_ones() -> None:
+    rig = Rig()
+    old, new = (request("INVITE", sender=OWNER, call_id=c) for c in ("old", "new"))
+    rig(old)
+    rig.clock.now += 31.0
+    rig(new)
+    rig.clock.now += 1.5  # the old call is forgotten, the new one is not
+    rig(new)
+    assert len(rig.calls) == 2

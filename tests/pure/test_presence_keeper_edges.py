@@ -176,3 +176,34 @@ def test_an_output_change_refreshes_a_note_that_names_it() -> None:
     rig.pins.state["lamp"] = True
     rig.keeper.on_output_changed()
     assert json.loads(published(rig, "presence/state")[-1][0])["note"] == "lamp on"
+
+
+def test_an_input_rules_note_is_applied_when_it_changes_and_at_start() -> None:
+    rig = PresenceRig()
+    text = PRESENCE_CONFIG.format(mode="serve", extra="", sip="").replace(
+        'status = "busy"', 'status = "busy"\nnote = "someone at the door"'
+    )
+    rig.keeper.reconfigure(parse_config(text))
+    rig.door(True)
+    assert json.loads(published(rig, "presence/state")[-1][0])["note"] == "someone at the door"
+    assert rig.keeper.inputs_now() == {"door": (True, "open")}
+    rig.door(False)
+    assert rig.keeper.inputs_now() == {"door": (False, "closed")}
+    rig.pins.active["door"] = True
+    rig.keeper.start()  # a restart with the door open
+    assert rig.keeper.current is not None and rig.keeper.current.note == "someone at the door"
+
+
+def test_a_contacts_state_is_announced_again_as_it_was() -> None:
+    rig = PresenceRig(extra=WATCH)
+    alice = BuddyState("alice", "sip:alice@127.0.0.1", "away", "lunch", "ACTIVE")
+    rig.sip.watching["alice"](alice)
+    rig.mqtt.published.clear()
+    rig.keeper.announce()
+    [(payload, retained)] = published(rig, "buddy/alice/state")
+    assert retained and json.loads(payload) == {
+        "uri": "sip:alice@127.0.0.1",
+        "status": "away",
+        "note": "lunch",
+        "subscription": "active",
+    }

@@ -44,3 +44,10 @@ def test_only_the_body_of_a_sip_dump_is_redacted(eol: str) -> None:
 
 def test_a_dump_without_a_body_is_left_alone() -> None:
     assert redact_sip_dump("TX 123456 bytes, no blank line") == "TX 123456 bytes, no blank line"
+
+
+def test_a_body_with_a_blank_line_in_it_is_redacted_whole() -> None:
+    dump = "MESSAGE sip:a@b SIP/2.0\n\n123456 first\n\n654321 second\n--end msg--"
+    assert redact_sip_dump(dump) == (
+        f"MESSAGE sip:a@b SIP/2.0\n\n{MASK} first\n\n{MASK} second\n--end msg--"
+    )

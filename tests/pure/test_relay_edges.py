@@ -94,3 +94,14 @@ def test_rows_renumbered_by_the_outbox_go_again_on_the_same_connection() -> None
     delivery.flush()
     delivery.pump()
     assert [p for _, p, _ in link.published] == ["one", "one"]  # again, under its new id
+
+
+def test_trouble_right_after_a_status_is_still_said_at_once() -> None:
+    clock = Clock(0.0)
+    outbox, statuses = FakeOutbox(), []
+    delivery = Delivery(outbox, FakeLink(), statuses.append, clock)
+    delivery.flush()
+    clock.now = 0.2
+    outbox.trouble = "disk full"
+    delivery.flush()
+    assert [s["trouble"] for s in statuses] == [None, "disk full"]

@@ -92,12 +92,14 @@ def test_problems_are_counted_in_the_outcome() -> None:
     outcome = r.reload()
     assert outcome == "reload refused (2 problems)"
     assert r.last is not None and r.last["ok"] is False and len(r.last["problems"]) == 2
+    assert AT.match(str(r.last["at"]))
     assert (r.last["applied"], r.last["needs_restart"]) == ([], [])
     assert agent.configs == outputs.configs == []
 
 
 def test_a_reload_without_changes_says_so() -> None:
     r, _, agent, outputs = reloader()
+    assert r.last is None  # no reload yet: `status` shows none
     assert r.reload() == "reloaded (no change)"
     assert r.last is not None
     assert AT.match(str(r.last["at"]))

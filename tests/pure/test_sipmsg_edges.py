@@ -168,3 +168,19 @@ def test_a_lone_surrogate_swig_did_not_make_is_counted_without_raising() -> None
     data = original_bytes("a\ud800b")  # a high surrogate: never one of surrogateescape's
     assert data[:1] == b"a" and data[-1:] == b"b" and len(data) in (3, 5)
     assert original_bytes("caf\udce9") == b"caf\xe9"  # SWIG's own: the byte it stood for
+
+
+def test_a_folded_line_joins_the_header_just_before_it() -> None:
+    request = parse_request(raw("Call-ID: c", "CSeq: 1 MESSAGE", "Subject: one", "\ttwo"))
+    assert request is not None
+    assert (request.first("call-id"), request.first("subject")) == ("c", "one two")
+
+
+def test_bytes_without_a_blank_line_have_no_body() -> None:
+    request = parse_request((HEAD + "\r\nCall-ID: a\r\n").encode())
+    assert request is not None and request.body == b""
+
+
+def test_split_and_params_keep_every_character_of_a_value() -> None:
+    assert split_list("<sip:X@h;p=1,2>, <sip:b@h>") == ["<sip:X@h;p=1,2>", "<sip:b@h>"]
+    assert params_of('<sip:x@h>;tag=X1X;q="X"') == {"tag": "X1X", "q": "X"}

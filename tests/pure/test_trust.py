@@ -112,3 +112,7 @@ def test_a_name_that_resolves_to_no_address_keeps_its_text() -> None:
     trust.resolved("pbx", ["not an address"])
     assert trust.contains("not an address")  # compared as given, never as an address
     assert trust.networks() == []
+
+
+def test_a_source_that_is_no_address_is_never_in_a_network() -> None:
+    assert Trust(["192.0.2.0/24"]).contains("not an address") is False
