@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -55,13 +55,16 @@ def mosquitto(lab_dir: Path) -> Iterator[Mosquitto]:
         yield broker
 
 
-@pytest.fixture
-def kamailio_factory(tmp_path: Path) -> Iterator[Callable[..., Kamailio]]:
-    """Start private Kamailios (``factory(users=..., domain=...)``); stopped at teardown."""
-    started: list[Kamailio] = []
+S = TypeVar("S", Kamailio, Mosquitto)
 
-    def factory(**kwargs: Any) -> Kamailio:
-        server = Kamailio(tmp_path / f"kamailio{len(started)}", **kwargs)
+
+def _private_servers(kind: type[S], workdir: Path) -> Iterator[Callable[..., S]]:
+    """A factory of started servers of `kind`, each in a directory of its own; all stopped
+    when the generator is closed (at the fixture's teardown)."""
+    started: list[S] = []
+
+    def factory(**kwargs: Any) -> S:
+        server = kind(workdir / f"{kind.__name__.lower()}{len(started)}", **kwargs)
         started.append(server)
         server.start()
         return server
@@ -72,19 +75,15 @@ def kamailio_factory(tmp_path: Path) -> Iterator[Callable[..., Kamailio]]:
 
 
 @pytest.fixture
+def kamailio_factory(tmp_path: Path) -> Iterator[Callable[..., Kamailio]]:
+    """Start private Kamailios (``factory(users=..., domain=...)``); stopped at teardown."""
+    yield from _private_servers(Kamailio, tmp_path)
+
+
+@pytest.fixture
 def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
     """Start private brokers (``factory(port=None)``); stopped at teardown."""
-    started: list[Mosquitto] = []
-
-    def factory(**kwargs: Any) -> Mosquitto:
-        broker = Mosquitto(tmp_path / f"mosquitto{len(started)}", **kwargs)
-        started.append(broker)
-        broker.start()
-        return broker
-
-    yield factory
-    for broker in started:
-        broker.stop()
+    yield from _private_servers(Mosquitto, tmp_path)
 
 
 class PeerFactory:

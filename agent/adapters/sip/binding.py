@@ -58,6 +58,9 @@ class CApi:
         self._timer_limit = library.pj_timer_heap_set_max_timed_out_per_poll
         self._timer_limit.restype = ctypes.c_uint
         self._timer_limit.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        self._shutdown = library.pjsip_transport_shutdown
+        self._shutdown.restype = ctypes.c_int
+        self._shutdown.argtypes = [ctypes.c_void_p]
 
     @classmethod
     def load(cls) -> CApi | None:
@@ -70,6 +73,12 @@ class CApi:
         except (OSError, AttributeError) as err:
             log.warning("pjsip's C API is not reachable (%s): Timer J stays 32 s", err)
             return None
+
+    def shutdown_transport(self, pointer: int) -> None:
+        """pjsip_transport_shutdown, what `Endpoint.transportShutdown` calls. A binding whose
+        wrapper Debian 12's SWIG generated refuses its own `void *` handles there
+        (docs/pjsip.md): the pointer, read from the handle, goes to pjsip directly."""
+        self._shutdown(pointer)
 
     def transactions(self) -> int:
         """Transactions pjsip holds now (live, and completed ones waiting out Timer J)."""

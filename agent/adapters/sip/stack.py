@@ -239,7 +239,7 @@ class SipStack:
             timeout_ms = min(timeout_ms, int((due - now) * 1000) + 1)
         self._ep.libHandleEvents(max(0, timeout_ms))
         try:
-            self.perimeter.after_poll(self._ep.transportShutdown)
+            self.perimeter.after_poll(self._shutdown_transport)
         except Exception:
             failed(self.counters, "perimeter")  # logged and counted: the loop goes on
         for hook in self.poll_hooks:
@@ -254,6 +254,12 @@ class SipStack:
                 slot.recovery.tick(time.monotonic(), slot.account)
             except Exception:
                 failed(self.counters, "recovery")
+
+    def _shutdown_transport(self, handle: object) -> None:
+        if self.c_api is not None:
+            self.c_api.shutdown_transport(int(handle))  # type: ignore[call-overload]
+        elif self._ep is not None:
+            self._ep.transportShutdown(handle)
 
     def take_publish_failure(self) -> bool:
         """True once after pjsua logged that it gave its publication up."""

@@ -1,9 +1,9 @@
 """TCP and TLS connections to the agent: bounded, closed when idle, kept out in a flood.
 
 The decisions are agent.core.connections'; this adapter feeds it from pjsua2's transport
-callbacks, closes what it says to close (`Endpoint.transportShutdown`), and keeps the kernel
-filter on the listening socket (agent.adapters.sip.bpf) in step: in routed mode only the proxy's
-addresses may connect; while the breaker is tripped nobody else may.
+callbacks, closes what it says to close (the SIP stack's pjsip_transport_shutdown), and keeps
+the kernel filter on the listening socket (agent.adapters.sip.bpf) in step: in routed mode
+only the proxy's addresses may connect; while the breaker is tripped nobody else may.
 
 pjsua2 tells the transport's handle only; its direction and remote address are read from
 pjsip's `pjsip_transport` (the leading fields, laid out as below on 32 and 64 bits alike;
@@ -26,7 +26,6 @@ from typing import Any
 import pjsua2 as pj
 
 from agent.adapters.sip import bpf
-from agent.adapters.sip.binding import extension_path
 from agent.config.model import SipConfig
 from agent.core.connections import Connections
 from agent.core.counters import Counters
@@ -182,13 +181,7 @@ class TcpGuard:
                 continue
             self._quiet.warning("close", "closing an incoming SIP connection: %s", why)
             with contextlib.suppress(pj.Error):
-                try:
-                    shutdown(hnd)
-                except TypeError:
-                    # A binding built with Debian's SWIG 4.1 hands out `void *` handles that
-                    # its own transportShutdown refuses as not a TransportHandle: the same
-                    # pointer goes to pjsip's C function instead (what transportShutdown calls).
-                    _c_shutdown(handle)
+                shutdown(hnd)
             self.connections.closed(handle)  # its DESTROY may come later: counted once
             self._handles.pop(handle, None)
         self.refresh()
@@ -254,20 +247,3 @@ def _listening_sockets(port: int) -> list[socket.socket]:
             pass
         sock.close()
     return found
-
-
-_c_transport_shutdown: Any = None
-
-
-def _c_shutdown(pointer: int) -> None:
-    """pjsip_transport_shutdown(pointer), from the binding's own shared object."""
-    global _c_transport_shutdown
-    if _c_transport_shutdown is None:
-        path = extension_path()
-        if path is None:
-            raise RuntimeError("pjsua2's extension module is not loaded")
-        function = ctypes.CDLL(path).pjsip_transport_shutdown
-        function.restype = ctypes.c_int
-        function.argtypes = [ctypes.c_void_p]
-        _c_transport_shutdown = function
-    _c_transport_shutdown(pointer)
