@@ -18,6 +18,7 @@ deferred only when no TLS is configured for MQTT (pjsip has its own TLS library)
 
 from __future__ import annotations
 
+import codecs
 import importlib
 import importlib.machinery
 import os
@@ -68,11 +69,37 @@ class DeferredModule(types.ModuleType):
         return bool(self.__dict__.get("_deferred_loaded"))
 
 
+# Modules whose stand-in offers any name as a class stand-in (DeferredClasses).
+CLASS_MODULES = frozenset(
+    {"gpiozero.boards", "gpiozero.spi_devices", "gpiozero.internal_devices", "gpiozero.fonts"}
+)
+
+
+class DeferredClasses(DeferredModule):
+    """Stands in for a module whose names are read at import and used later: a library's
+    `__init__` that does `from .boards import LEDBoard, ...` for its users. Each name read
+    is a stand-in for that class (_lazy_class); using one imports the module."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") and attr.endswith("__"):
+            raise AttributeError(attr)
+        stand_in = self.__dict__[attr] = _lazy_class(self.__name__, attr)
+        return stand_in
+
+
+def _real_module(name: str) -> types.ModuleType:
+    """The module itself, imported now if need be, never its stand-in."""
+    module = sys.modules.get(name)
+    if isinstance(module, DeferredModule):
+        return module._load()
+    return importlib.import_module(name)
+
+
 def _forwarder(module: str, name: str) -> Callable[..., Any]:
     """A function that imports `module` when first called and calls its `name`."""
 
     def forward(*args: Any, **kwargs: Any) -> Any:
-        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+        return getattr(_real_module(module), name)(*args, **kwargs)
 
     forward.__name__ = forward.__qualname__ = name
     return forward
@@ -80,6 +107,69 @@ def _forwarder(module: str, name: str) -> Callable[..., Any]:
 
 def _forwarders(module: str, *names: str) -> dict[str, Any]:
     return {name: _forwarder(module, name) for name in names}
+
+
+class _LazyClass(type):
+    """The metaclass of a stand-in for a class: calling it, reading an attribute of it and
+    `isinstance`/`issubclass` against it all go to the real class, imported then."""
+
+    _real_module: str
+    _real_name: str
+
+    def _real(cls) -> type:
+        return getattr(_real_module(cls._real_module), cls._real_name)
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return cls._real()(*args, **kwargs)
+
+    def __getattr__(cls, attr: str) -> Any:
+        return getattr(cls._real(), attr)
+
+    def __instancecheck__(cls, obj: object) -> bool:
+        return isinstance(obj, cls._real())
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        return issubclass(sub, cls._real())
+
+
+def _lazy_class(module: str, name: str) -> type:
+    """A stand-in for `module.name`, a class (see _LazyClass)."""
+    return _LazyClass(name, (), {"_real_module": module, "_real_name": name})
+
+
+def _idna_encode(text: str, errors: str = "strict") -> tuple[bytes, int]:
+    """encodings.idna's encode, whose ASCII path this repeats; any other text goes to it.
+
+    Python encodes every host name given to `socket.getaddrinfo` with the "idna" codec, so
+    paho's first connection would import encodings.idna (stringprep, the Unicode 3.2
+    tables: 0.3 MB) for a name like "localhost".
+    """
+    if errors == "strict" and text.isascii():
+        labels = text.split(".")
+        if all(0 < len(label) < 64 for label in labels[:-1]) and len(labels[-1]) < 64:
+            return text.encode("ascii"), len(text)
+    return _real_idna().encode(text, errors)
+
+
+def _real_idna() -> codecs.Codec:
+    return _real_module("encodings.idna").Codec()
+
+
+def _idna_regentry() -> codecs.CodecInfo:
+    """The "idna" codec: ASCII names encoded here, everything else by encodings.idna."""
+
+    def real(name: str) -> Callable[..., Any]:
+        return lambda *args: getattr(_real_module("encodings.idna"), name)(*args)
+
+    return codecs.CodecInfo(
+        name="idna",
+        encode=_idna_encode,
+        decode=lambda data, errors="strict": _real_idna().decode(data, errors),
+        incrementalencoder=real("IncrementalEncoder"),
+        incrementaldecoder=real("IncrementalDecoder"),
+        streamwriter=real("StreamWriter"),
+        streamreader=real("StreamReader"),
+    )
 
 
 def _isbuiltin(obj: object) -> bool:
@@ -133,7 +223,19 @@ def deferrable(config: Config | None) -> dict[str, dict[str, Any]]:
         "hashlib": {},
         "_hashlib": {},
         "hmac": {},
+        # gpiozero: the fonts of seven-segment displays (pathlib brings urllib.parse, fnmatch
+        # and ntpath: 0.7 MB); paho: proxies and WebSockets. (The PyPI wheel of pjsua2
+        # imports pathlib itself; a binding built from pjproject does not.)
+        "pathlib": {"Path": _lazy_class("pathlib", "Path")},
+        "urllib.parse": {},
+        # The "idna" codec for ASCII host names (_idna_encode). The codec is looked up once
+        # per process, while its stand-in is in place (deferred_imports), and kept:
+        # encodings' search function asks for these two.
+        "encodings.idna": {"getregentry": _idna_regentry, "getaliases": lambda: ()},
     }
+    # gpiozero's __init__ imports every device it has; the agent uses output and input
+    # devices only, not boards, SPI ADCs or the Pi's internal devices (0.35 MB).
+    modules.update({name: {} for name in CLASS_MODULES})
     if config is not None and (config.mqtt is None or not config.mqtt.tls):
         # paho's TLS (pjsip has its own TLS library). paho names these two in `except`
         # clauses around every socket read, which would load ssl on the first disconnect.
@@ -152,11 +254,18 @@ def deferred_imports(modules: dict[str, dict[str, Any]]) -> Iterator[None]:
     with _LOCK:
         for name, ready in modules.items():
             if name not in sys.modules:
-                placed[name] = sys.modules[name] = DeferredModule(name, ready)
-                parent, _, child = name.rpartition(".")
-                if parent:
-                    # `import a.b` binds `a`, and code reads `a.b.x`: `a.b` must be there.
-                    setattr(importlib.import_module(parent), child, placed[name])
+                kind = DeferredClasses if name in CLASS_MODULES else DeferredModule
+                placed[name] = sys.modules[name] = kind(name, ready)
+        for name, stand_in in placed.items():
+            parent, _, child = name.rpartition(".")
+            if parent and name not in CLASS_MODULES:
+                # `import a.b` binds `a`, and code reads `a.b.x`: `a.b` must be there.
+                # (A CLASS_MODULES package is not imported here: its own __init__ reads
+                # the names, and the config may need no GPIO at all.)
+                setattr(importlib.import_module(parent), child, stand_in)
+        if "encodings.idna" in placed:
+            # Codecs are cached on first lookup: this one stays the stand-in's.
+            codecs.lookup("idna")
     try:
         yield
     finally:

@@ -42,7 +42,6 @@ from agent.core.mqtt_requests import PayloadBounds
 from agent.core.presence_keeper import PresenceKeeper
 from agent.core.reloader import Reloader
 from agent.core.sipload import SipLoad
-from agent.core.status_report import snapshot
 from agent.core.throttle import Throttle
 from agent.core.timers import Timers
 from agent.core.topics import Topics
@@ -235,6 +234,9 @@ class Runner:
                     extra["status.client.refused"] = self.status_server.refused
                     extra["status.request.refused"] = self.status_server.bad
                 if reply.set_running_or_notify_cancel():
+                    # Imported at the first request, not at start (agent.lean's reason).
+                    from agent.core.status_report import snapshot
+
                     reply.set_result(snapshot(self.agent, extra, self.reloader.last))
             case _:
                 self.agent.handle(event)

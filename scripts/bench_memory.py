@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "scripts")]
 
 from benchlib.baresip import start_registered_baresip  # noqa: E402
-from benchlib.idlemem import Memory, ServiceRun, example_config, memory_of  # noqa: E402
+from benchlib.idlemem import Memory, ServiceRun, compile_agent, example_config, memory_of  # noqa: E402
 from benchlib.memflood import flood_memory  # noqa: E402
 from benchlib.memlatency import answer_latency  # noqa: E402
 from benchlib.memlayers import memory_layers  # noqa: E402
@@ -205,6 +205,7 @@ def main() -> int:
         kam.start()
         mq.start()
         try:
+            compile_agent(args.python)  # the layers too are loaded from bytecode
             results["layers"] = memory_layers(str(REPO), args.python)
             if not args.no_latency:
                 results["answer_latency"] = answer_latency(work, args.python)

@@ -20,8 +20,6 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 
 from agent.core.events import Event, StatusRequested
 
@@ -117,11 +115,14 @@ class StatusServer:
             shown = "too long, too slow or not one line" if request is None else repr(request[:40])
             _send(conn, {"error": f"unknown request {shown} (requests: {', '.join(REQUESTS)})"})
             return
+        # Imported at the first request, not at start: most devices are never asked.
+        from concurrent.futures import Future
+
         reply: Future[dict[str, object]] = Future()
         self._post(StatusRequested(reply))
         try:
             answer = reply.result(timeout=ANSWER_TIMEOUT_S)
-        except FutureTimeout:
+        except TimeoutError:  # concurrent.futures.TimeoutError is TimeoutError
             answer = {"error": f"the agent did not answer within {ANSWER_TIMEOUT_S:g} s (hung?)"}
         _send(conn, answer)
 

@@ -8,7 +8,6 @@ write there, else the user's own state directory (a demo run from a terminal).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 SYSTEM_STATE_DIR = "/var/lib/sipagent"
 DB_NAME = "outbox.db"
@@ -20,8 +19,9 @@ def default_path(environ: dict[str, str] | None = None) -> str:
     state_dir = env.get("STATE_DIRECTORY", "").split(":")[0]
     if state_dir:
         return os.path.join(state_dir, DB_NAME)
-    system = Path(SYSTEM_STATE_DIR)
-    if os.access(system, os.W_OK) or (not system.exists() and os.access(system.parent, os.W_OK)):
+    system = SYSTEM_STATE_DIR
+    parent = os.path.dirname(system)
+    if os.access(system, os.W_OK) or (not os.path.exists(system) and os.access(parent, os.W_OK)):
         return os.path.join(SYSTEM_STATE_DIR, DB_NAME)
     xdg = env.get("XDG_STATE_HOME") or os.path.join(env.get("HOME", "/tmp"), ".local", "state")
     return os.path.join(xdg, "sipagent", DB_NAME)

@@ -6,8 +6,12 @@ only the owner thread acts on it.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # Only a status request carries one (agent.adapters.status_socket imports it then).
+    from concurrent.futures import Future
 
 
 @dataclass(frozen=True)

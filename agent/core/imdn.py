@@ -8,7 +8,6 @@ sends its notices deflated (`Content-Encoding: deflate`); agent.core.chat inflat
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from agent.core import cpim
@@ -61,6 +60,10 @@ def request_of(message: cpim.Cpim) -> Request | None:
 
 def parse_notice(xml: bytes) -> Notice:
     """The message-id and status of an `<imdn>` document; ImdnError says why not."""
+    # Imported here: only a client's delivery notice is parsed as XML, and most devices
+    # never get one (xml.etree with pyexpat: 0.3 MB for the life of the service).
+    import xml.etree.ElementTree as ET
+
     if len(xml) > MAX_XML_BYTES:
         raise ImdnError(f"longer than {MAX_XML_BYTES} bytes")
     if b"<!" in xml:

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from agent.config.model import Config, ConfigError, OutputConfig
-from agent.core.reload import plan_reload
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,9 @@ class Reloader:
             loaded = self._load(source)
         except ConfigError as err:
             return self._refused(at, list(err.problems))
+        # Imported at the first reload: most services are never reloaded (agent.lean).
+        from agent.core.reload import plan_reload
+
         plan = plan_reload(self.config, loaded)
         self.config = plan.config
         self._outputs.reconfigure(plan.config.gpio.outputs)

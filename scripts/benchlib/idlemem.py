@@ -79,10 +79,24 @@ def example_config(kam: Kamailio, mq: Mosquitto, device_id: str = "idle") -> str
     return text.replace("pbx.example.org", kam.domain)
 
 
+def compile_agent(python: str = sys.executable) -> None:
+    """The agent's bytecode, written for `python`, as pip writes it when it installs the
+    package: a service starts from bytecode. Without it (a fresh clone, or
+    PYTHONDONTWRITEBYTECODE set) every start compiles the agent's 120 modules from source,
+    and the compiler's leftovers cost 0.45 MB of anonymous memory for good."""
+    subprocess.run(
+        [python, "-m", "compileall", "-q", str(REPO / "agent")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+    )
+
+
 class ServiceRun:
     """`sipagent run --config PATH` in a process of its own, READY=1 awaited."""
 
     def __init__(self, workdir: Path, config_text: str, python: str = sys.executable) -> None:
+        compile_agent(python)
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "agent.toml"
         config.write_text(config_text)

@@ -13,9 +13,18 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.cli import _service_command
-from agent.lean import DeferredModule, deferrable, deferred_imports
+from agent.lean import (
+    CLASS_MODULES,
+    DeferredModule,
+    _idna_encode,
+    _lazy_class,
+    deferrable,
+    deferred_imports,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 # Heavy modules nothing in a run with the example config needs (agent.lean's list, and
@@ -23,7 +32,12 @@ REPO = Path(__file__).resolve().parents[2]
 NOT_LOADED = ("ssl", "_ssl", "hashlib", "_hashlib", "hmac", "email", "http.client",
               "urllib.request", "importlib.metadata", "zipfile", "statistics", "decimal",
               "colorzero", "subprocess", "bz2", "lzma", "tempfile", "difflib", "inspect",
-              "ast", "dis", "traceback", "platform", "argparse")  # fmt: skip
+              "ast", "dis", "traceback", "platform", "argparse", "xml.etree.ElementTree",
+              "pyexpat", "concurrent.futures", "encodings.idna", "stringprep",
+              "gpiozero.boards", "gpiozero.spi_devices", "gpiozero.internal_devices",
+              "gpiozero.fonts", "agent.core.status_report", "agent.core.reload")  # fmt: skip
+# Loaded only where the pjsua2 binding imports them itself (the PyPI wheel does).
+NOT_LOADED_UNLESS_THE_BINDING_DOES = ("pathlib", "urllib.parse")
 
 
 def test_a_deferred_module_is_imported_on_first_use_and_then_is_the_real_one():
@@ -70,12 +84,32 @@ def test_ssl_is_deferred_only_when_mqtt_tls_is_off():
     assert "ssl" not in deferrable(None)  # before the config is read: not decided yet
 
 
+def _run_python(script: str, env: dict[str, str]) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
+
+
 def test_building_the_agent_for_the_example_config_loads_none_of_them(tmp_path):
     example = (REPO / "examples" / "agent.toml").read_text()
     config = tmp_path / "agent.toml"
     config.write_text(example.replace('pin_factory = "auto"', 'pin_factory = "mock"'))
+    env = {"PYTHONPATH": str(REPO), "STATE_DIRECTORY": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    # What the binding imports itself, alone: the PyPI wheel's __init__ imports pathlib.
+    by_binding = _run_python(
+        textwrap.dedent(f"""
+            import json, sys, pjsua2
+            pjsua2.Endpoint  # the wheel loads its extension on first use
+            print(json.dumps([n for n in {NOT_LOADED_UNLESS_THE_BINDING_DOES!r}
+                              if n in sys.modules]))
+        """),
+        env,
+    )
+    names = NOT_LOADED + tuple(n for n in NOT_LOADED_UNLESS_THE_BINDING_DOES if n not in by_binding)
     script = textwrap.dedent(f"""
-        import json, sys
+        import json, socket, sys
         from agent.lean import deferrable, deferred_imports
         with deferred_imports(deferrable(None)):  # as agent.cli.main does, first of all
             from agent.config.load import load_config
@@ -83,16 +117,12 @@ def test_building_the_agent_for_the_example_config_loads_none_of_them(tmp_path):
             with deferred_imports(deferrable(config)):
                 from agent.loop import Runner
                 Runner(config)
-        loaded = [n for n in {NOT_LOADED!r} if n in sys.modules
+        socket.getaddrinfo("localhost", 1883)  # what paho does to connect, later
+        loaded = [n for n in {names!r} if n in sys.modules
                   and getattr(sys.modules[n], "loaded", True)]
         print(json.dumps(loaded))
     """)
-    env = {"PYTHONPATH": str(REPO), "STATE_DIRECTORY": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    loaded = json.loads(out.stdout.splitlines()[-1])
+    loaded = _run_python(script, env)
     # inspect, typically: a dataclass without a docstring makes dataclasses ask for its
     # signature, a Python callback handed to gpiozero makes it inspect one (agent.adapters.inputs).
     assert loaded == [], f"loaded at start for nothing: {loaded}"
@@ -129,3 +159,93 @@ def test_the_stand_ins_own_functions_answer_as_the_real_ones():
 )
 def test_the_service_command_line_is_read_without_argparse(args, service):
     assert _service_command(args) == service
+
+
+@given(st.text(alphabet=st.sampled_from("ab.-Zü0\x00 "), max_size=140))
+def test_the_idna_codec_answers_as_encodings_idna(text):
+    import encodings.idna
+
+    def outcome(encode):
+        try:
+            return encode(text)
+        except UnicodeError as err:
+            return type(err)
+
+    assert outcome(_idna_encode) == outcome(encodings.idna.Codec().encode)
+    assert _idna_encode("a" * 63 + ".example.org") == (("a" * 63 + ".example.org").encode(), 75)
+
+
+def test_python_encodes_host_names_with_the_stand_in_and_the_rest_with_encodings_idna():
+    script = textwrap.dedent("""
+        import json, sys
+        from agent.lean import deferrable, deferred_imports
+        with deferred_imports(deferrable(None)):
+            pass
+        seen = []
+        seen.append("localhost.".encode("idna"))
+        seen.append("encodings.idna" in sys.modules)
+        seen.append("bücher.example".encode("idna"))
+        seen.append(b"xn--bcher-kva.example".decode("idna"))
+        seen.append("encodings.idna" in sys.modules)
+        print(json.dumps([x.decode() if isinstance(x, bytes) else x for x in seen]))
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [
+        "localhost.",
+        False,
+        "xn--bcher-kva.example",
+        "bücher.example",
+        True,
+    ]
+
+
+def test_a_class_stand_in_is_the_class_for_calls_attributes_and_isinstance():
+    sys.modules.pop("fractions", None)
+    with deferred_imports({"fractions": {"Fraction": _lazy_class("fractions", "Fraction")}}):
+        from fractions import Fraction
+
+        assert not sys.modules["fractions"].loaded  # type: ignore[attr-defined]
+        # Called inside the block too, while the stand-in is still in sys.modules.
+        half = Fraction(1, 2)
+        assert isinstance(half, Fraction) and not isinstance(0.5, Fraction)
+        assert issubclass(type(half), Fraction)
+        assert Fraction.from_float(0.25) == Fraction(1, 4)
+    import fractions
+
+    assert type(half) is fractions.Fraction
+
+
+def test_a_forwarder_called_inside_the_block_imports_the_real_module():
+    sys.modules.pop("statistics", None)
+    with deferred_imports({"statistics": deferrable(None)["statistics"]}):
+        from statistics import median
+
+        assert median([3, 1, 2]) == 2  # once looped back to its own stand-in
+
+
+def test_gpiozero_devices_the_agent_does_not_use_still_work_when_used(tmp_path):
+    script = textwrap.dedent("""
+        import json, sys
+        from agent.lean import deferrable, deferred_imports
+        with deferred_imports(deferrable(None)):
+            import gpiozero
+            from gpiozero.pins.mock import MockFactory
+            print(json.dumps([n for n in %r if getattr(sys.modules[n], "loaded", True)]))
+        board = gpiozero.LEDBoard(2, 3, pin_factory=MockFactory())
+        board.on()
+        assert isinstance(board, gpiozero.CompositeOutputDevice) and board.value == (1, 1)
+        assert gpiozero.boards.LEDBoard is type(board)
+        print(json.dumps(sorted(n for n in %r if n in sys.modules)))
+    """) % (sorted(CLASS_MODULES), sorted(CLASS_MODULES))
+    out = subprocess.run(
+        [sys.executable, "-c", script], env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    before, after = (json.loads(line) for line in out.stdout.splitlines()[-2:])
+    assert before == []  # stand-ins while gpiozero was imported
+    assert "gpiozero.boards" in after  # the real module, once a board was made

@@ -26,7 +26,6 @@ import sqlite3
 import time
 from collections.abc import Container, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 from agent.adapters.outbox.model import OutboxError, Quota, StoreError, classify
 from agent.adapters.outbox.wal import CACHE_KIB, WAL_KEEP_SHARE, WalKeeper
@@ -81,7 +80,8 @@ class OutboxDb:
     @staticmethod
     def _connect(path: str, quota: Quota, synchronous: str) -> sqlite3.Connection:
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # os.path, not pathlib: nothing else the agent runs needs pathlib (agent.lean).
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             if os.path.lexists(path) and not os.path.isfile(path):
                 raise StoreError("unusable", f"outbox {path!r} exists and is not a file")
         # Autocommit mode: transactions are explicit, so each commit is where we say.
