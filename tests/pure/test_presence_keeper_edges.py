@@ -22,6 +22,12 @@ def published(rig: PresenceRig, topic: str) -> list[tuple[str, bool]]:
     return [(p, r) for t, p, r in rig.mqtt.published if t == f"{B}/{topic}"]
 
 
+def reload_with(rig: PresenceRig, old: str, new: str) -> None:
+    """Reload the rig's presence config (serve mode) with `old` replaced by `new`."""
+    text = PRESENCE_CONFIG.format(mode="serve", extra="", sip="").replace(old, new)
+    rig.keeper.reconfigure(parse_config(text))
+
+
 def test_an_input_change_is_retained_state_and_a_live_event() -> None:
     rig = PresenceRig()
     rig.door(True)
@@ -105,10 +111,7 @@ def test_a_reload_brings_the_new_template_and_watchers() -> None:
     reload(rig, 'watchers = ["sip:bob@127.0.0.1"]')
     assert rig.keeper.authorize_watcher("sip:bob@127.0.0.1") == (200, "OK")
     assert rig.keeper.authorize_watcher("sip:owner@127.0.0.1") == (403, "Forbidden")
-    text = PRESENCE_CONFIG.format(mode="serve", extra="", sip="").replace(
-        'note = "door {door}"', 'note = "the door is {door}"'
-    )
-    rig.keeper.reconfigure(parse_config(text))
+    reload_with(rig, 'note = "door {door}"', 'note = "the door is {door}"')
     assert json.loads(published(rig, "presence/state")[-1][0]) == {
         "status": "busy",
         "note": "the door is open",
@@ -118,19 +121,13 @@ def test_a_reload_brings_the_new_template_and_watchers() -> None:
 def test_a_reload_keeps_a_note_someone_wrote() -> None:
     rig = PresenceRig()
     assert rig.keeper.on_mqtt_note("gone fishing") is None
-    text = PRESENCE_CONFIG.format(mode="serve", extra="", sip="").replace(
-        'note = "door {door}"', 'note = "the door is {door}"'
-    )
-    rig.keeper.reconfigure(parse_config(text))
+    reload_with(rig, 'note = "door {door}"', 'note = "the door is {door}"')
     assert json.loads(published(rig, "presence/state")[-1][0])["note"] == "gone fishing"
 
 
 def test_a_reload_brings_new_input_rules() -> None:
     rig = PresenceRig()
-    text = PRESENCE_CONFIG.format(mode="serve", extra="", sip="").replace(
-        'status = "busy"', 'status = "away"'
-    )
-    rig.keeper.reconfigure(parse_config(text))
+    reload_with(rig, 'status = "busy"', 'status = "away"')
     rig.door(True)
     assert json.loads(published(rig, "presence/state")[-1][0])["status"] == "away"
 
@@ -168,10 +165,7 @@ def test_publish_mode_publishes_again_after_each_registration() -> None:
 
 def test_an_output_change_refreshes_a_note_that_names_it() -> None:
     rig = PresenceRig()
-    text = PRESENCE_CONFIG.format(mode="serve", extra="", sip="").replace(
-        'note = "door {door}"', 'note = "lamp {lamp}"'
-    )
-    rig.keeper.reconfigure(parse_config(text))
+    reload_with(rig, 'note = "door {door}"', 'note = "lamp {lamp}"')
     assert json.loads(published(rig, "presence/state")[-1][0])["note"] == "lamp off"
     rig.pins.state["lamp"] = True
     rig.keeper.on_output_changed()
@@ -180,10 +174,7 @@ def test_an_output_change_refreshes_a_note_that_names_it() -> None:
 
 def test_an_input_rules_note_is_applied_when_it_changes_and_at_start() -> None:
     rig = PresenceRig()
-    text = PRESENCE_CONFIG.format(mode="serve", extra="", sip="").replace(
-        'status = "busy"', 'status = "busy"\nnote = "someone at the door"'
-    )
-    rig.keeper.reconfigure(parse_config(text))
+    reload_with(rig, 'status = "busy"', 'status = "busy"\nnote = "someone at the door"')
     rig.door(True)
     assert json.loads(published(rig, "presence/state")[-1][0])["note"] == "someone at the door"
     assert rig.keeper.inputs_now() == {"door": (True, "open")}

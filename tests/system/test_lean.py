@@ -189,12 +189,7 @@ def test_python_encodes_host_names_with_the_stand_in_and_the_rest_with_encodings
         seen.append("encodings.idna" in sys.modules)
         print(json.dumps([x.decode() if isinstance(x, bytes) else x for x in seen]))
     """)
-    out = subprocess.run(
-        [sys.executable, "-c", script], env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == [
+    assert _run_python(script, {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}) == [
         "localhost.",
         False,
         "xn--bcher-kva.example",
@@ -227,25 +222,20 @@ def test_a_forwarder_called_inside_the_block_imports_the_real_module():
         assert median([3, 1, 2]) == 2  # once looped back to its own stand-in
 
 
-def test_gpiozero_devices_the_agent_does_not_use_still_work_when_used(tmp_path):
+def test_gpiozero_devices_the_agent_does_not_use_still_work_when_used():
     script = textwrap.dedent("""
         import json, sys
         from agent.lean import deferrable, deferred_imports
         with deferred_imports(deferrable(None)):
             import gpiozero
             from gpiozero.pins.mock import MockFactory
-            print(json.dumps([n for n in %r if getattr(sys.modules[n], "loaded", True)]))
+            before = [n for n in %r if getattr(sys.modules[n], "loaded", True)]
         board = gpiozero.LEDBoard(2, 3, pin_factory=MockFactory())
         board.on()
         assert isinstance(board, gpiozero.CompositeOutputDevice) and board.value == (1, 1)
         assert gpiozero.boards.LEDBoard is type(board)
-        print(json.dumps(sorted(n for n in %r if n in sys.modules)))
+        print(json.dumps([before, sorted(n for n in %r if n in sys.modules)]))
     """) % (sorted(CLASS_MODULES), sorted(CLASS_MODULES))
-    out = subprocess.run(
-        [sys.executable, "-c", script], env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    before, after = (json.loads(line) for line in out.stdout.splitlines()[-2:])
+    before, after = _run_python(script, {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert before == []  # stand-ins while gpiozero was imported
     assert "gpiozero.boards" in after  # the real module, once a board was made
