@@ -109,32 +109,47 @@ def _forwarders(module: str, *names: str) -> dict[str, Any]:
     return {name: _forwarder(module, name) for name in names}
 
 
-class _LazyClass(type):
-    """The metaclass of a stand-in for a class: calling it, reading an attribute of it and
-    `isinstance`/`issubclass` against it all go to the real class, imported then."""
+class _LazyClass:
+    """A stand-in for a class: calling it, reading an attribute of it, `isinstance` and
+    `issubclass` against it and subclassing it all go to the real class, imported then.
 
-    _real_module: str
-    _real_name: str
+    An instance, not a class: 51 of them stand in for gpiozero's boards alone, and a class
+    object costs twenty times the memory of this one.
+    """
 
-    def _real(cls) -> type:
-        return getattr(_real_module(cls._real_module), cls._real_name)
+    __slots__ = ("_real_module", "_real_name")
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        return cls._real()(*args, **kwargs)
+    def __init__(self, module: str, name: str) -> None:
+        self._real_module = module
+        self._real_name = name
 
-    def __getattr__(cls, attr: str) -> Any:
-        return getattr(cls._real(), attr)
+    def _real(self) -> type:
+        cls: type = getattr(_real_module(self._real_module), self._real_name)
+        return cls
 
-    def __instancecheck__(cls, obj: object) -> bool:
-        return isinstance(obj, cls._real())
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._real()(*args, **kwargs)
 
-    def __subclasscheck__(cls, sub: type) -> bool:
-        return issubclass(sub, cls._real())
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._real(), attr)
+
+    def __instancecheck__(self, obj: object) -> bool:
+        return isinstance(obj, self._real())
+
+    def __subclasscheck__(self, sub: type) -> bool:
+        return issubclass(sub, self._real())
+
+    def __mro_entries__(self, bases: tuple[object, ...]) -> tuple[type]:
+        # `class Mine(Stand_in)` derives from the real class.
+        return (self._real(),)
+
+    def __repr__(self) -> str:
+        return f"<stand-in for {self._real_module}.{self._real_name}>"
 
 
-def _lazy_class(module: str, name: str) -> type:
+def _lazy_class(module: str, name: str) -> Any:
     """A stand-in for `module.name`, a class (see _LazyClass)."""
-    return _LazyClass(name, (), {"_real_module": module, "_real_name": name})
+    return _LazyClass(module, name)
 
 
 def _idna_encode(text: str, errors: str = "strict") -> tuple[bytes, int]:
@@ -216,6 +231,13 @@ def deferrable(config: Config | None) -> dict[str, dict[str, Any]]:
         "inspect": {"isbuiltin": _isbuiltin},
         # logging: formatting an exception, when there is one (with linecache, tokenize).
         "traceback": {},
+        # gpiozero: the text of a board's pin diagram. Its import compiles the word-splitting
+        # patterns of TextWrapper (0.15 MB).
+        "textwrap": _forwarders("textwrap", "dedent"),
+        # The jitter of registration retries and the order of equal SRV targets, both only
+        # once something failed or a name is looked up (the default `rand` of
+        # agent.core.registration.Keeper and agent.core.srv.Hops).
+        "random": _forwarders("random", "random"),
         # uuid and paho: "is this Linux? Windows?", at import.
         "platform": {"system": _system},
         # paho: the WebSocket handshake; hmac: one-time codes (agent.core.totp), when checked.
@@ -227,7 +249,9 @@ def deferrable(config: Config | None) -> dict[str, dict[str, Any]]:
         # and ntpath: 0.7 MB); paho: proxies and WebSockets. (The PyPI wheel of pjsua2
         # imports pathlib itself; a binding built from pjproject does not.)
         "pathlib": {"Path": _lazy_class("pathlib", "Path")},
-        "urllib.parse": {},
+        # pathlib reads this one at import (for Path.as_uri): where the binding loads
+        # pathlib, urllib.parse still waits (0.3 MB).
+        "urllib.parse": _forwarders("urllib.parse", "quote_from_bytes"),
         # The "idna" codec for ASCII host names (_idna_encode). The codec is looked up once
         # per process, while its stand-in is in place (deferred_imports), and kept:
         # encodings' search function asks for these two.

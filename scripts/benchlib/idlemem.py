@@ -22,6 +22,9 @@ from lab.notify import NotifyListener
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "agent.toml"
+# What the `sipagent` console script pip writes does (the unit's ExecStart runs it), rather
+# than `python -m agent`, which would load runpy into the process as well.
+CONSOLE_SCRIPT = "import sys; from agent.cli import main; sys.exit(main())"
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class ServiceRun:
         self.log = workdir / "agent.log"
         with self.log.open("ab") as err:
             self.proc = subprocess.Popen(
-                [python, "-m", "agent", "run", "--config", str(config)],
+                [python, "-c", CONSOLE_SCRIPT, "run", "--config", str(config)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,

@@ -47,6 +47,27 @@ def test_an_unknown_tls_refusal_keeps_pjsips_words() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("registrar", "proxy", "hop"),
+    [
+        ("sip:pbx.example.org", None, ("pbx.example.org", True)),  # SRV (RFC 3263 4.2)
+        ("sip:pbx.example.org:5070", None, ("pbx.example.org", False)),  # a port: A/AAAA
+        ("sip:pbx.example.org;maddr=192.0.2.9", None, ("pbx.example.org", False)),
+        ("sip:127.0.0.1", None, None),  # an address: nothing to look up
+        ("sip:[2001:db8::1]", None, None),
+        ("sip:pbx.example.org", "sip:192.0.2.7;lr", None),  # the proxy is the next hop
+        ("sip:192.0.2.7", "sip:edge.example.org;lr", ("edge.example.org", True)),
+    ],
+)
+def test_the_next_hop_is_looked_up_only_when_it_is_a_name(
+    registrar: str, proxy: str | None, hop: tuple[str, bool] | None
+) -> None:
+    text = f'[device]\nid = "t"\n[sip]\nuri = "sip:t@example.org"\nregistrar = "{registrar}"\n'
+    if proxy:
+        text += f'proxy = "{proxy}"\n'
+    assert sipnet.hop_host(parse_config(text).sip) == hop
+
+
 def test_route_watch_names_the_local_source_address() -> None:
     watch = RouteWatch("127.0.0.1", 5060)
     assert watch.changed(0.0) == (None, "127.0.0.1")

@@ -15,31 +15,14 @@ up (A/AAAA, after an SRV query finds nothing), for the perimeter and the route w
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable
 
 from agent.adapters.sip.dns import DnsUnavailable, SrvLookup
 from agent.config.model import SipConfig
-from agent.core.sipuri import parse_sip_uri
 from agent.core.srv import GIVE_UP_S, Hops, SrvTarget
 
 log = logging.getLogger(__name__)
-
-
-def hop_host(config: SipConfig) -> tuple[str, bool] | None:
-    """(host name, is an SRV domain) of the next hop, or None for an IP address / no hop."""
-    uri_text = config.proxy or config.registrar
-    if not uri_text:
-        return None
-    uri = parse_sip_uri(uri_text)
-    host = uri.host.strip("[]")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        srv = uri.port is None and not any(k == "maddr" for k, _ in uri.params)
-        return host, srv
-    return None
 
 
 class NextHop:
@@ -58,14 +41,6 @@ class NextHop:
         self.sent_at: float | None = None  # when our REGISTER to the current target left
         self.route: str | None = None  # the route the account uses now (None: as configured)
         self._now = 0.0
-
-    @classmethod
-    def of(cls, config: SipConfig) -> NextHop | None:
-        """A NextHop when the hop is a name and pjsip has a resolver, else None."""
-        hop = hop_host(config)
-        if hop is None or config.nameservers == ():
-            return None
-        return cls(config, *hop)
 
     def start(self) -> bool:
         """After libStart. False when pjsip has no resolver (the name is pjsip's alone)."""

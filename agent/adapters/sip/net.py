@@ -6,21 +6,24 @@ saw) are in `agent.core.registration`; this module turns them into pjsua2 calls 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pjsua2 as pj
 
-from agent.adapters.sip.hops import NextHop
 from agent.adapters.sip.netwatch import RouteWatch
 from agent.adapters.sip.perimeter import Perimeter
 from agent.config.model import SipConfig
 from agent.core.registration import Action, Attempt, Backoff, Keeper, RegState, public_address
 from agent.core.sipuri import DEFAULT_PORTS, parse_sip_uri
 from agent.core.srv import is_server_failure
+
+if TYPE_CHECKING:
+    from agent.adapters.sip.hops import NextHop
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +126,24 @@ def transport_trouble(prm: pj.OnTransportStateParam) -> str | None:
     return None
 
 
+def hop_host(config: SipConfig) -> tuple[str, bool] | None:
+    """(host name, is an SRV domain) of the next hop, or None for an IP address / no hop.
+
+    RFC 3263 4.2: a name without a port or `maddr` has SRV records that name the servers
+    (agent.adapters.sip.hops)."""
+    uri_text = config.proxy or config.registrar
+    if not uri_text:
+        return None
+    uri = parse_sip_uri(uri_text)
+    host = uri.host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        srv = uri.port is None and not any(k == "maddr" for k, _ in uri.params)
+        return host, srv
+    return None
+
+
 class Recovery:
     """Keeps the account registered: retries with backoff, periodic checks, route changes.
 
@@ -161,9 +182,16 @@ class Recovery:
     ) -> Recovery:
         """After libStart (pjsip's resolver exists then); the perimeter hears of the
         provider's addresses."""
-        hop = NextHop.of(config)
-        if hop is not None and not hop.start():
-            hop = None
+        hop = None
+        name = hop_host(config)
+        if name is not None and config.nameservers != ():
+            # A name, and pjsip has a resolver: the SRV and DNS machinery is imported for
+            # it alone. Over an IP address the agent never loads it.
+            from agent.adapters.sip.hops import NextHop
+
+            hop = NextHop(config, *name)
+            if not hop.start():
+                hop = None
         recovery = cls(config, report, hop)
         if hop is not None:
             perimeter.resolved_by_pjsip(hop.host)

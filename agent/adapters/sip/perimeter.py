@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
 from agent.adapters.sip.gate import GateUnavailable, RequestGate
 from agent.adapters.sip.resolver import HostLookup
-from agent.adapters.sip.tcp import TcpGuard
 from agent.config.model import SipConfig
 from agent.core.budget import TokenBucket
 from agent.core.counters import Counters
@@ -23,6 +23,9 @@ from agent.core.gate import Arrival, GatePolicy, Verdict
 from agent.core.sipmsg import host_of
 from agent.core.sipuri import parse_sip_uri
 from agent.core.trust import Trust, as_network
+
+if TYPE_CHECKING:
+    from agent.adapters.sip.tcp import TcpGuard
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +48,14 @@ class Perimeter:
         strangers = TokenBucket(config.limits.stranger_answers_per_s)
         self.policy = GatePolicy(config, counters, self.trust, strangers)
         # The kernel filter guards one listener: the first account on TCP/TLS
-        # (agent.adapters.sip.stack).
-        tcp = next((a for a in accounts if a.transport != "udp"), config)
-        self.tcp = TcpGuard(tcp, counters, self.trust, self.policy.only_proxy)
+        # (agent.adapters.sip.stack). Over UDP alone there are no connections to guard, and
+        # the guard (pjsip's transport layout, the kernel filter) is not even imported.
+        tcp = next((a for a in accounts if a.transport != "udp"), None)
+        self.tcp: TcpGuard | None = None
+        if tcp is not None:
+            from agent.adapters.sip.tcp import TcpGuard
+
+            self.tcp = TcpGuard(tcp, counters, self.trust, self.policy.only_proxy)
         self._gate = RequestGate(self._decide, counters)
         self._lookup = HostLookup(wake)
         self._looked_up_at = -LOOKUP_EVERY_S
@@ -61,7 +69,8 @@ class Perimeter:
     def start(self, probe_to: tuple[str, int], poll: Callable[[int], None], port: int) -> None:
         """After libStart: the gate in front of pjsua, the filter on the TCP listener at
         `port`, and the proxy's names looked up."""
-        self.tcp.start(port)
+        if self.tcp:
+            self.tcp.start(port)
         try:
             self._gate.install()
             self._gate.calibrate(probe_to, poll)
@@ -91,26 +100,30 @@ class Perimeter:
         """The provider's servers behind `host` are at `addresses` (all its SRV targets)."""
         self.trust.resolved(host, addresses)
         log.debug("the proxy %s is at %s", host, ", ".join(sorted(addresses)))
-        self.tcp.refresh()
+        if self.tcp:
+            self.tcp.refresh()
 
     def on_transport_state(self, prm: pj.OnTransportStateParam) -> bool:
         """Count the change; True for a connection someone else opened to us."""
-        return self.tcp.on_state(prm)
+        return self.tcp.on_state(prm) if self.tcp else False
 
     def after_poll(self, shutdown: Callable[[object], None]) -> None:
         """Owner thread, outside pjsua's callbacks: `shutdown` closes a transport."""
         for host, addresses in self._lookup.take():
             self.trust.resolved(host, addresses)
             log.debug("the proxy %s is at %s", host, ", ".join(sorted(addresses)))
-        self.tcp.after_poll(shutdown)
+        if self.tcp:
+            self.tcp.after_poll(shutdown)
 
     def close(self) -> None:
         """Before libDestroy."""
         self._gate.close()
-        self.tcp.close()
+        if self.tcp:
+            self.tcp.close()
 
     def _decide(self, arrival: Arrival) -> Verdict:
-        self.tcp.saw_request(arrival.transport)
+        if self.tcp:
+            self.tcp.saw_request(arrival.transport)
         return self.policy.decide(arrival)
 
     def _look_up(self) -> None:

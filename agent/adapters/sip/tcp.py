@@ -111,7 +111,7 @@ def transport_peer(
 
 class TcpGuard:
     def __init__(self, config: SipConfig, counters: Counters, trust: Trust, only_proxy: bool):
-        self.enabled = config.transport in ("tcp", "tls")
+        """`config`: the account on TCP or TLS whose listener this guards."""
         limits = config.limits
         self.connections = Connections(limits.tcp_connections_per_ip, limits.tcp_idle_s)
         self._counters = counters
@@ -125,8 +125,6 @@ class TcpGuard:
 
     def start(self, port: int) -> None:
         """Find pjsip's listening socket on `port` and put the first filter on it."""
-        if not self.enabled:
-            return
         self._listeners = _listening_sockets(port)
         if not self._listeners:
             log.error("TCP listener on port %d not found: connections are not filtered", port)
@@ -134,8 +132,6 @@ class TcpGuard:
 
     def on_state(self, prm: pj.OnTransportStateParam) -> bool:
         """Count the change; True for a connection someone else opened to us."""
-        if not self.enabled:
-            return False
         handle = int(prm.hnd)
         peer = transport_peer(handle)
         incoming = peer is not None and peer[0]
@@ -164,12 +160,9 @@ class TcpGuard:
         return incoming
 
     def saw_request(self, transport: int) -> None:
-        if self.enabled:
-            self.connections.request(transport)
+        self.connections.request(transport)
 
     def after_poll(self, shutdown: Callable[[object], None]) -> None:
-        if not self.enabled:
-            return
         for handle in self.connections.idle():
             if handle not in self._close:
                 self._counters.bump("sip.tcp.idle.closed")
