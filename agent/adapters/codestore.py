@@ -17,9 +17,12 @@ import json
 import logging
 import os
 from dataclasses import asdict, fields
+from typing import TYPE_CHECKING
 
-from agent.core.codes import SecretState
 from agent.core.throttle import Throttle
+
+if TYPE_CHECKING:  # loaded with agent.core.codes, only where a user has a secret
+    from agent.core.codes import SecretState
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ class CodeFile:
             log.error("one-time codes: cannot read %s: %s; no code valid now is accepted",
                       self.path, err)  # fmt: skip
             return {}, True
+        from agent.core.codes import SecretState  # loaded already: the guard asks
+
         try:
             raw = json.loads(text.decode("utf-8"))
             names = {f.name for f in fields(SecretState)}

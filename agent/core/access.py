@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agent.config.model import AccessConfig, SipConfig, UserRights
-from agent.core.codes import CodeResult, Verdict
 from agent.core.commands import Command
 from agent.core.durations import format_minutes
 from agent.core.sipuri import InvalidSipUri, address_of_record
 
+if TYPE_CHECKING:  # codes (and hashlib) load only where a user has a secret
+    from agent.core.codes import CodeResult
+
 # (identity, key, code) -> what became of the code (agent.core.codes; accepted: it is now spent)
-CodeCheck = Callable[[str, bytes, str], CodeResult]
+CodeCheck = Callable[[str, bytes, str], "CodeResult"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ def decide(
             reply=f"'{target}' needs a one-time code: send '<code> {command.text}'",
         )
     result = check_code(identity, rights.totp_secret, code)
+    from agent.core.codes import Verdict  # loaded already: check_code made the result
+
     if result.verdict is Verdict.LOCKED:
         wait = format_minutes(result.locked_for_s)
         return Decision(

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agent.config.model import Config
 from agent.core import accounts, chat, commands
@@ -16,7 +17,6 @@ from agent.core.access import identity_of, senders_authenticated
 from agent.core.bridge import Bridge
 from agent.core.budget import TokenBucket
 from agent.core.calls import handle_call
-from agent.core.codes import Store
 from agent.core.counters import Counters
 from agent.core.device import DeviceControls
 from agent.core.diagnostics import Diagnostics
@@ -37,6 +37,9 @@ from agent.core.ports import Link, Notifier, Outbox, OutputPins, Sip, SipError
 from agent.core.presence_keeper import PresenceKeeper
 from agent.core.receipts import Receipts
 from agent.core.registration import RegState
+
+if TYPE_CHECKING:  # agent.core.codes loads only where a user has a secret (dispatch)
+    from agent.core.codes import Store
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agent.config.model import AccessConfig
 from agent.core import commands
 from agent.core.access import decide, identity_of, may_use
-from agent.core.codes import CodeGuard, CodeResult, Store, Verdict
 from agent.core.counters import Counters
 from agent.core.durations import format_duration, format_minutes
 from agent.core.logfields import journal_fields
@@ -23,6 +23,9 @@ from agent.core.ratelimit import RateLimiter
 from agent.core.ratelimit import Verdict as RateVerdict
 from agent.core.redact import redact_codes
 from agent.core.throttle import Throttle
+
+if TYPE_CHECKING:
+    from agent.core.codes import CodeGuard, CodeResult, Store
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +58,11 @@ class Dispatcher:
         self.access = access
         self.controls = controls
         self.counters = counters if counters is not None else Counters()
-        self.codes = CodeGuard(
-            code_store, wall_clock, failures=access.code_failures, lockout_s=access.code_lockout_s
-        )
+        self._code_store = code_store
+        self._wall_clock = wall_clock
+        self._codes: CodeGuard | None = None
+        if _has_secrets(access):
+            self.codes  # noqa: B018 - read the record now: a damaged one is reported at start
         self._clock = clock
         self.limiter = self._new_limiter()
         self._say = Throttle(clock=clock)
@@ -77,8 +82,26 @@ class Dispatcher:
         old, self.access = self.access, access
         if (old.rate_per_minute, old.rate_burst) != (access.rate_per_minute, access.rate_burst):
             self.limiter = self._new_limiter()
-        self.codes.max_failures = access.code_failures
-        self.codes.lockout_s = access.code_lockout_s
+        if self._codes is not None:
+            self._codes.max_failures = access.code_failures
+            self._codes.lockout_s = access.code_lockout_s
+        elif _has_secrets(access):
+            self.codes  # noqa: B018 - a reload that adds the first secret reads the record
+
+    @property
+    def codes(self) -> CodeGuard:
+        """The one-time code guard, built (and its record read) when first needed: an agent
+        where no user has a secret never loads hashlib, hmac or the record."""
+        if self._codes is None:
+            from agent.core.codes import CodeGuard
+
+            self._codes = CodeGuard(
+                self._code_store,
+                self._wall_clock,
+                failures=self.access.code_failures,
+                lockout_s=self.access.code_lockout_s,
+            )
+        return self._codes
 
     def handle(
         self,
@@ -174,6 +197,8 @@ class Dispatcher:
     def _check_code(
         self, identity: str, key: bytes, code: str, via: str, source: str
     ) -> CodeResult:
+        from agent.core.codes import Verdict
+
         result = self.codes.check(key, code)
         if result.verdict is Verdict.WRONG:
             self.counters.bump("access.code.wrong")
@@ -205,6 +230,10 @@ class Dispatcher:
             return Outcome(False, None, None, self._forbidden())
         log.info("bad command from %s (%s): %s", identity, via, logged)
         return Outcome(True, None, None, f"error: {reason}")
+
+
+def _has_secrets(access: AccessConfig) -> bool:
+    return any(rights.totp_secret is not None for rights in access.users)
 
 
 def host_of(source: str) -> str:

@@ -8,6 +8,7 @@ everyone when Froms are not vouched for, silent mode) and lab.rigs' ACCESS_CONFI
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -166,3 +167,40 @@ def test_the_configured_code_failures_start_the_lockout() -> None:
     d.handle(ALICE, "000001 pulse gate")
     assert d.counters.get("access.code.lockout") == 1
     assert d.codes.lockout_s == 600.0
+
+
+class CountingStore:
+    """A code store that counts how often its record is read."""
+
+    def __init__(self) -> None:
+        self.loads = 0
+
+    def load(self) -> tuple[dict[str, SecretState], bool]:
+        self.loads += 1
+        return {}, False
+
+    def save(self, states: dict[str, SecretState], *, sync: bool) -> bool:
+        return True
+
+
+def test_the_code_record_is_read_at_start_only_where_a_user_has_a_secret() -> None:
+    # With a secret, the record is read at start (a damaged one is reported then, not at
+    # the first code); without one, never, until a reload adds the first secret.
+    with_secret = CountingStore()
+    d, _ = dispatcher(store=with_secret)
+    assert with_secret.loads == 1
+    d.reconfigure(d.access)
+    assert with_secret.loads == 1  # the guard is kept: spent codes stay spent
+
+    without = CountingStore()
+    text = ACCESS_CONFIG.format(on_forbidden="reply")
+    access = parse_config(text).access
+    no_secrets = replace(access, users=tuple(replace(u, totp_secret=None) for u in access.users))
+    d = Dispatcher(no_secrets, FakeDevice(), code_store=without)  # type: ignore[arg-type]
+    assert without.loads == 0
+    assert d.handle(OWNER, "status").ok
+    assert without.loads == 0
+    d.reconfigure(access)
+    assert without.loads == 1
+    right = totp(KEY, time.time())
+    assert d.handle(ALICE, f"{right} pulse gate").ok

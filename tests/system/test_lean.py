@@ -38,7 +38,7 @@ NOT_LOADED = ("ssl", "_ssl", "hashlib", "_hashlib", "hmac", "email", "http.clien
               "gpiozero.fonts", "agent.core.status_report", "agent.core.reload", "textwrap",
               "random", "agent.adapters.sip.tcp", "agent.adapters.sip.bpf",
               "agent.core.connections", "agent.adapters.sip.hops",
-              "agent.adapters.sip.dns")  # fmt: skip
+              "agent.adapters.sip.dns", "agent.core.codes")  # fmt: skip
 # Loaded only where the pjsua2 binding imports them itself (the PyPI wheel does).
 NOT_LOADED_UNLESS_THE_BINDING_DOES = ("pathlib", "urllib.parse")
 
