@@ -11,7 +11,7 @@ from agent.core.commands import Command
 from agent.core.durations import format_minutes
 from agent.core.sipuri import InvalidSipUri, address_of_record
 
-if TYPE_CHECKING:  # codes (and hashlib) load only where a user has a secret
+if TYPE_CHECKING:  # agent.core.codes loads only where a user has a secret (dispatch)
     from agent.core.codes import CodeResult
 
 # (identity, key, code) -> what became of the code (agent.core.codes; accepted: it is now spent)

@@ -60,9 +60,8 @@ class Dispatcher:
         self.counters = counters if counters is not None else Counters()
         self._code_store = code_store
         self._wall_clock = wall_clock
-        self._codes: CodeGuard | None = None
-        if _has_secrets(access):
-            self.codes  # noqa: B018 - read the record now: a damaged one is reported at start
+        # Where a user has a secret, the record is read now: a damaged one is reported at start.
+        self._codes = self._new_codes() if _has_secrets(access) else None
         self._clock = clock
         self.limiter = self._new_limiter()
         self._say = Throttle(clock=clock)
@@ -86,22 +85,25 @@ class Dispatcher:
             self._codes.max_failures = access.code_failures
             self._codes.lockout_s = access.code_lockout_s
         elif _has_secrets(access):
-            self.codes  # noqa: B018 - a reload that adds the first secret reads the record
+            self._codes = self._new_codes()  # the first secret: its record is read now
 
     @property
     def codes(self) -> CodeGuard:
-        """The one-time code guard, built (and its record read) when first needed: an agent
-        where no user has a secret never loads hashlib, hmac or the record."""
+        """The one-time code guard, built when first needed: an agent where no user has a
+        secret never imports agent.core.codes nor reads the record."""
         if self._codes is None:
-            from agent.core.codes import CodeGuard
-
-            self._codes = CodeGuard(
-                self._code_store,
-                self._wall_clock,
-                failures=self.access.code_failures,
-                lockout_s=self.access.code_lockout_s,
-            )
+            self._codes = self._new_codes()
         return self._codes
+
+    def _new_codes(self) -> CodeGuard:
+        from agent.core.codes import CodeGuard
+
+        return CodeGuard(
+            self._code_store,
+            self._wall_clock,
+            failures=self.access.code_failures,
+            lockout_s=self.access.code_lockout_s,
+        )
 
     def handle(
         self,
