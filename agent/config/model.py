@@ -1,6 +1,7 @@
-"""The agent's configuration: a frozen dataclass tree (read from TOML by agent.config.load).
+"""The agent's configuration: a tree of frozen records (read from TOML by agent.config.load).
 
-A leaf: it imports nothing else of the agent, so every layer may use it. Where a field has a
+A leaf: it imports nothing else of the agent but `agent.core.record` (a leaf itself, the
+frozen dataclass with shared methods), so every layer may use it. Where a field has a
 default, that default is the one place it is written; the loader reads it from here
 (agent.config.table.default_of) and collects every problem in a file before raising
 `ConfigError`.
@@ -9,7 +10,9 @@ default, that default is the one place it is written; the loader reads it from h
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from agent.core.record import record
 
 
 class ConfigError(Exception):
@@ -20,7 +23,7 @@ class ConfigError(Exception):
         super().__init__("\n".join(self.problems))
 
 
-@dataclass(frozen=True)
+@record
 class DeviceConfig:
     """`[device]`: the device's id and name."""
 
@@ -28,7 +31,7 @@ class DeviceConfig:
     name: str
 
 
-@dataclass(frozen=True)
+@record
 class SipTlsConfig:
     """[sip.tls]: how the agent checks the server (and proves itself) over TLS.
 
@@ -42,7 +45,7 @@ class SipTlsConfig:
     key_file: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class SipNatConfig:
     """[sip.nat]: staying reachable behind a home router (see README "NAT, TLS and providers")."""
 
@@ -52,7 +55,7 @@ class SipNatConfig:
     outbound: bool = True  # RFC 5626 (reg-id, +sip.instance) where the server supports it
 
 
-@dataclass(frozen=True)
+@record
 class SipRecoveryConfig:
     """[sip.recovery]: noticing a lost link or a changed address, and re-registering."""
 
@@ -61,7 +64,7 @@ class SipRecoveryConfig:
     retry_max_s: int = 60  # the bound of the exponential backoff
 
 
-@dataclass(frozen=True)
+@record
 class SipLimitsConfig:
     """[sip.limits]: what strangers can make the agent do (README "Threat model")."""
 
@@ -76,7 +79,7 @@ class SipLimitsConfig:
     tcp_idle_s: int = 30  # an incoming connection that sends no request for this long closes
 
 
-@dataclass(frozen=True)
+@record
 class SipConfig:
     """`[sip]`: the account, its transport, NAT, TLS and recovery settings."""
 
@@ -110,7 +113,7 @@ class SipConfig:
         return bool(self.registrar or self.proxy)
 
 
-@dataclass(frozen=True)
+@record
 class UserRights:
     """What one sender may do (access.users.<identity>); None means everything."""
 
@@ -120,7 +123,7 @@ class UserRights:
     totp_secret: bytes | None  # key for one-time codes (outputs in access.require_code)
 
 
-@dataclass(frozen=True)
+@record
 class AccessConfig:
     """`[access]`: who may do what, one-time codes and rate limits."""
 
@@ -144,7 +147,7 @@ class AccessConfig:
         return None
 
 
-@dataclass(frozen=True)
+@record
 class Broker:
     """One of `mqtt.hosts` (agent.core.brokers has the policy of which one is used)."""
 
@@ -155,7 +158,7 @@ class Broker:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
+@record
 class MqttConfig:
     """`[mqtt]`: the broker(s), credentials, topics and delivery settings."""
 
@@ -185,7 +188,7 @@ class MqttConfig:
     max_pending: int = 5000  # MQTT messages waiting for the owner loop; more are dropped
 
 
-@dataclass(frozen=True)
+@record
 class OutputConfig:
     """`[gpio.outputs.<name>]`: one output pin."""
 
@@ -206,7 +209,7 @@ class OutputConfig:
     label: str = ""  # the entity's name in Home Assistant ("" : from the output's name)
 
 
-@dataclass(frozen=True)
+@record
 class InputRule:
     """What an input does when it becomes active (or inactive): each part is optional."""
 
@@ -218,7 +221,7 @@ class InputRule:
 NO_RULE = InputRule(None, None, None)
 
 
-@dataclass(frozen=True)
+@record
 class InputConfig:
     """`[gpio.inputs.<name>]`: one input pin and what its changes do."""
 
@@ -242,7 +245,7 @@ class InputConfig:
         return self.active_high is not None and self.active_high == self.pull_up
 
 
-@dataclass(frozen=True)
+@record
 class GpioConfig:
     """`[gpio]`: the pin factory, outputs and inputs."""
 
@@ -259,7 +262,7 @@ class GpioConfig:
         return next((i for i in self.inputs if i.name == name), None)
 
 
-@dataclass(frozen=True)
+@record
 class CallConfig:
     """`[calls]`: how incoming calls are answered."""
 
@@ -267,7 +270,7 @@ class CallConfig:
     action: str | None  # a command run for a caller allowed to run it, e.g. "pulse gate 2s"
 
 
-@dataclass(frozen=True)
+@record
 class WatchConfig:
     """One contact of `[presence.watch]`."""
 
@@ -275,7 +278,7 @@ class WatchConfig:
     uri: str
 
 
-@dataclass(frozen=True)
+@record
 class PresenceConfig:
     """`[presence]`: the status and note at start, watchers, watched contacts."""
 
@@ -288,7 +291,7 @@ class PresenceConfig:
 DEFAULT_PRESENCE = PresenceConfig("available", "", None, ())
 
 
-@dataclass(frozen=True)
+@record
 class OutboxConfig:
     """`[outbox]`: where events wait for the broker, and how many."""
 
@@ -306,14 +309,14 @@ class OutboxConfig:
 DEFAULT_OUTBOX = OutboxConfig(None, 10000, "drop_oldest", "normal")
 
 
-@dataclass(frozen=True)
+@record
 class LogConfig:
     """`[log]`: how much is logged."""
 
     level: str  # debug | info | warning | error
 
 
-@dataclass(frozen=True)
+@record
 class WatchdogConfig:
     """`[watchdog]`: how long failures are tolerated before a restart."""
 
@@ -321,7 +324,7 @@ class WatchdogConfig:
     outbox_stuck_s: int  # an outbox holding work without delivering for this long is stuck
 
 
-@dataclass(frozen=True)
+@record
 class Config:
     """The whole configuration, as read and checked from the TOML file."""
 
@@ -342,3 +345,4 @@ class Config:
     def accounts(self) -> tuple[SipConfig, ...]:
         """Every SIP account, `sip` (the first, the one presence uses) first."""
         return (self.sip, *self.more_accounts)
+

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.config.model import AccessConfig, SipConfig, UserRights
 from agent.core.commands import Command
 from agent.core.durations import format_minutes
+from agent.core.record import record
 from agent.core.sipuri import InvalidSipUri, address_of_record
 
 if TYPE_CHECKING:  # agent.core.codes loads only where a user has a secret (dispatch)
@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # agent.core.codes loads only where a user has a secret (disp
 CodeCheck = Callable[[str, bytes, str], "CodeResult"]
 
 
-@dataclass(frozen=True)
+@record
 class Decision:
     """Whether a sender may run a command, and why (for the log and the reply)."""
 

@@ -12,7 +12,6 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from agent.config.model import Config
@@ -35,6 +34,7 @@ from agent.core.mqtt_requests import SendRefused, parse_send
 from agent.core.outgoing import Outgoing, Request
 from agent.core.ports import Link, Outbox, Sip, SipError
 from agent.core.receipts import Receipts
+from agent.core.record import record
 from agent.core.relay import Delivery
 from agent.core.topics import COMMAND_KINDS, Topics
 from agent.core.untrusted import excerpt
@@ -42,7 +42,7 @@ from agent.core.untrusted import excerpt
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@record
 class Acceptance:
     """What became of an incoming MESSAGE offered to the outbox."""
 

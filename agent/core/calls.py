@@ -7,7 +7,6 @@ the caller pays nothing. Pure decisions; the SIP adapter answers with the code.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,11 +14,12 @@ from agent.config.model import AccessConfig, CallConfig
 from agent.core.access import identity_of
 from agent.core.dispatch import Dispatcher, Outcome
 from agent.core.messages import record_time
+from agent.core.record import record
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@record
 class CallOutcome:
     """What became of an incoming call: its answer code and its action, if any."""
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date
 
 from agent.core.logfields import journal_fields
+from agent.core.record import record
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@record
 class Fix:
     """A security fix in a pjproject release."""
 
@@ -93,7 +93,7 @@ def missing_fixes(
     ]
 
 
-@dataclass(frozen=True)
+@record
 class TlsLibrary:
     """The binding's TLS library, as it names itself ("" when there is none)."""
 
@@ -119,7 +119,7 @@ class TlsLibrary:
         return OPENSSL_END_OF_LIFE.get(series) if series else None
 
 
-@dataclass(frozen=True)
+@record
 class Capabilities:
     """What the running binding is, and what it can do."""
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from dataclasses import dataclass
 
 from agent.core import cpim, imdn
 from agent.core.messages import IncomingMessage
+from agent.core.record import record
 
 COMPOSING = "application/im-iscomposing+xml"
 # A deflated body of 4000 bytes can unpack to megabytes: more than this is refused.
@@ -22,7 +22,7 @@ MAX_INFLATED_BYTES = 16384
 _ENCODINGS = ("deflate", "gzip")
 
 
-@dataclass(frozen=True)
+@record
 class Reading:
     """A MESSAGE as the agent understands it."""
 

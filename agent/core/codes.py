@@ -19,10 +19,11 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import Enum
 from typing import Protocol
 
+from agent.core.record import record
 from agent.core.totp import CODE, SKEW_STEPS, STEP_S, hotp
 
 DEFAULT_FAILURES = 5
@@ -37,7 +38,7 @@ class Verdict(Enum):
     UNRECORDED = "unrecorded"  # right, but its use cannot be recorded: refused
 
 
-@dataclass(frozen=True)
+@record
 class CodeResult:
     """What checking a one-time code found, and the lockout it may have started."""
 
@@ -47,7 +48,7 @@ class CodeResult:
     failures: int = 0  # wrong codes counted in the current window
 
 
-@dataclass(frozen=True)
+@record
 class SecretState:
     """What is remembered of one secret (by its fingerprint, never the secret)."""
 

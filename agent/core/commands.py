@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol
 
 from agent.config.model import OutputConfig
 from agent.core.durations import InvalidDuration, format_duration, parse_duration
 from agent.core.jsonin import JsonInputError, loads
 from agent.core.presence import STATUSES, PresenceError, normalize_status
+from agent.core.record import record
 from agent.core.totp import CODE
 from agent.core.untrusted import BadText, check_text, excerpt
 
@@ -34,7 +35,7 @@ class CommandError(Exception):
     """A command that cannot be carried out; the message is the reply after `error: `."""
 
 
-@dataclass(frozen=True)
+@record
 class Command:
     """A parsed command: its name, target output and further arguments."""
 
@@ -51,7 +52,7 @@ class Command:
         return COMMANDS[self.name].takes_output
 
 
-@dataclass(frozen=True)
+@record
 class Request:
     """A parsed message: the command, and the one-time code written before it, if any."""
 
@@ -59,7 +60,7 @@ class Request:
     code: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Result:
     """The outcome of a command: ok or not, and the reply text."""
 
@@ -96,7 +97,7 @@ class Controls(Protocol):
 Handler = Callable[[Command, Controls], str]
 
 
-@dataclass(frozen=True)
+@record
 class Spec:
     """One command of the language: usage, help text and handler."""
 

@@ -22,8 +22,8 @@ every part is bounded, and nothing read here decides who the sender is (the SIP 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from agent.core.record import record
 from agent.core.siptext import clean
 
 CONTENT_TYPE = "message/cpim"
@@ -44,7 +44,7 @@ class CpimError(ValueError):
     """A message/cpim body that cannot be read; the message says why."""
 
 
-@dataclass(frozen=True)
+@record
 class Cpim:
     """One unwrapped CPIM message: its headers, the inner content type and content."""
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime
 import logging
-from dataclasses import dataclass
 
 from agent.core.capabilities import Capabilities, missing_fixes
+from agent.core.record import record
 
 # Home Assistant keeps at most 255 characters of an entity's state.
 MAX_ERROR_CHARS = 250
@@ -23,7 +23,7 @@ def pjproject_outdated(version: str) -> bool:
     return bool(missing_fixes(version))
 
 
-@dataclass(frozen=True)
+@record
 class ErrorNote:
     """The newest error: its text and when it was logged."""
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from agent import __version__
 from agent.config.model import Config, InputConfig, OutputConfig
 from agent.core.presence import MAX_NOTE_CHARS, STATUSES
+from agent.core.record import record
 from agent.core.topics import Topics
 
 # Home Assistant wants `event_type` in an event's JSON; `message/in` records keep their own
@@ -28,7 +28,7 @@ EVENT_TEMPLATE = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class Entity:
     """One Home Assistant entity: its component, key and discovery fields."""
 

@@ -10,7 +10,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.config.model import AccessConfig
@@ -21,6 +20,7 @@ from agent.core.durations import format_duration, format_minutes
 from agent.core.logfields import journal_fields
 from agent.core.ratelimit import RateLimiter
 from agent.core.ratelimit import Verdict as RateVerdict
+from agent.core.record import record
 from agent.core.redact import redact_codes
 from agent.core.throttle import Throttle
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@record
 class Outcome:
     """What became of one command; `reply` is "" when nothing is to be sent back."""
 

@@ -6,48 +6,49 @@ only the owner thread acts on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from agent.core.record import record
 
 if TYPE_CHECKING:
     # Only a status request carries one (agent.adapters.status_socket imports it then).
     from concurrent.futures import Future
 
 
-@dataclass(frozen=True)
+@record
 class StopRequested:
     """A signal (or a test) asked the agent to shut down."""
 
     reason: str
 
 
-@dataclass(frozen=True)
+@record
 class ReloadRequested:
     """SIGHUP (`systemctl reload sipagent`): read the config again, apply what can change live."""
 
     source: str = "SIGHUP"  # what asked
 
 
-@dataclass(frozen=True)
+@record
 class StatusLogRequested:
     """SIGUSR1/SIGUSR2: log the status and the counters; nothing changes."""
 
     source: str
 
 
-@dataclass(frozen=True)
+@record
 class MqttConnected:
     """The broker accepted the connection; retained state must be announced again."""
 
 
-@dataclass(frozen=True)
+@record
 class MqttDisconnected:
     """The MQTT connection was lost (posted from paho's thread)."""
 
     reason: str
 
 
-@dataclass(frozen=True)
+@record
 class MqttMessage:
     """A message arrived on one of the topics the agent subscribes to."""
 
@@ -57,7 +58,7 @@ class MqttMessage:
     retained: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class MqttOversize:
     """A message over its topic's size bound: only its size is kept (agent.core.mqtt_requests)."""
 
@@ -67,7 +68,7 @@ class MqttOversize:
     retained: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class InputChanged:
     """A GPIO input settled in a new state (posted from gpiozero's callback thread)."""
 
@@ -75,14 +76,14 @@ class InputChanged:
     active: bool
 
 
-@dataclass(frozen=True)
+@record
 class MqttPublished:
     """The broker acknowledged the publish with this message id (PUBACK for QoS 1)."""
 
     mid: int
 
 
-@dataclass(frozen=True)
+@record
 class StatusRequested:
     """A local client asked for the status (agent.adapters.status_socket); the owner thread answers
     by setting `reply`'s result to a JSON-ready dict."""

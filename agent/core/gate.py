@@ -24,12 +24,12 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from agent.config.model import SipConfig
 from agent.core.budget import TokenBucket
 from agent.core.counters import Counters
 from agent.core.lograte import LogThrottle
+from agent.core.record import record
 from agent.core.sipmsg import SipRequest, params_of, parse_request, uri_host
 from agent.core.sipuri import InvalidSipUri, address_of_record
 from agent.core.trust import Trust
@@ -48,7 +48,7 @@ CALL_MEMORY_S = 32.0
 CALL_MEMORY = 256
 
 
-@dataclass(frozen=True)
+@record
 class Verdict:
     """What the request gate does with a request: let it pass, drop it, or answer it."""
 
@@ -65,7 +65,7 @@ def answer(code: int, reason: str = "") -> Verdict:
     return Verdict("answer", code, reason)
 
 
-@dataclass(frozen=True)
+@record
 class Arrival:
     """One request as the gate sees it: its method, where it came from, its bytes."""
 

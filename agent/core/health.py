@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from agent.core.record import record
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 _REGISTERED_STATES = frozenset({"registered", "direct"})
 
 
-@dataclass(frozen=True)
+@record
 class HealthPolicy:
     """How long each kind of trouble is tolerated before the pings stop."""
 
@@ -28,7 +29,7 @@ class HealthPolicy:
     loop_stall_s: float  # a loop turn older than this means the loop hangs
 
 
-@dataclass(frozen=True)
+@record
 class OutboxHealth:
     """What the outbox reports: queued records, and since when (monotonic) none moved."""
 
@@ -42,7 +43,7 @@ class OutboxHealth:
 OutboxProbe = Callable[[], OutboxHealth]
 
 
-@dataclass(frozen=True)
+@record
 class Verdict:
     """Whether the watchdog may be pinged, and why not."""
 

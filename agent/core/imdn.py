@@ -8,9 +8,8 @@ sends its notices deflated (`Content-Encoding: deflate`); agent.core.chat inflat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from agent.core import cpim
+from agent.core.record import record
 
 CONTENT_TYPE = "message/imdn+xml"
 _XMLNS = "urn:ietf:params:xml:ns:imdn"
@@ -27,7 +26,7 @@ class ImdnError(ValueError):
     """A notice that cannot be read; the message says why."""
 
 
-@dataclass(frozen=True)
+@record
 class Request:
     """What the sender of a message asked to be told, and under which Message-ID."""
 
@@ -37,7 +36,7 @@ class Request:
     datetime: str | None  # the message's DateTime, echoed in the notice
 
 
-@dataclass(frozen=True)
+@record
 class Notice:
     """A notice about one of our messages: "delivered", "displayed", "failed", ..."""
 

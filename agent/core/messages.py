@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.core.record import record
 from agent.core.sipuri import InvalidSipUri, parse_sip_uri
 
 
-@dataclass(frozen=True)
+@record
 class IncomingMessage:
     """A received SIP MESSAGE, as the agent handles and relays it."""
 
@@ -106,7 +106,7 @@ def request_key(raw: str) -> str | None:
     return f"{call_id}|{cseq}|{from_tag}"
 
 
-@dataclass(frozen=True)
+@record
 class CommandOutcome:
     """What became of a message read as a command (None in the record: not a command)."""
 

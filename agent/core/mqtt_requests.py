@@ -9,9 +9,9 @@ header to the request the agent sends.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from agent.core.jsonin import JsonInputError, loads
+from agent.core.record import record
 from agent.core.sipuri import InvalidSipUri, parse_sip_uri
 from agent.core.untrusted import BadText, check_text, excerpt
 
@@ -32,7 +32,7 @@ _ACCOUNT = re.compile(r"[a-z0-9_-]{1,64}")
 _CONTENT_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?: ?; ?{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))*")
 
 
-@dataclass(frozen=True)
+@record
 class PayloadBounds:
     """The largest payload each kind of topic (agent.core.topics.Topics.kind) takes, in bytes."""
 
@@ -51,7 +51,7 @@ class PayloadBounds:
         }.get(kind or "", HA_STATUS_BYTES)
 
 
-@dataclass(frozen=True)
+@record
 class SendRequest:
     """A `B/message/send` request whose every field may go into a SIP MESSAGE."""
 

@@ -20,10 +20,10 @@ adapter by one shared contract test (tests/adapters/test_contracts.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from agent.config.model import OutputConfig
+from agent.core.record import record
 
 if TYPE_CHECKING:
     from agent.core.events import Event
@@ -70,7 +70,7 @@ class Sip(Answering, Protocol):
         """Send now, or raise SipError."""
 
 
-@dataclass(frozen=True)
+@record
 class BuddyState:
     """A watched contact's presence, as the SIP side last heard it."""
 
@@ -182,7 +182,7 @@ def event_size(topic: str, payload: bytes) -> int:
     return len(topic.encode()) + len(payload)
 
 
-@dataclass(frozen=True)
+@record
 class Row:
     """One event kept by the outbox."""
 
@@ -195,7 +195,7 @@ class Row:
         return event_size(self.topic, self.payload)
 
 
-@dataclass(frozen=True)
+@record
 class Added:
     """What became of `Outbox.add`: the new row's id, or None with the reason."""
 

@@ -10,9 +10,9 @@ import json
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from agent.core.jsonin import JsonInputError, loads
+from agent.core.record import record
 from agent.core.untrusted import BadText, check_text, excerpt
 
 # The status words of the command language, in the order `help` lists them.
@@ -26,7 +26,7 @@ class PresenceError(ValueError):
     """A presence request that cannot be applied; the message says what to send instead."""
 
 
-@dataclass(frozen=True)
+@record
 class Presence:
     """The effective presence: what watchers see and `B/presence/state` says."""
 
@@ -41,7 +41,7 @@ class Presence:
         return f"{self.status} — {self.note}" if self.note else self.status
 
 
-@dataclass(frozen=True)
+@record
 class Pidf:
     """PIDF basic state plus the RPID activity pjsua can express (unknown, away, busy)."""
 
@@ -121,7 +121,7 @@ def literal_template(note: str) -> str:
 # -- requests ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class PresenceRequest:
     """A status (and note) asked for by a command or MQTT."""
 
@@ -210,7 +210,7 @@ def from_xml_text(text: str) -> str:
 # -- the state -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class PresenceState:
     """The status and the note *template*: the note follows the device while it is a template."""
 

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.core.record import record
+
 # Buckets kept for senders who are not configured (forged From addresses are free).
 MAX_STRANGERS = 1024
 # Buckets kept per configured user, one per address it sent from.
@@ -38,7 +40,7 @@ class _Bucket:
     refused: bool = False  # refused since it last had a token: the next refusal is silent
 
 
-@dataclass(frozen=True)
+@record
 class Verdict:
     """Whether a command is taken now, and when the next one would be."""
 

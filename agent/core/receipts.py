@@ -19,7 +19,6 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from agent.core import cpim, imdn
@@ -30,6 +29,7 @@ from agent.core.counters import Counters
 from agent.core.lograte import LogThrottle
 from agent.core.messages import IncomingMessage, reply_target
 from agent.core.ports import SipError
+from agent.core.record import record
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ MAX_TRACKED = 256
 SendFn = Callable[[str, str, str, str | None], None]
 
 
-@dataclass(frozen=True)
+@record
 class Tracked:
     """A MESSAGE sent with `notify`, waiting for its delivery notices."""
 

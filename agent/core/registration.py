@@ -13,11 +13,12 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 
+from agent.core.record import record
 
-@dataclass(frozen=True)
+
+@record
 class RegState:
     """The account's registration as the agent reports it."""
 
@@ -62,7 +63,7 @@ class Action(Enum):
     CHECK = "check"  # periodic: refresh, and let the answer show the address the server sees
 
 
-@dataclass(frozen=True)
+@record
 class Backoff:
     """Delays that double from `min_s` up to `max_s`, each shortened by up to `jitter` of it.
 
@@ -80,7 +81,7 @@ class Backoff:
         return base * (1.0 - self.jitter * rand)
 
 
-@dataclass(frozen=True)
+@record
 class Attempt:
     """What the adapter should report about a scheduled REGISTER."""
 

@@ -12,10 +12,10 @@ running value until a restart, and the plan names each such key.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from agent.config.model import Config, GpioConfig, InputConfig, OutputConfig
+from agent.core.record import record
 
 # Fields of one output or input that a reload applies; the others need new pins.
 OUTPUT_LIVE = ("pulse_s", "max_pulse_s", "level_min", "level_max", "button", "label")
@@ -44,7 +44,7 @@ KEY_OF_FIELD = {
 Item = TypeVar("Item", OutputConfig, InputConfig)
 
 
-@dataclass(frozen=True)
+@record
 class ReloadPlan:
     """What a reload does: the config it runs with, what applies live, what waits."""
 

@@ -23,13 +23,14 @@ sees the request, nothing answered may be refused: there the bound is Timer J an
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Protocol
+
+from agent.core.record import record
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@record
 class LoadPolicy:
     """Thresholds of the load policy (transactions held) and Timer J's two values."""
 
@@ -44,7 +45,7 @@ class LoadPolicy:
 DEFAULT_POLICY = LoadPolicy()
 
 
-@dataclass(frozen=True)
+@record
 class LoadState:
     """Timer J now, and whether MESSAGE is refused."""
 

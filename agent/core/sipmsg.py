@@ -9,8 +9,8 @@ cannot be read are simply absent, and every string is clean (agent.core.siptext)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from agent.core.record import record
 from agent.core.siptext import clean
 
 # RFC 3261 7.3.3 and the event framework's compact forms.
@@ -40,7 +40,7 @@ MAX_HEADERS = 200
 MAX_LIST_ENTRIES = 32
 
 
-@dataclass(frozen=True)
+@record
 class SipRequest:
     """A SIP request as received: method, URI, headers and body."""
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import string
-from dataclasses import dataclass
+
+from agent.core.record import record
 
 DEFAULT_PORTS: dict[str, int] = {"sip": 5060, "sips": 5061}
 
@@ -22,7 +23,7 @@ class InvalidSipUri(ValueError):
     """Text that is not a SIP URI; the message quotes it and says why."""
 
 
-@dataclass(frozen=True)
+@record
 class SipUri:
     """A parsed sip: or sips: URI (headers and display name are not kept)."""
 

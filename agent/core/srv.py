@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+
+from agent.core.record import record
 
 # How often the records are asked for again (pjsip's cache answers until their TTL runs out).
 REFRESH_S = 10.0
@@ -28,7 +29,7 @@ GIVE_UP_S = 8.0
 SERVER_FAILURES = frozenset({0, 408, 500, 502, 503, 504})
 
 
-@dataclass(frozen=True)
+@record
 class SrvTarget:
     """One SRV target: host, port, priority, weight and its addresses."""
 

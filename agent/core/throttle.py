@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from agent.core.record import record
 
 # What "at most once a minute" means everywhere the agent repeats itself.
 REPEAT_S = 60.0
 
 
-@dataclass(frozen=True)
+@record
 class Say:
     """Whether to log an occurrence now, and how many were kept quiet before it."""
 

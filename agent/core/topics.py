@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from agent.config.model import MqttConfig
+from agent.core.record import record
 
 # What a topic the agent listens on is for (Topics.kind); all but "ha_status" are commands.
 COMMAND_KINDS = frozenset(
@@ -20,7 +19,7 @@ COMMAND_KINDS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@record
 class Topics:
     """The MQTT topic names under one base topic."""
 

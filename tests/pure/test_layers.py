@@ -20,6 +20,8 @@ OUTSIDE = {"pjsua2", "paho", "gpiozero", "systemd", "sqlite3", "ctypes"}
 # Nor do its own I/O: threads, sockets, signals and processes belong to adapters.
 IO = {"socket", "threading", "signal", "subprocess"}
 MODEL = "agent.config.model"
+# The one module of ours the model may import: a leaf of the core (frozen records).
+RECORD = "agent.core.record"
 
 
 def module_name(path: Path) -> str:
@@ -120,7 +122,8 @@ def test_the_core_imports_nothing_outside_not_even_through_others() -> None:
 
 
 def test_the_config_model_is_a_leaf() -> None:
-    assert ours(MODEL) == set()
+    assert ours(MODEL) <= {RECORD}
+    assert ours(RECORD) == set()
 
 
 def test_config_readers_use_the_model_and_the_core_only() -> None:

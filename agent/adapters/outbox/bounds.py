@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from agent.adapters.outbox.memory import cost
 from agent.core.counters import Counters
+from agent.core.record import record
 from agent.core.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 Candidates = Iterator[tuple[int, int]]  # (id, size), oldest first
 
 
-@dataclass(frozen=True)
+@record
 class Limits:
     """The outbox's bounds: events, bytes of events, bytes held in memory, and what full does."""
 
@@ -32,7 +32,7 @@ class Limits:
     refuse: bool
 
 
-@dataclass(frozen=True)
+@record
 class Fill:
     """What the outbox holds now: events, their bytes, and what memory holds costs."""
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from typing import Literal
+
+from agent.core.record import record
 
 Kind = Literal["full", "unusable", "corrupt"]
 # What a dedupe key costs on disk (a 16-byte hash and a time, with the b-tree around it).
@@ -32,7 +33,7 @@ class StoreError(OutboxError):
         self.kind = kind
 
 
-@dataclass(frozen=True)
+@record
 class Quota:
     """How `outbox.max_disk` is shared between the WAL, the database, events and keys."""
 
