@@ -87,7 +87,12 @@ class Runner:
             if config.mqtt
             else None
         )
-        self.sip = SipStack(config.sip, self.counters, config.more_accounts)
+        self.sip = SipStack(
+            config.sip,
+            self.counters,
+            config.more_accounts,
+            uses_tls=config.uses_tls,
+        )
         # The outbox exists for the MQTT relay; without a broker nothing needs keeping.
         self.outbox = (
             Outbox(

@@ -346,3 +346,7 @@ class Config:
         """Every SIP account, `sip` (the first, the one presence uses) first."""
         return (self.sip, *self.more_accounts)
 
+    @property
+    def uses_tls(self) -> bool:
+        """Whether anything the agent connects to is reached over TLS (SIP or MQTT)."""
+        return any(a.transport == "tls" for a in self.accounts) or bool(self.mqtt and self.mqtt.tls)

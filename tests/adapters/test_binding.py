@@ -107,3 +107,53 @@ def test_timer_j_and_the_transaction_count_are_reachable_on_the_installed_bindin
 def test_a_tls_library_inside_the_bindings_site_directory_is_bundled(library, bundled):
     extension = "/opt/v/lib/python3.11/site-packages/pjsua2/_pjsua2.cpython-311.so"
     assert is_bundled(library, extension) is bundled
+
+
+# SipStack.start as the agent runs it (agent.lean's stand-ins in place: Python's own hashlib
+# would load OpenSSL's error texts first), then whether OpenSSL has them (ERR_LIB_SSL's name).
+STACK_SCRIPT = textwrap.dedent("""
+    import ctypes, json, sys
+    from agent.lean import deferrable, deferred_imports
+    with deferred_imports(deferrable(None)):
+        from agent.config.load import load_config
+        config = load_config(sys.argv[1])
+        with deferred_imports(deferrable(config)):
+            from agent.adapters.sip.binding import extension_path
+            from agent.adapters.sip.stack import SipStack
+    stack = SipStack(config.sip, uses_tls=config.uses_tls)
+    stack.start()
+    lib = ctypes.CDLL(extension_path())
+    version = getattr(lib, "OpenSSL_version_num", None) or lib.SSLeay  # 1.1+, 1.0.x
+    version.restype = ctypes.c_ulong
+    number = version()
+    name = lib.ERR_lib_error_string
+    name.restype, name.argtypes = ctypes.c_char_p, [ctypes.c_ulong]
+    text = name(20 << (23 if number >= 0x30000000 else 24))  # ERR_PACK(ERR_LIB_SSL, 0, 0)
+    stack.shutdown()
+    print("RESULT " + json.dumps({"version": number, "text": text and text.decode()}))
+""")
+
+
+@pytest.mark.parametrize("transport", ["udp", "tls"])
+def test_openssl_error_texts_are_skipped_only_where_nothing_uses_tls(tmp_path, transport):
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        (REPO / "tests" / "golden" / "minimal.toml")
+        .read_text()
+        .replace("[sip]\n", f'[sip]\ntransport = "{transport}"\n')
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", STACK_SCRIPT, str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "STATE_DIRECTORY": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [line] = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")]
+    out = json.loads(line.removeprefix("RESULT "))
+    # OpenSSL 1.1 and newer (a binding built on Debian: OpenSSL 3) load the texts when pjsip
+    # starts, unless the agent asked them not to; the PyPI wheel's bundled 1.0.2 never does.
+    loads_them = out["version"] >= 0x10100000
+    expected = "SSL routines" if transport == "tls" and loads_them else None
+    assert out["text"] == expected

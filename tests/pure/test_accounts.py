@@ -55,6 +55,17 @@ def test_a_second_account_has_its_own_identity_and_shares_the_policy() -> None:
     assert (public.accept_from, public.limits) == (first.accept_from, first.limits)
 
 
+def test_tls_anywhere_is_tls_in_use() -> None:
+    # What keeps OpenSSL's error texts (agent.adapters.sip.binding): any TLS account, or MQTT.
+    assert not parse_config(BASE.format(extra=PUBLIC)).uses_tls
+    assert parse_config(BASE.format(extra=PUBLIC.replace('"tcp"', '"tls"'))).uses_tls
+    assert parse_config(BASE.format(extra='transport = "tls"\n' + PUBLIC)).uses_tls
+    assert parse_config(BASE.format(extra="").replace("[mqtt]\n", "[mqtt]\ntls = true\n")).uses_tls
+    assert not parse_config(
+        BASE.format(extra="").replace('[mqtt]\nhost = "localhost"\n', "")
+    ).uses_tls
+
+
 def test_one_sip_table_is_one_account() -> None:
     config = parse_config(BASE.format(extra=""))
     assert [a.name for a in config.accounts] == ["main"] and config.more_accounts == ()

@@ -159,6 +159,36 @@ def is_bundled(library: str, extension: str) -> bool:
     return inside and not here.startswith(("/usr/lib", "/lib"))
 
 
+# OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, from OpenSSL 1.1's <openssl/crypto.h> (same in 3.x).
+_NO_ERROR_TEXTS = 0x1
+
+
+def skip_openssl_error_texts() -> str | None:
+    """Keep the binding's OpenSSL from loading its error texts; before `libCreate`.
+
+    OpenSSL 1.1 and newer load every library's error texts the first time pjsip touches
+    them, though no TLS is used: with 2.17 linked to Debian's OpenSSL 3 that is about 0.5 MB
+    of the idle agent's anonymous memory. Once this is asked, later requests for the texts are
+    ignored for the life of the process, so the caller asks only when nothing in it uses TLS
+    (no TLS account, no MQTT TLS): what is lost is the wording of errors that cannot happen.
+    The library is the process's one OpenSSL, whoever loaded it. Returns its file, or None
+    where there is nothing to do: the binding is not loaded, or its OpenSSL is older (the
+    PyPI wheel bundles 1.0.2, which loads no texts by itself) or GnuTLS.
+    """
+    path = extension_path()
+    if path is None:
+        return None
+    try:
+        init = ctypes.CDLL(path).OPENSSL_init_crypto
+    except (OSError, AttributeError):
+        return None
+    init.restype = ctypes.c_int
+    init.argtypes = [ctypes.c_uint64, ctypes.c_void_p]
+    if not init(_NO_ERROR_TEXTS, None):
+        return None
+    return library_file(init) or "libcrypto"
+
+
 def _has(lib: ctypes.CDLL, name: str) -> bool:
     try:
         getattr(lib, name)

@@ -20,7 +20,7 @@ import pjsua2 as pj
 from agent.adapters.sip import net as sipnet
 from agent.adapters.sip.accounts import Slot, Slots
 from agent.adapters.sip.answers import Answers
-from agent.adapters.sip.binding import CApi, defers_answers
+from agent.adapters.sip.binding import CApi, defers_answers, skip_openssl_error_texts
 from agent.adapters.sip.guard import failed, guarded
 from agent.adapters.sip.incoming import incoming
 from agent.adapters.sip.logs import PjLogWriter, pjlog
@@ -108,8 +108,13 @@ class SipStack:
         config: SipConfig,
         counters: Counters | None = None,
         more_accounts: tuple[SipConfig, ...] = (),
+        *,
+        uses_tls: bool = True,
     ) -> None:
         self.config = config
+        # Whether anything in the process uses TLS (Config.uses_tls): OpenSSL's error texts
+        # are skipped, half a megabyte at idle, only when nothing does (.binding).
+        self.uses_tls = uses_tls
         self.slots = Slots((config, *more_accounts))
         self.listener: SipListener = _NoListener()
         self.routed = config.routed
@@ -142,6 +147,8 @@ class SipStack:
     # -- start and stop ---------------------------------------------------------------
 
     def start(self) -> None:
+        if not self.uses_tls and (library := skip_openssl_error_texts()):
+            log.debug("no TLS in use: OpenSSL's error texts are not loaded (%s)", library)
         ep = _Endpoint(self)
         with _stdout_silenced():
             # pjlib prints a banner to stdout before libInit installs our log writer.
