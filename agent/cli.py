@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from agent import __version__
-from agent.lean import deferrable, deferred_imports
+from agent.lean import deferrable, deferred_imports, forget
 
 if TYPE_CHECKING:
     from agent.config.model import Config
@@ -139,8 +139,11 @@ def _load_for_run(path: str | None) -> Config:
     from agent.config.load import DEFAULT_CONFIG_PATH, embedded_default, load_config
 
     if path is None and not os.path.exists(DEFAULT_CONFIG_PATH):
-        return embedded_default()
-    return load_config(path or DEFAULT_CONFIG_PATH)
+        config = embedded_default()
+    else:
+        config = load_config(path or DEFAULT_CONFIG_PATH)
+    forget("tomllib")  # read once; a reload (SIGHUP) imports it again
+    return config
 
 
 def _run(path: str | None) -> int:

@@ -267,6 +267,19 @@ def deferrable(config: Config | None) -> dict[str, dict[str, Any]]:
     return modules
 
 
+def forget(package: str) -> None:
+    """Drop `package` (and its submodules) from `sys.modules` and free them, if nothing else
+    holds them: what the service uses once at start, such as tomllib's parser for the config
+    file (a reload imports it again). Collected now, so that its memory goes to what is
+    imported next instead of growing the heap past it."""
+    import gc
+
+    with _LOCK:
+        for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
+            del sys.modules[name]
+    gc.collect()
+
+
 @contextmanager
 def deferred_imports(modules: dict[str, dict[str, Any]]) -> Iterator[None]:
     """Within the block, importing one of `modules` (not yet imported) imports a stand-in.

@@ -9,7 +9,6 @@ instead of stopping, so one run reports everything wrong with a file.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,6 +75,10 @@ pin = "GPIO18"
 
 def parse_config(text: str, *, source: str = "<string>", base_dir: str | None = None) -> Config:
     """Build a Config from TOML text; relative paths in it resolve against `base_dir`."""
+    # Imported here, not by this module: the service reads its config once, and then forgets
+    # the parser (agent.lean.forget), a third of a megabyte it would otherwise keep for good.
+    import tomllib
+
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

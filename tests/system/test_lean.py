@@ -24,6 +24,7 @@ from agent.lean import (
     _lazy_class,
     deferrable,
     deferred_imports,
+    forget,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +39,8 @@ NOT_LOADED = ("ssl", "_ssl", "hashlib", "_hashlib", "hmac", "email", "http.clien
               "gpiozero.fonts", "agent.core.status_report", "agent.core.reload", "textwrap",
               "random", "agent.adapters.sip.tcp", "agent.adapters.sip.bpf",
               "agent.core.connections", "agent.adapters.sip.hops",
-              "agent.adapters.sip.dns", "agent.core.codes")  # fmt: skip
+              "agent.adapters.sip.dns", "agent.core.codes",
+              "tomllib", "tomllib._parser")  # fmt: skip
 # Loaded only where the pjsua2 binding imports them itself (the PyPI wheel does).
 NOT_LOADED_UNLESS_THE_BINDING_DOES = ("pathlib", "urllib.parse")
 
@@ -69,6 +71,20 @@ def test_from_import_of_an_offered_function_does_not_load_the_module():
         assert rgb_to_hls(1, 1, 1) == (0.0, 0.0, 0.0) and calls
         assert not sys.modules["colorsys"].loaded  # type: ignore[attr-defined]
     sys.modules.pop("colorsys", None)
+
+
+def test_a_forgotten_package_is_freed_and_imports_again_when_asked():
+    import tomllib
+    import weakref
+
+    parser = weakref.ref(sys.modules["tomllib._parser"])
+    del tomllib
+    forget("tomllib")
+    assert parser() is None  # freed, not merely unlisted
+    assert not [n for n in sys.modules if n.split(".")[0] == "tomllib"]
+    import tomllib
+
+    assert tomllib.loads("a = 1") == {"a": 1}
 
 
 def test_an_already_imported_module_is_left_alone():
@@ -115,8 +131,8 @@ def test_building_the_agent_for_the_example_config_loads_none_of_them(tmp_path):
         import json, socket, sys
         from agent.lean import deferrable, deferred_imports
         with deferred_imports(deferrable(None)):  # as agent.cli.main does, first of all
-            from agent.config.load import load_config
-            config = load_config({str(config)!r})
+            from agent.cli import _load_for_run
+            config = _load_for_run({str(config)!r})
             with deferred_imports(deferrable(config)):
                 from agent.loop import Runner
                 Runner(config)
