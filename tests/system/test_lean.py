@@ -6,6 +6,7 @@ loads, by name, so a new import of something heavy shows up as a failing test.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -155,6 +156,27 @@ def test_building_the_agent_for_the_example_config_loads_none_of_them(tmp_path):
     # inspect, typically: a dataclass without a docstring makes dataclasses ask for its
     # signature, a Python callback handed to gpiozero makes it inspect one (agent.adapters.inputs).
     assert loaded == [], f"loaded at start for nothing: {loaded}"
+
+
+def test_a_message_kept_in_the_outbox_loads_no_openssl_for_its_key(tmp_path):
+    # The dedupe key is BLAKE2, built into CPython: hashlib would load OpenSSL's libcrypto
+    # (3 MB resident where the binding does not bring it) on the first message, for good.
+    script = textwrap.dedent(f"""
+        import json, sys
+        from agent.lean import deferrable, deferred_imports
+        with deferred_imports(deferrable(None)):
+            from agent.adapters.outbox.store import Outbox, _key
+            box = Outbox({str(tmp_path / "outbox.db")!r})
+            first = box.add("t", b"one", "call-1;1;tag")
+            again = box.add("t", b"one", "call-1;1;tag")
+        loaded = [n for n in ("hashlib", "_hashlib") if n in sys.modules
+                  and getattr(sys.modules[n], "loaded", True)]
+        print(json.dumps([first.id is not None, again.duplicate, _key("x").hex(), loaded]))
+    """)
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    kept, duplicate, key, loaded = _run_python(script, env)
+    assert (kept, duplicate, loaded) == (True, True, [])
+    assert key == hashlib.blake2b(b"x", digest_size=16).hexdigest()  # the key kept on disk
 
 
 def test_the_stand_ins_own_functions_answer_as_the_real_ones():

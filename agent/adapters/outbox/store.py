@@ -22,7 +22,6 @@ Only the owner thread may use an Outbox.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -35,12 +34,19 @@ from agent.adapters.outbox.model import Quota, StoreError
 from agent.core.counters import Counters
 from agent.core.ports import Added, Row, event_size
 
+try:
+    # CPython's own BLAKE2 (built in): `hashlib` would load OpenSSL for its other hashes, a
+    # libcrypto of 3 MB resident where the binding does not bring it, on the first message.
+    from _blake2 import blake2b
+except ImportError:  # another Python: hashlib has it
+    from hashlib import blake2b
+
 log = logging.getLogger(__name__)
 
 
 def _key(dedupe_key: str) -> bytes:
     # Fixed size whatever a stranger puts in Call-ID: the table of keys is bounded in bytes.
-    return hashlib.blake2b(dedupe_key.encode("utf-8", "replace"), digest_size=16).digest()
+    return blake2b(dedupe_key.encode("utf-8", "replace"), digest_size=16).digest()
 
 
 class Outbox:
