@@ -2,7 +2,7 @@
 
 `@dataclass(frozen=True)` writes five methods for every class (`__repr__`, `__eq__`,
 `__hash__`, `__setattr__`, `__delattr__`) by compiling source text, and each class keeps its
-own code objects for the life of the process. The agent defines about ninety such classes
+own code objects for the life of the process. The agent defines 82 such classes
 (events, config sections, replies); on the example config their methods were half a megabyte
 of the memory a Pi pays for at idle (README, "Memory and floods"). A record keeps only the
 generated `__init__` (it differs per class) and uses one function of each kind for all, which

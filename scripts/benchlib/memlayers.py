@@ -30,8 +30,10 @@ from pathlib import Path  # noqa: E402
 
 
 def start_pjsua2() -> None:
+    from agent.adapters.sip.binding import skip_openssl_error_texts
     from lab.bareendpoint import bare_endpoint
 
+    skip_openssl_error_texts()  # as the agent does where nothing uses TLS (the example)
     globals()["_endpoint"] = bare_endpoint()  # kept alive: the figure is for a running one
 
 
@@ -49,11 +51,11 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "agent.toml"
 
 def main() -> None:
     rows = [("Python 3 interpreter", *INTERPRETER)]
-    from agent.config.load import load_config
+    from agent.cli import _load_for_run  # reads the config, then forgets tomllib's parser
     from agent.lean import deferrable, deferred_imports
 
     with deferred_imports(deferrable(None)):
-        config = load_config(str(EXAMPLE))
+        config = _load_for_run(str(EXAMPLE))
         rows.append(("the config read (tomllib, dataclasses, re, typing, logging)", *memory_kb()))
         with deferred_imports(deferrable(config)):
             for label, step in LAYERS:
