@@ -171,7 +171,8 @@ def skip_openssl_error_texts() -> str | None:
     of the idle agent's anonymous memory. Once this is asked, later requests for the texts are
     ignored for the life of the process, so the caller asks only when nothing in it uses TLS
     (no TLS account, no MQTT TLS): what is lost is the wording of errors that cannot happen.
-    The library is the process's one OpenSSL, whoever loaded it. Returns its file, or None
+    The library is the one the binding resolves: with a binding built on the system's OpenSSL,
+    the same one Python's `ssl` and `hashlib` would use. Returns its file, or None
     where there is nothing to do: the binding is not loaded, or its OpenSSL is older (the
     PyPI wheel bundles 1.0.2, which loads no texts by itself) or GnuTLS.
     """
